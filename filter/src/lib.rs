@@ -1,0 +1,19 @@
+//! sidetrace: OpenTelemetry tracing at the Envoy sidecar.
+//!
+//! Everything but `wasm` is plain Rust with no host calls, tested natively. `wasm` is the thin
+//! proxy-wasm glue that feeds request facts in and sends OTLP batches out.
+
+pub mod config;
+pub mod context;
+pub mod export;
+pub mod hex;
+pub mod ids;
+pub mod otlp;
+pub mod propagation;
+pub mod resource;
+pub mod route;
+pub mod sampling;
+pub mod span;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
