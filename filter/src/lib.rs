@@ -4,6 +4,8 @@
 //! proxy-wasm glue that feeds request facts in and sends OTLP batches out.
 
 pub mod config;
+pub mod envoy_flags;
+pub mod http_span;
 pub mod context;
 pub mod export;
 pub mod hex;
@@ -14,6 +16,7 @@ pub mod resource;
 pub mod route;
 pub mod sampling;
 pub mod span;
+pub mod tracer;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

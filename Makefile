@@ -1,0 +1,63 @@
+# sidetrace: build the filter, run the demo mesh, run every test.
+# `make demo` is the main job; `make test` is what CI runs.
+
+SHELL := /bin/bash
+WASM_TARGET := wasm32-wasip1
+WASM_BUILT := target/$(WASM_TARGET)/release/sidetrace.wasm
+WASM := target/sidetrace.wasm
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: all build wasm-target venv test test-rust test-mock-host test-envoy demo bench fmt lint clean
+
+all: build
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+# The release build is size-tuned in Cargo.toml; wasm-opt trims it further when installed.
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET) -p sidetrace
+	@if command -v wasm-opt >/dev/null 2>&1; then \
+		wasm-opt -O3 --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
+			--enable-nontrapping-float-to-int --enable-mutable-globals \
+			$(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+	else \
+		echo "wasm-opt not found: using the unoptimised module"; cp $(WASM_BUILT) $(WASM); \
+	fi
+	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: tests/requirements.txt tests/bootstrap.sh
+	bash tests/bootstrap.sh
+
+test-rust:
+	cargo test -p sidetrace
+
+test-mock-host: build
+	cargo test -p sidetrace-mock-host
+
+test-envoy: build venv
+	$(PYTHON) -m pytest -q tests
+
+# Everything: native unit and property tests, the .wasm under the mock host, then real Envoy.
+test: test-rust test-mock-host test-envoy
+
+demo: build venv
+	$(PYTHON) demo/run.py $(ARGS)
+
+bench: build venv
+	bash benches/report.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy -p sidetrace --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,308 @@
+//! Turns what the sidecar saw of one HTTP exchange into span name, attributes and status, using
+//! the stable OTel HTTP semantic conventions. Pure: the glue collects the facts, this decides.
+
+use crate::config::HeaderTag;
+use crate::propagation::{Getter, Headers};
+use crate::span::{http_span_status, Attribute, AttributeValue, SpanKind, StatusCode};
+use std::borrow::Cow;
+
+/// Facts about one finished exchange. Strings borrow from the request headers kept since the
+/// start of the stream and from properties read at the end, so building attributes copies nothing.
+pub struct Exchange<'a> {
+    pub kind: SpanKind,
+    pub request: &'a Headers,
+    pub route_name: Option<&'a str>,
+    /// `request.protocol`: "HTTP/1.1", "HTTP/2", "HTTP/3".
+    pub protocol: Option<&'a str>,
+    pub status_code: Option<u32>,
+    pub grpc_status: Option<u32>,
+    /// Envoy's short response-flag codes, comma-joined ("UF,URX").
+    pub response_flags: &'a str,
+    pub downstream_peer: Option<&'a str>,
+    pub upstream_address: Option<&'a str>,
+    pub upstream_cluster: Option<&'a str>,
+    pub request_body_size: Option<i64>,
+    pub response_body_size: Option<i64>,
+}
+
+/// What the configuration adds to every span.
+pub struct SpanDecorations<'a> {
+    pub record_query: bool,
+    pub fixed_tags: &'a [(String, String)],
+    pub header_tags: &'a [HeaderTag],
+    /// `(attribute name, value)` pairs taken from incoming baggage for the configured keys only.
+    pub baggage: &'a [(&'a str, &'a str)],
+}
+
+const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+impl<'a> Exchange<'a> {
+    pub fn method(&self) -> &'a str {
+        self.request.get(":method").unwrap_or("GET")
+    }
+
+    /// The request target without its query string.
+    pub fn path(&self) -> &'a str {
+        let target = self.request.get(":path").unwrap_or("/");
+        target.split(['?', '#']).next().unwrap_or(target)
+    }
+
+    fn query(&self) -> Option<&'a str> {
+        let target = self.request.get(":path")?;
+        let (_, query) = target.split_once('?')?;
+        Some(query.split('#').next().unwrap_or(query)).filter(|q| !q.is_empty())
+    }
+
+    fn is_grpc(&self) -> bool {
+        self.request
+            .get("content-type")
+            .is_some_and(|ct| ct.starts_with("application/grpc"))
+    }
+
+    /// OTel status for this exchange: never Ok, Error by the server/client rules.
+    pub fn status(&self) -> (StatusCode, Cow<'static, str>) {
+        let grpc = if self.is_grpc() { self.grpc_status } else { None };
+        http_span_status(self.kind, self.status_code.filter(|c| *c > 0), grpc, self.response_flags)
+    }
+
+    /// Appends every attribute of the span to `out`.
+    pub fn attributes(&self, decorations: &SpanDecorations<'a>, out: &mut Vec<Attribute<'a>>) {
+        let method = self.method();
+        if KNOWN_METHODS.contains(&method) {
+            push_str(out, "http.request.method", method);
+        } else {
+            push_str(out, "http.request.method", "_OTHER");
+            push_str(out, "http.request.method_original", method);
+        }
+        push_str(out, "url.path", self.path());
+        if decorations.record_query {
+            if let Some(query) = self.query() {
+                push_str(out, "url.query", query);
+            }
+        }
+        if let Some(scheme) = self.request.get(":scheme") {
+            push_str(out, "url.scheme", scheme);
+        }
+        if let Some(authority) = self.request.get(":authority") {
+            let (host, port) = split_host_port(authority);
+            push_str(out, "server.address", host);
+            if let Some(port) = port {
+                out.push(Attribute { key: "server.port", value: AttributeValue::Int(port) });
+            }
+        }
+        if let Some(code) = self.status_code.filter(|c| *c > 0) {
+            out.push(Attribute { key: "http.response.status_code", value: AttributeValue::Int(code as i64) });
+        }
+        if let Some(version) = self.protocol.and_then(protocol_version) {
+            push_str(out, "network.protocol.version", version);
+        }
+        match self.kind {
+            SpanKind::Server => {
+                let client = self
+                    .request
+                    .get("x-forwarded-for")
+                    .and_then(|list| list.split(',').next())
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .or_else(|| self.downstream_peer.map(|peer| split_host_port(peer).0));
+                if let Some(client) = client {
+                    push_str(out, "client.address", client);
+                }
+                if let Some(peer) = self.downstream_peer {
+                    push_peer(out, peer);
+                }
+            }
+            SpanKind::Client => {
+                if let Some(peer) = self.upstream_address {
+                    push_peer(out, peer);
+                }
+            }
+        }
+        if let Some(agent) = self.request.get("user-agent") {
+            push_str(out, "user_agent.original", agent);
+        }
+        if let Some(size) = self.request_body_size.filter(|s| *s > 0) {
+            out.push(Attribute { key: "http.request.body.size", value: AttributeValue::Int(size) });
+        }
+        if let Some(size) = self.response_body_size.filter(|s| *s >= 0) {
+            out.push(Attribute { key: "http.response.body.size", value: AttributeValue::Int(size) });
+        }
+        if let Some(request_id) = self.request.get("x-request-id") {
+            push_str(out, "http.request.header.x-request-id", request_id);
+        }
+        if self.is_grpc() {
+            if let Some(status) = self.grpc_status {
+                out.push(Attribute { key: "rpc.system", value: AttributeValue::Str("grpc") });
+                out.push(Attribute { key: "rpc.grpc.status_code", value: AttributeValue::Int(status as i64) });
+            }
+        }
+        if !self.response_flags.is_empty() {
+            push_str(out, "envoy.response_flags", self.response_flags);
+        }
+        if let Some(cluster) = self.upstream_cluster.filter(|c| !c.is_empty()) {
+            push_str(out, "envoy.upstream_cluster", cluster);
+        }
+        if let Some(upstream) = self.upstream_address.filter(|a| !a.is_empty()) {
+            push_str(out, "upstream.address", upstream);
+        }
+        for (tag, value) in decorations.fixed_tags {
+            push_str(out, tag, value);
+        }
+        for tag in decorations.header_tags {
+            // Only the one configured header is read: a tag can never expose any other header.
+            if let Some(value) = self.request.get(&tag.header).or(tag.default_value.as_deref()) {
+                push_str(out, &tag.tag, value);
+            }
+        }
+        for (name, value) in decorations.baggage {
+            push_str(out, name, value);
+        }
+    }
+}
+
+fn push_str<'a>(out: &mut Vec<Attribute<'a>>, key: &'a str, value: &'a str) {
+    out.push(Attribute { key, value: AttributeValue::Str(value) });
+}
+
+fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, peer: &'a str) {
+    let (address, port) = split_host_port(peer);
+    push_str(out, "network.peer.address", address);
+    if let Some(port) = port {
+        out.push(Attribute { key: "network.peer.port", value: AttributeValue::Int(port) });
+    }
+}
+
+/// Splits `host:port`, `[v6]:port`, or a bare host.
+pub fn split_host_port(authority: &str) -> (&str, Option<i64>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (host, port);
+        }
+        return (authority, None);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse::<u16>() {
+            Ok(port) => (host, Some(port as i64)),
+            Err(_) => (authority, None),
+        },
+        _ => (authority, None),
+    }
+}
+
+fn protocol_version(protocol: &str) -> Option<&str> {
+    match protocol {
+        "HTTP/1.0" => Some("1.0"),
+        "HTTP/1.1" => Some("1.1"),
+        "HTTP/2" => Some("2"),
+        "HTTP/3" => Some("3"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(kind: SpanKind, request: &Headers, status: Option<u32>) -> Exchange<'_> {
+        Exchange {
+            kind,
+            request,
+            route_name: None,
+            protocol: Some("HTTP/1.1"),
+            status_code: status,
+            grpc_status: None,
+            response_flags: "",
+            downstream_peer: Some("10.0.0.7:51234"),
+            upstream_address: Some("10.0.0.9:8080"),
+            upstream_cluster: Some("outbound|8080||payments"),
+            request_body_size: Some(0),
+            response_body_size: Some(42),
+        }
+    }
+
+    fn find<'a>(attrs: &'a [Attribute<'a>], key: &str) -> Option<&'a AttributeValue<'a>> {
+        attrs.iter().find(|a| a.key == key).map(|a| &a.value)
+    }
+
+    fn request() -> Headers {
+        Headers::from_pairs([
+            (":method", "POST"),
+            (":path", "/orders/123?debug=1"),
+            (":scheme", "http"),
+            (":authority", "checkout:8080"),
+            ("user-agent", "curl/8"),
+            ("x-request-id", "req-1"),
+            ("x-user-id", "u-9"),
+            ("cookie", "secret"),
+        ])
+    }
+
+    #[test]
+    fn server_span_attributes_follow_semconv() {
+        let request = request();
+        let ex = exchange(SpanKind::Server, &request, Some(201));
+        let tags = vec![HeaderTag { tag: "user".into(), header: "x-user-id".into(), default_value: None }];
+        let fixed = vec![("env".to_string(), "prod".to_string())];
+        let decorations = SpanDecorations { record_query: false, fixed_tags: &fixed, header_tags: &tags, baggage: &[] };
+        let mut attrs = Vec::new();
+        ex.attributes(&decorations, &mut attrs);
+        assert_eq!(find(&attrs, "http.request.method"), Some(&AttributeValue::Str("POST")));
+        assert_eq!(find(&attrs, "url.path"), Some(&AttributeValue::Str("/orders/123")));
+        assert_eq!(find(&attrs, "url.query"), None);
+        assert_eq!(find(&attrs, "server.address"), Some(&AttributeValue::Str("checkout")));
+        assert_eq!(find(&attrs, "server.port"), Some(&AttributeValue::Int(8080)));
+        assert_eq!(find(&attrs, "http.response.status_code"), Some(&AttributeValue::Int(201)));
+        assert_eq!(find(&attrs, "client.address"), Some(&AttributeValue::Str("10.0.0.7")));
+        assert_eq!(find(&attrs, "network.peer.port"), Some(&AttributeValue::Int(51234)));
+        assert_eq!(find(&attrs, "network.protocol.version"), Some(&AttributeValue::Str("1.1")));
+        assert_eq!(find(&attrs, "http.request.header.x-request-id"), Some(&AttributeValue::Str("req-1")));
+        assert_eq!(find(&attrs, "http.response.body.size"), Some(&AttributeValue::Int(42)));
+        assert_eq!(find(&attrs, "env"), Some(&AttributeValue::Str("prod")));
+        assert_eq!(find(&attrs, "user"), Some(&AttributeValue::Str("u-9")));
+        assert!(attrs.iter().all(|a| a.value != AttributeValue::Str("secret")));
+    }
+
+    #[test]
+    fn query_only_when_configured_and_unknown_methods_are_other() {
+        let mut request = request();
+        crate::propagation::Setter::set(&mut request, ":method", "PURGE");
+        let ex = exchange(SpanKind::Client, &request, Some(200));
+        let tags = vec![HeaderTag { tag: "user".into(), header: "x-absent".into(), default_value: Some("anonymous".into()) }];
+        let decorations = SpanDecorations { record_query: true, fixed_tags: &[], header_tags: &tags, baggage: &[] };
+        let mut attrs = Vec::new();
+        ex.attributes(&decorations, &mut attrs);
+        assert_eq!(find(&attrs, "url.query"), Some(&AttributeValue::Str("debug=1")));
+        assert_eq!(find(&attrs, "http.request.method"), Some(&AttributeValue::Str("_OTHER")));
+        assert_eq!(find(&attrs, "http.request.method_original"), Some(&AttributeValue::Str("PURGE")));
+        assert_eq!(find(&attrs, "network.peer.address"), Some(&AttributeValue::Str("10.0.0.9")));
+        assert_eq!(find(&attrs, "user"), Some(&AttributeValue::Str("anonymous")));
+        assert_eq!(find(&attrs, "client.address"), None);
+    }
+
+    #[test]
+    fn status_follows_kind() {
+        let request = request();
+        let cases = [
+            (SpanKind::Server, Some(503), StatusCode::Error),
+            (SpanKind::Server, Some(404), StatusCode::Unset),
+            (SpanKind::Client, Some(404), StatusCode::Error),
+            (SpanKind::Client, Some(200), StatusCode::Unset),
+            (SpanKind::Server, None, StatusCode::Error),
+            (SpanKind::Server, Some(0), StatusCode::Error),
+        ];
+        for (kind, code, expected) in cases {
+            let (status, _) = exchange(kind, &request, code).status();
+            assert_eq!(status, expected, "{kind:?} {code:?}");
+        }
+    }
+
+    #[test]
+    fn splits_authorities() {
+        assert_eq!(split_host_port("a:80"), ("a", Some(80)));
+        assert_eq!(split_host_port("a"), ("a", None));
+        assert_eq!(split_host_port("[::1]:9"), ("::1", Some(9)));
+        assert_eq!(split_host_port("::1"), ("::1", None));
+        assert_eq!(split_host_port("a:notaport"), ("a:notaport", None));
+    }
+}

@@ -1,0 +1,195 @@
+//! One hop's tracing decision: read the caller's context, decide sampling, and mint the context
+//! of the span this sidecar records. Pure, so the whole decision is tested natively.
+
+use crate::context::{Format, Sampling, SpanContext, SpanId};
+use crate::ids::IdGenerator;
+use crate::propagation::composite::{Incoming, Propagator};
+use crate::propagation::{tracestate, Getter, Setter};
+use crate::sampling::Sampler;
+
+/// How a sidecar treats incoming context.
+pub struct Tracer {
+    pub propagator: Propagator,
+    pub sampler: Sampler,
+    /// False at edge/ingress sidecars: outside callers cannot join our traces or force sampling;
+    /// their context is kept as a span link instead.
+    pub trust_incoming: bool,
+    /// Write the OTel `ot=th:` tracestate entry when this hop makes a sampled root decision.
+    pub write_threshold: bool,
+    /// New trace ids start with epoch seconds when X-Ray is injected (X-Ray rejects others).
+    pub xray_trace_ids: bool,
+}
+
+/// The outcome of `Tracer::start` for one request.
+pub struct SpanStart {
+    /// The new span's context: what gets injected for the next hop.
+    pub context: SpanContext,
+    /// The caller's span, when this span continues a trace.
+    pub parent: Option<SpanId>,
+    /// An untrusted external context, recorded as a link rather than a parent.
+    pub link: Option<SpanContext>,
+    pub incoming: Incoming,
+}
+
+impl SpanStart {
+    pub fn is_sampled(&self) -> bool {
+        self.context.is_sampled()
+    }
+}
+
+impl Tracer {
+    pub fn start(&self, headers: &impl Getter, ids: &mut IdGenerator, now_unix_secs: u32) -> SpanStart {
+        let incoming = self.propagator.extract(headers);
+        let (parent, link, caller_decision) = match &incoming.context {
+            Some(ctx) if self.trust_incoming => (Some(ctx), None, None),
+            Some(ctx) => (None, Some(ctx.clone()), None),
+            None if self.trust_incoming => (None, None, incoming.decision),
+            None => (None, None, None),
+        };
+
+        let span_id = ids.span_id();
+        let mut context = match parent {
+            Some(parent) => parent.child(span_id, Sampling::Deferred),
+            None => {
+                let trace_id = ids.trace_id(self.xray_trace_ids.then_some(now_unix_secs));
+                let mut root = SpanContext::new(trace_id, span_id, Sampling::Deferred, Format::TraceContext);
+                root.random = true;
+                root
+            }
+        };
+
+        let decided_here = match parent {
+            Some(parent) => !parent.debug && parent.sampling == Sampling::Deferred,
+            None => caller_decision.is_none_or(|decision| decision == Sampling::Deferred),
+        };
+        let sampled = if decided_here {
+            let randomness = parent
+                .and_then(|p| tracestate::ot_subkey(&p.trace_state, "rv"))
+                .and_then(Sampler::parse_randomness);
+            self.sampler.decide(parent, &context.trace_id, randomness)
+        } else {
+            parent.map_or(false, SpanContext::is_sampled) || caller_decision == Some(Sampling::Sampled)
+        };
+        context.sampling = if sampled { Sampling::Sampled } else { Sampling::NotSampled };
+
+        if decided_here && sampled && self.write_threshold {
+            if let Some(threshold) = self.sampler.threshold_hex() {
+                context.trace_state = tracestate::with_ot_threshold(&context.trace_state, threshold);
+            }
+        }
+
+        SpanStart {
+            parent: parent.map(|p| p.span_id),
+            context,
+            link,
+            incoming,
+        }
+    }
+
+    /// Writes the new span's context for the next hop in every configured format.
+    pub fn inject(&self, start: &SpanStart, headers: &mut impl Setter) {
+        self.propagator.inject(&start.context, &start.incoming, headers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::TraceId;
+    use crate::propagation::Headers;
+
+    fn tracer(percentage: f64, trust: bool) -> Tracer {
+        let formats = [Format::TraceContext, Format::B3Multi, Format::XRay];
+        Tracer {
+            propagator: Propagator::new(&formats, &formats),
+            sampler: Sampler::new(percentage).unwrap(),
+            trust_incoming: trust,
+            write_threshold: true,
+            xray_trace_ids: false,
+        }
+    }
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn continues_a_sampled_parent_even_at_zero_percent() {
+        let headers = Headers::from_pairs([("traceparent", PARENT)]);
+        let start = tracer(0.0, true).start(&headers, &mut IdGenerator::from_seed(1), 0);
+        assert_eq!(start.context.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(start.parent.unwrap().to_string(), "00f067aa0ba902b7");
+        assert_ne!(start.context.span_id, start.parent.unwrap());
+        assert!(start.is_sampled());
+        assert!(start.link.is_none());
+        assert!(start.context.trace_state.is_empty(), "no threshold for a parent decision");
+    }
+
+    #[test]
+    fn respects_an_unsampled_parent_at_full_percent() {
+        let headers = Headers::from_pairs([("traceparent", &PARENT.replace("-01", "-00"))]);
+        let start = tracer(100.0, true).start(&headers, &mut IdGenerator::from_seed(1), 0);
+        assert!(!start.is_sampled());
+        assert!(start.parent.is_some());
+    }
+
+    #[test]
+    fn a_root_decision_is_a_function_of_the_trace_id() {
+        let tracer = tracer(50.0, true);
+        for seed in 0..200 {
+            let start = tracer.start(&Headers::new(), &mut IdGenerator::from_seed(seed), 0);
+            let expected = start.context.trace_id.random_bits_56() >= 1 << 55;
+            assert_eq!(start.is_sampled(), expected, "seed {seed}");
+            assert!(start.context.random);
+            if start.is_sampled() {
+                assert_eq!(tracestate::ot_subkey(&start.context.trace_state, "th"), Some("8"));
+            }
+        }
+    }
+
+    #[test]
+    fn deferred_b3_parent_is_decided_here_on_its_trace_id() {
+        let trace = "80f198ee56343ba864fe8b2a57d3eff7";
+        let headers = Headers::from_pairs([("x-b3-traceid", trace), ("x-b3-spanid", "e457b5a2e4d86bd1")]);
+        let start = tracer(50.0, true).start(&headers, &mut IdGenerator::from_seed(3), 0);
+        assert_eq!(start.context.trace_id.to_string(), trace);
+        let expected = TraceId::from_hex(trace, true).unwrap().random_bits_56() >= 1 << 55;
+        assert_eq!(start.is_sampled(), expected);
+    }
+
+    #[test]
+    fn sampling_only_header_is_respected() {
+        let headers = Headers::from_pairs([("b3", "0")]);
+        let start = tracer(100.0, true).start(&headers, &mut IdGenerator::from_seed(4), 0);
+        assert!(!start.is_sampled());
+        assert!(start.parent.is_none());
+    }
+
+    #[test]
+    fn untrusted_context_becomes_a_link_and_cannot_force_sampling() {
+        let headers = Headers::from_pairs([("traceparent", PARENT)]);
+        let start = tracer(0.0, false).start(&headers, &mut IdGenerator::from_seed(5), 0);
+        assert!(start.parent.is_none());
+        assert_ne!(start.context.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(start.link.as_ref().unwrap().span_id.to_string(), "00f067aa0ba902b7");
+        assert!(!start.is_sampled(), "0 % at the edge stays 0 % whatever the caller says");
+    }
+
+    #[test]
+    fn injection_rewrites_every_format_with_the_new_span() {
+        let tracer = tracer(100.0, true);
+        let mut headers = Headers::from_pairs([("traceparent", PARENT)]);
+        let start = tracer.start(&headers, &mut IdGenerator::from_seed(6), 0);
+        tracer.inject(&start, &mut headers);
+        let span = start.context.span_id.to_string();
+        assert!(headers.get("traceparent").unwrap().contains(&span));
+        assert_eq!(headers.get("x-b3-spanid"), Some(span.as_str()));
+        assert!(headers.get("x-amzn-trace-id").unwrap().contains(&format!("Parent={span}")));
+    }
+
+    #[test]
+    fn new_roots_carry_epoch_seconds_when_xray_is_injected() {
+        let mut tracer = tracer(100.0, true);
+        tracer.xray_trace_ids = true;
+        let start = tracer.start(&Headers::new(), &mut IdGenerator::from_seed(7), 0x6543_2100);
+        assert_eq!(&start.context.trace_id.0[..4], &[0x65, 0x43, 0x21, 0x00]);
+    }
+}

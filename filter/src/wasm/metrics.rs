@@ -1,0 +1,99 @@
+//! The filter's counters, visible in Envoy's /stats (Envoy prefixes custom metrics with
+//! `wasmcustom.`). Defined once per VM; exporter counts are pushed as deltas of its own exact
+//! statistics, so the host's numbers can never drift from the exporter's.
+
+use crate::export::ExportStats;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use std::cell::{Cell, RefCell};
+
+pub const SPANS_STARTED: &str = "sidetrace.spans_started";
+pub const SPANS_SAMPLED: &str = "sidetrace.spans_sampled";
+pub const SPANS_EXPORTED: &str = "sidetrace.spans_exported";
+pub const SPANS_DROPPED: &str = "sidetrace.spans_dropped";
+pub const SPANS_QUEUED: &str = "sidetrace.spans_queued";
+pub const EXPORT_REQUESTS: &str = "sidetrace.export_requests";
+pub const EXPORT_FAILURES: &str = "sidetrace.export_failures";
+pub const INVALID_CONTEXT: &str = "sidetrace.invalid_context";
+pub const OUTBOUND_WITHOUT_CONTEXT: &str = "sidetrace.outbound_without_context";
+
+#[derive(Clone, Copy)]
+pub struct MetricIds {
+    pub spans_started: u32,
+    pub spans_sampled: u32,
+    pub spans_exported: u32,
+    pub spans_dropped: u32,
+    pub spans_queued: u32,
+    pub export_requests: u32,
+    pub export_failures: u32,
+    pub invalid_context: u32,
+    pub outbound_without_context: u32,
+}
+
+thread_local! {
+    static IDS: Cell<Option<MetricIds>> = const { Cell::new(None) };
+}
+
+fn define(kind: MetricType, name: &str) -> u32 {
+    hostcalls::define_metric(kind, name).unwrap_or(u32::MAX)
+}
+
+/// The VM's metric ids, defined on first use.
+pub fn ids() -> MetricIds {
+    IDS.with(|cell| {
+        if let Some(ids) = cell.get() {
+            return ids;
+        }
+        let ids = MetricIds {
+            spans_started: define(MetricType::Counter, SPANS_STARTED),
+            spans_sampled: define(MetricType::Counter, SPANS_SAMPLED),
+            spans_exported: define(MetricType::Counter, SPANS_EXPORTED),
+            spans_dropped: define(MetricType::Counter, SPANS_DROPPED),
+            spans_queued: define(MetricType::Gauge, SPANS_QUEUED),
+            export_requests: define(MetricType::Counter, EXPORT_REQUESTS),
+            export_failures: define(MetricType::Counter, EXPORT_FAILURES),
+            invalid_context: define(MetricType::Counter, INVALID_CONTEXT),
+            outbound_without_context: define(MetricType::Counter, OUTBOUND_WITHOUT_CONTEXT),
+        };
+        cell.set(Some(ids));
+        ids
+    })
+}
+
+pub fn add(id: u32, delta: i64) {
+    if delta != 0 && id != u32::MAX {
+        let _ = hostcalls::increment_metric(id, delta);
+    }
+}
+
+/// Pushes what changed in an exporter's statistics since the last push.
+pub struct StatsPublisher {
+    published: RefCell<ExportStats>,
+}
+
+impl StatsPublisher {
+    pub fn new() -> Self {
+        StatsPublisher { published: RefCell::new(ExportStats::default()) }
+    }
+
+    pub fn publish(&self, now: ExportStats) {
+        let mut before = self.published.borrow_mut();
+        if *before == now {
+            return;
+        }
+        let ids = ids();
+        let delta = |after: u64, before: u64| after as i64 - before as i64;
+        add(ids.spans_sampled, delta(now.sampled, before.sampled));
+        add(ids.spans_exported, delta(now.exported, before.exported));
+        add(ids.spans_dropped, delta(now.dropped, before.dropped));
+        add(ids.spans_queued, delta(now.queued, before.queued));
+        add(ids.export_requests, delta(now.export_requests, before.export_requests));
+        add(ids.export_failures, delta(now.export_failures, before.export_failures));
+        *before = now;
+    }
+}
+
+pub fn count(id_of: impl Fn(&MetricIds) -> u32, delta: u64) {
+    add(id_of(&ids()), delta as i64);
+}
+

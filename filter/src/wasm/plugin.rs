@@ -1,0 +1,105 @@
+//! Everything a plugin instance derives from its configuration, computed once in `on_configure`
+//! and shared read-only with every stream.
+
+use super::host;
+use crate::config::{Config, Direction, HeaderTag, MatchMode};
+use crate::context::Format;
+use crate::otlp::{BatchEncoder, SpanLimits};
+use crate::propagation::composite::Propagator;
+use crate::resource::{self, NodeInfo};
+use crate::span::SpanKind;
+use crate::tracer::Tracer;
+
+pub struct Plugin {
+    pub config: Config,
+    pub tracer: Tracer,
+    /// The kind of span this plugin records, when the listener's direction is known at configure.
+    pub kind: Option<SpanKind>,
+    pub fixed_tags: Vec<(String, String)>,
+    pub header_tags: Vec<HeaderTag>,
+    /// `(baggage key, attribute name)` for the baggage keys copied onto spans.
+    pub baggage_attributes: Vec<(String, String)>,
+    pub limits: SpanLimits,
+    pub encoder: BatchEncoder,
+}
+
+/// Envoy's `listener_direction`: 1 inbound, 2 outbound, 0 unspecified.
+pub fn listener_kind() -> Option<SpanKind> {
+    match host::property_int(&["listener_direction"]) {
+        Some(1) => Some(SpanKind::Server),
+        Some(2) => Some(SpanKind::Client),
+        _ => None,
+    }
+}
+
+fn node_info() -> NodeInfo {
+    let meta = |key: &str| host::property_string(&["node", "metadata", key]);
+    let label_keys = ["service.istio.io/canonical-name", "service.istio.io/canonical-revision", "app", "version"];
+    let labels = label_keys
+        .iter()
+        .filter_map(|key| host::property_string(&["node", "metadata", "LABELS", key]).map(|v| (key.to_string(), v)))
+        .collect();
+    NodeInfo {
+        name: meta("NAME"),
+        namespace: meta("NAMESPACE"),
+        workload_name: meta("WORKLOAD_NAME"),
+        cluster_id: meta("CLUSTER_ID"),
+        mesh_id: meta("MESH_ID"),
+        labels,
+    }
+}
+
+impl Plugin {
+    pub fn new(config: Config) -> Plugin {
+        let kind = match config.direction {
+            Direction::Inbound => Some(SpanKind::Server),
+            Direction::Outbound => Some(SpanKind::Client),
+            Direction::Auto => listener_kind(),
+        };
+        let custom = crate::config::resolve_custom_tags(&config.custom_tags, &|name| std::env::var(name).ok());
+        let node = node_info();
+        let encoder = BatchEncoder::new(
+            &resource::resource_attributes(&config, &node),
+            "sidetrace",
+            env!("CARGO_PKG_VERSION"),
+        );
+        let tracer = Tracer {
+            propagator: Propagator::new(&config.propagation.extract, &config.propagation.inject),
+            sampler: config.sampler(),
+            trust_incoming: config.trust_incoming_context,
+            write_threshold: config.write_sampling_threshold,
+            xray_trace_ids: config.propagation.inject.contains(&Format::XRay),
+        };
+        Plugin {
+            kind,
+            fixed_tags: custom.fixed,
+            header_tags: custom.from_headers,
+            baggage_attributes: config
+                .baggage_attributes
+                .iter()
+                .map(|key| (key.clone(), format!("baggage.{key}")))
+                .collect(),
+            limits: SpanLimits { max_value_len: config.max_tag_length, max_attributes: config.max_attributes },
+            encoder,
+            tracer,
+            config,
+        }
+    }
+
+    /// Whether spans of `kind` are recorded (Telemetry API `match.mode`, `disableSpanReporting`).
+    pub fn records(&self, kind: SpanKind) -> bool {
+        if self.config.disable_span_reporting {
+            return false;
+        }
+        match self.config.match_.mode {
+            MatchMode::ClientAndServer => true,
+            MatchMode::Client => kind == SpanKind::Client,
+            MatchMode::Server => kind == SpanKind::Server,
+        }
+    }
+
+    pub fn is_excluded(&self, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.config.exclude_paths.iter().any(|excluded| excluded == path)
+    }
+}

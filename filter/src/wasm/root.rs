@@ -1,0 +1,199 @@
+//! The root context: configuration, the per-plugin exporter, its tick and its gRPC callouts.
+
+use super::host;
+use super::metrics::StatsPublisher;
+use super::plugin::Plugin;
+use super::stream::SidetraceStream;
+use crate::config::Config;
+use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
+use crate::ids::IdGenerator;
+use crate::otlp::{decode_export_response, retry_delay_from_status_details};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, MapType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+const METHOD: &str = "Export";
+/// Ticks run more often than `scheduledDelayMs` so a full batch leaves within this long.
+const MAX_TICK_MS: u64 = 50;
+const GRPC_OK: u32 = 0;
+
+/// State shared between the root context and its streams.
+pub struct Shared {
+    pub plugin: Plugin,
+    pub exporter: RefCell<Exporter>,
+    pub ids: RefCell<IdGenerator>,
+    pub stats: StatsPublisher,
+}
+
+impl Shared {
+    pub fn publish_stats(&self) {
+        self.stats.publish(self.exporter.borrow().stats());
+    }
+}
+
+pub struct SidetraceRoot {
+    shared: Option<Rc<Shared>>,
+    /// gRPC token → exporter batch id.
+    in_flight: HashMap<u32, u64>,
+    /// Set once `on_done` asked us to finish: no new batches wait for the schedule.
+    draining: bool,
+}
+
+impl SidetraceRoot {
+    pub fn new() -> Self {
+        SidetraceRoot { shared: None, in_flight: HashMap::new(), draining: false }
+    }
+
+    fn now_ms() -> u64 {
+        host::now_unix_nanos() / 1_000_000
+    }
+
+    /// Sends every batch the exporter is ready to send.
+    fn flush(&mut self) {
+        let Some(shared) = self.shared.clone() else { return };
+        let now = Self::now_ms();
+        let collector = &shared.plugin.config.collector;
+        let timeout = Duration::from_millis(collector.timeout_ms);
+        let metadata: Vec<(&str, &[u8])> =
+            collector.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+        loop {
+            let encoder = &shared.plugin.encoder;
+            let dispatch = shared.exporter.borrow_mut().poll(now, &|spans| encoder.encode_request(spans));
+            let Some(dispatch) = dispatch else { break };
+            match self.dispatch_grpc_call(
+                &collector.cluster,
+                SERVICE,
+                METHOD,
+                metadata.clone(),
+                Some(&dispatch.payload),
+                timeout,
+            ) {
+                Ok(token) => {
+                    self.in_flight.insert(token, dispatch.batch_id);
+                }
+                Err(status) => {
+                    host::log_warn(&format!(
+                        "sidetrace: export to cluster `{}` could not start ({status:?}); will retry",
+                        collector.cluster
+                    ));
+                    shared.exporter.borrow_mut().dispatch_failed(dispatch.batch_id, now);
+                    break;
+                }
+            }
+        }
+        shared.publish_stats();
+    }
+
+    fn exporter_settings(config: &Config) -> ExportSettings {
+        ExportSettings {
+            max_queue_size: config.batch.max_queue_size,
+            max_batch_size: config.batch.max_export_batch_size,
+            scheduled_delay_ms: config.batch.scheduled_delay_ms,
+            max_in_flight: config.batch.max_concurrent_exports,
+            retry: RetryPolicy {
+                initial_backoff_ms: config.retry.initial_backoff_ms,
+                max_backoff_ms: config.retry.max_backoff_ms,
+                max_attempts: config.retry.max_attempts,
+            },
+        }
+    }
+}
+
+impl Context for SidetraceRoot {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(batch_id) = self.in_flight.remove(&token_id) else { return };
+        let Some(shared) = self.shared.clone() else { return };
+        let outcome = if status_code == GRPC_OK {
+            let body = self.get_grpc_call_response_body(0, response_size).unwrap_or_default();
+            match decode_export_response(&body) {
+                Ok(rejected_spans) => Outcome::Success { rejected_spans },
+                Err(reason) => {
+                    host::log_warn(&format!("sidetrace: unreadable export response: {reason}"));
+                    Outcome::Success { rejected_spans: 0 }
+                }
+            }
+        } else {
+            let details = hostcalls::get_map_value_bytes(MapType::GrpcReceiveTrailingMetadata, "grpc-status-details-bin")
+                .ok()
+                .flatten();
+            let retry_delay_ms = details
+                .as_deref()
+                .and_then(retry_delay_from_status_details)
+                .map(|delay| delay.as_millis() as u64);
+            let (_, message) = self.get_grpc_status();
+            host::log_warn(&format!(
+                "sidetrace: export failed with gRPC status {status_code}: {}",
+                message.unwrap_or_default()
+            ));
+            Outcome::Failure { grpc_status: status_code, retry_delay_ms }
+        };
+        shared.exporter.borrow_mut().complete(batch_id, outcome, Self::now_ms());
+        self.flush();
+        if self.draining && self.in_flight.is_empty() {
+            self.done();
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        let Some(shared) = self.shared.clone() else { return true };
+        self.draining = true;
+        // A retiring plugin (config push, VM shutdown) sends what it holds once, now; whatever
+        // cannot leave is counted as dropped rather than forgotten.
+        shared.exporter.borrow_mut().begin_drain();
+        self.flush();
+        if self.in_flight.is_empty() {
+            shared.exporter.borrow_mut().shutdown();
+            shared.publish_stats();
+            return true;
+        }
+        false
+    }
+}
+
+impl RootContext for SidetraceRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let config = match Config::from_json(&bytes) {
+            Ok(config) => config,
+            Err(error) => {
+                host::log_error(&error.to_string());
+                return false;
+            }
+        };
+        let settings = Self::exporter_settings(&config);
+        let tick = config.batch.scheduled_delay_ms.clamp(1, MAX_TICK_MS);
+        let mut ids = IdGenerator::from_entropy();
+        let jitter_seed = ids.span_id().0;
+        let plugin = Plugin::new(config);
+        if plugin.kind.is_none() && plugin.config.direction == crate::config::Direction::Auto {
+            host::log_info("sidetrace: listener direction unknown at configure; reading it per request");
+        }
+        super::metrics::ids();
+        self.shared = Some(Rc::new(Shared {
+            plugin,
+            exporter: RefCell::new(Exporter::new(settings, u64::from_le_bytes(jitter_seed))),
+            ids: RefCell::new(ids),
+            stats: StatsPublisher::new(),
+        }));
+        self.set_tick_period(Duration::from_millis(tick));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.flush();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(SidetraceStream::new(shared)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

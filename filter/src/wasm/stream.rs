@@ -1,0 +1,165 @@
+//! One HTTP stream: propagation on the request path, span recording at the end of the stream.
+
+use super::host::{self, RequestHeaderWriter};
+use super::metrics;
+use super::plugin::{listener_kind, Plugin};
+use super::root::Shared;
+use crate::context::SpanContext;
+use crate::envoy_flags;
+use crate::http_span::{Exchange, SpanDecorations};
+use crate::propagation::{Getter, Headers};
+use crate::span::{FinishedSpan, Link, SpanKind};
+use crate::tracer::SpanStart;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+pub struct SidetraceStream {
+    shared: Rc<Shared>,
+    /// Present only while a sampled span is being recorded.
+    recording: Option<Recording>,
+}
+
+struct Recording {
+    kind: SpanKind,
+    start: SpanStart,
+    start_unix_nanos: u64,
+    request: Headers,
+}
+
+impl SidetraceStream {
+    pub fn new(shared: Rc<Shared>) -> Self {
+        SidetraceStream { shared, recording: None }
+    }
+
+    /// Publishes the stream's trace context where access logs can print it:
+    /// `%FILTER_STATE(wasm.sidetrace.trace_id:PLAIN)%` and friends.
+    fn publish_context(context: &SpanContext) {
+        host::set_filter_state("sidetrace.trace_id", &context.trace_id.to_hex());
+        host::set_filter_state("sidetrace.span_id", &context.span_id.to_hex());
+        host::set_filter_state("sidetrace.sampled", if context.is_sampled() { b"1" } else { b"0" });
+    }
+
+    fn finish(&mut self, recording: Recording) {
+        let plugin = &self.shared.plugin;
+        let end_unix_nanos = host::now_unix_nanos();
+        let mut flags = String::new();
+        if let Some(bits) = host::property_int(&["response", "flags"]) {
+            envoy_flags::short_codes(bits as u64, &mut flags);
+        }
+        let protocol = host::property_string(&["request", "protocol"]);
+        let downstream_peer = host::property_string(&["source", "address"]);
+        let upstream_address = host::property_string(&["upstream", "address"]);
+        let upstream_cluster = host::property_string(&["xds", "cluster_name"]);
+        let route_name = host::property_string(&["xds", "route_name"]);
+        let exchange = Exchange {
+            kind: recording.kind,
+            request: &recording.request,
+            route_name: route_name.as_deref(),
+            protocol: protocol.as_deref(),
+            status_code: host::property_int(&["response", "code"]).map(|c| c as u32),
+            grpc_status: host::property_int(&["response", "grpc_status"]).map(|c| c as u32),
+            response_flags: &flags,
+            downstream_peer: downstream_peer.as_deref(),
+            upstream_address: upstream_address.as_deref(),
+            upstream_cluster: upstream_cluster.as_deref(),
+            request_body_size: host::property_int(&["request", "size"]),
+            response_body_size: host::property_int(&["response", "size"]),
+        };
+
+        let baggage_values: Vec<(&str, &str)> = match &recording.start.incoming.baggage {
+            Some(baggage) => plugin
+                .baggage_attributes
+                .iter()
+                .filter_map(|(key, name)| baggage.get(key).map(|value| (name.as_str(), value)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let decorations = SpanDecorations {
+            record_query: plugin.config.record_query,
+            fixed_tags: &plugin.fixed_tags,
+            header_tags: &plugin.header_tags,
+            baggage: &baggage_values,
+        };
+        let mut attributes = Vec::with_capacity(24);
+        exchange.attributes(&decorations, &mut attributes);
+        let mut name = String::with_capacity(64);
+        crate::route::span_name(exchange.method(), exchange.route_name, exchange.path(), &mut name);
+        let (status, status_message) = exchange.status();
+
+        let context = &recording.start.context;
+        let links: Vec<Link> = recording
+            .start
+            .link
+            .iter()
+            .map(|external| Link {
+                trace_id: external.trace_id,
+                span_id: external.span_id,
+                trace_state: external.trace_state.as_str(),
+                sampled: external.is_sampled(),
+            })
+            .collect();
+        let span = FinishedSpan {
+            trace_id: context.trace_id,
+            span_id: context.span_id,
+            parent_span_id: recording.start.parent,
+            parent_is_remote: recording.start.parent.is_some(),
+            trace_state: context.trace_state.as_str(),
+            sampled: true,
+            random: context.random,
+            name: &name,
+            kind: recording.kind,
+            start_unix_nanos: recording.start_unix_nanos,
+            end_unix_nanos: end_unix_nanos.max(recording.start_unix_nanos),
+            attributes: &attributes,
+            links: &links,
+            status,
+            status_message: &status_message,
+        };
+        let mut encoded = Vec::with_capacity(512);
+        crate::otlp::encode_span(&span, &plugin.limits, &mut encoded);
+        self.shared.exporter.borrow_mut().enqueue(encoded);
+        self.shared.publish_stats();
+    }
+
+    fn span_kind(plugin: &Plugin) -> SpanKind {
+        plugin.kind.or_else(listener_kind).unwrap_or(SpanKind::Server)
+    }
+}
+
+impl Context for SidetraceStream {}
+
+impl HttpContext for SidetraceStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let plugin = &self.shared.plugin;
+        let (request, unreadable) = host::request_headers();
+        let kind = Self::span_kind(plugin);
+        let now = host::now_unix_nanos();
+        let start = plugin.tracer.start(&request, &mut self.shared.ids.borrow_mut(), (now / 1_000_000_000) as u32);
+
+        let ids = metrics::ids();
+        let invalid = start.incoming.invalid as i64 + unreadable as i64;
+        metrics::add(ids.invalid_context, invalid);
+        if kind == SpanKind::Client && start.incoming.context.is_none() {
+            metrics::add(ids.outbound_without_context, 1);
+        }
+
+        plugin.tracer.inject(&start, &mut RequestHeaderWriter);
+        Self::publish_context(&start.context);
+
+        let path = request.get(":path").unwrap_or("/");
+        if plugin.records(kind) && !plugin.is_excluded(path) {
+            metrics::add(ids.spans_started, 1);
+            if start.is_sampled() {
+                self.recording = Some(Recording { kind, start, start_unix_nanos: now, request });
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(recording) = self.recording.take() {
+            self.finish(recording);
+        }
+    }
+}
