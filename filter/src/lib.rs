@@ -4,9 +4,8 @@
 //! proxy-wasm glue that feeds request facts in and sends OTLP batches out.
 
 pub mod config;
-pub mod envoy_flags;
-pub mod http_span;
 pub mod context;
+pub mod envoy_flags;
 pub mod export;
 pub mod hex;
 pub mod ids;
@@ -16,7 +15,4 @@ pub mod resource;
 pub mod route;
 pub mod sampling;
 pub mod span;
-pub mod tracer;
 
-#[cfg(target_arch = "wasm32")]
-mod wasm;
