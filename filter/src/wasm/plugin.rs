@@ -23,9 +23,10 @@ pub struct Plugin {
     pub encoder: BatchEncoder,
 }
 
-/// Envoy's `listener_direction`: 1 inbound, 2 outbound, 0 unspecified.
+/// Envoy's `xds.listener_direction`: 1 inbound, 2 outbound, 0 unspecified. Read per stream:
+/// root contexts don't see it, and one filter config (Istio's ECDS) can serve both directions.
 pub fn listener_kind() -> Option<SpanKind> {
-    match host::property_int(&["listener_direction"]) {
+    match host::property_int(&["xds", "listener_direction"]) {
         Some(1) => Some(SpanKind::Server),
         Some(2) => Some(SpanKind::Client),
         _ => None,
@@ -33,11 +34,11 @@ pub fn listener_kind() -> Option<SpanKind> {
 }
 
 fn node_info() -> NodeInfo {
-    let meta = |key: &str| host::property_string(&["node", "metadata", key]);
+    let meta = |key: &str| host::property_string(&["xds", "node", "metadata", key]);
     let label_keys = ["service.istio.io/canonical-name", "service.istio.io/canonical-revision", "app", "version"];
     let labels = label_keys
         .iter()
-        .filter_map(|key| host::property_string(&["node", "metadata", "LABELS", key]).map(|v| (key.to_string(), v)))
+        .filter_map(|key| host::property_string(&["xds", "node", "metadata", "LABELS", key]).map(|v| (key.to_string(), v)))
         .collect();
     NodeInfo {
         name: meta("NAME"),

@@ -170,9 +170,6 @@ impl RootContext for SidetraceRoot {
         let mut ids = IdGenerator::from_entropy();
         let jitter_seed = ids.span_id().0;
         let plugin = Plugin::new(config);
-        if plugin.kind.is_none() && plugin.config.direction == crate::config::Direction::Auto {
-            host::log_info("sidetrace: listener direction unknown at configure; reading it per request");
-        }
         super::metrics::ids();
         self.shared = Some(Rc::new(Shared {
             plugin,
