@@ -15,4 +15,3 @@ pub mod resource;
 pub mod route;
 pub mod sampling;
 pub mod span;
-

@@ -1,1 +1,185 @@
-//! (to be written)
+//! AWS X-Ray `X-Amzn-Trace-Id`: `Root=1-<8 hex epoch>-<24 hex>;Parent=<16 hex>;Sampled=0|1|?`,
+//! with any other fields (such as `Lineage`) carried through untouched.
+
+use super::{Extracted, Getter, Setter};
+use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
+use crate::hex;
+
+pub const HEADER: &str = "x-amzn-trace-id";
+pub const MAX_LENGTH: usize = 256;
+
+/// `1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx` → the 128-bit id (epoch seconds, then 96 random bits).
+fn root(text: &str) -> Option<TraceId> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 35 || !text.starts_with("1-") || bytes[10] != b'-' {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    hex::decode_into(&bytes[2..10], &mut id[..4], false)?;
+    hex::decode_into(&bytes[11..35], &mut id[4..], false)?;
+    Some(TraceId(id)).filter(TraceId::is_valid)
+}
+
+pub fn extract(carrier: &impl Getter) -> Extracted {
+    let Some(value) = carrier.get(HEADER) else {
+        return Extracted::Absent;
+    };
+    if value.len() > MAX_LENGTH {
+        return Extracted::Invalid;
+    }
+    let (mut trace_id, mut span_id, mut sampling) = (None, None, Sampling::Deferred);
+    let mut extra = String::new();
+    for field in value.split(';').map(str::trim).filter(|f| !f.is_empty()) {
+        let Some((key, val)) = field.split_once('=') else {
+            return Extracted::Invalid;
+        };
+        let (key, val) = (key.trim(), val.trim());
+        match key {
+            "Root" => trace_id = root(val),
+            "Parent" => span_id = SpanId::from_hex(val, false),
+            "Sampled" => {
+                sampling = match val {
+                    "1" => Sampling::Sampled,
+                    "0" => Sampling::NotSampled,
+                    "?" => Sampling::Deferred,
+                    _ => return Extracted::Invalid,
+                }
+            }
+            // The caller's own segment; ours replaces it.
+            "Self" => {}
+            _ => {
+                if !extra.is_empty() {
+                    extra.push(';');
+                }
+                extra.push_str(key);
+                extra.push('=');
+                extra.push_str(val);
+            }
+        }
+    }
+    match (trace_id, span_id) {
+        (Some(trace_id), Some(span_id)) => {
+            let mut ctx = SpanContext::new(trace_id, span_id, sampling, Format::XRay);
+            ctx.xray_extra = extra;
+            Extracted::Valid(ctx)
+        }
+        _ => Extracted::Invalid,
+    }
+}
+
+pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
+    const PREFIX: &[u8] = b"Root=1-";
+    let mut out = [0u8; 7 + 8 + 1 + 24 + 8 + 16 + 10];
+    let mut len = PREFIX.len();
+    out[..len].copy_from_slice(PREFIX);
+    hex::encode_into(&ctx.trace_id.0[..4], &mut out[len..len + 8]);
+    out[len + 8] = b'-';
+    hex::encode_into(&ctx.trace_id.0[4..], &mut out[len + 9..len + 33]);
+    len += 33;
+    out[len..len + 8].copy_from_slice(b";Parent=");
+    hex::encode_into(&ctx.span_id.0, &mut out[len + 8..len + 24]);
+    len += 24;
+    let sampled: &[u8] = match (ctx.is_sampled(), ctx.sampling) {
+        (true, _) => b";Sampled=1",
+        (false, Sampling::NotSampled) => b";Sampled=0",
+        (false, _) => b";Sampled=?",
+    };
+    out[len..len + sampled.len()].copy_from_slice(sampled);
+    len += sampled.len();
+    let head = std::str::from_utf8(&out[..len]).unwrap_or_default();
+    if ctx.xray_extra.is_empty() {
+        carrier.set(HEADER, head);
+    } else {
+        carrier.set(HEADER, &format!("{head};{}", ctx.xray_extra));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::propagation::Headers;
+
+    fn extract_one(value: &str) -> Extracted {
+        extract(&Headers::from_pairs([("X-Amzn-Trace-Id", value)]))
+    }
+
+    #[test]
+    fn reads_the_documented_forms() {
+        let cases: &[(&str, Sampling, &str)] = &[
+            ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1", Sampling::Sampled, ""),
+            ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0", Sampling::NotSampled, ""),
+            ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?", Sampling::Deferred, ""),
+            ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8", Sampling::Deferred, ""),
+            ("Sampled=1;Parent=53995c3f42cd8ad8;Root=1-5759e988-bd862e3fe1be46a994272793", Sampling::Sampled, ""),
+            (" Root = 1-5759e988-bd862e3fe1be46a994272793 ; Parent=53995c3f42cd8ad8 ;Sampled=1;", Sampling::Sampled, ""),
+            (
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:1|68fd508a:5;Foo=bar",
+                Sampling::Sampled,
+                "Lineage=a87bd80c:1|68fd508a:5;Foo=bar",
+            ),
+            ("Self=1-67891234-12456789abcdef012345678;Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8", Sampling::Deferred, ""),
+        ];
+        for (header, sampling, extra) in cases {
+            match extract_one(header) {
+                Extracted::Valid(ctx) => {
+                    assert_eq!(
+                        ctx.trace_id.to_string(),
+                        "5759e988bd862e3fe1be46a994272793",
+                        "{header}"
+                    );
+                    assert_eq!(ctx.span_id.to_string(), "53995c3f42cd8ad8");
+                    assert_eq!(ctx.sampling, *sampling, "{header}");
+                    assert_eq!(ctx.xray_extra, *extra);
+                    assert_eq!(ctx.origin, Format::XRay);
+                }
+                other => panic!("{header}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_headers() {
+        let too_long = format!(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Pad={}",
+            "x".repeat(200)
+        );
+        for bad in [
+            "",
+            "Root=1-5759e988-bd862e3fe1be46a994272793",
+            "Parent=53995c3f42cd8ad8",
+            "Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+            "Root=1-5759e98-bd862e3fe1be46a9942727931;Parent=53995c3f42cd8ad8",
+            "Root=1-5759e988-bd862e3fe1be46a99427279;Parent=53995c3f42cd8ad8",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=2",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;junk",
+            "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8",
+            too_long.as_str(),
+        ] {
+            assert_eq!(extract_one(bad), Extracted::Invalid, "{bad:?}");
+        }
+        assert_eq!(extract(&Headers::new()), Extracted::Absent);
+    }
+
+    #[test]
+    fn reinjection_keeps_extra_fields() {
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?;Lineage=a87bd80c:1";
+        let Extracted::Valid(mut ctx) = extract_one(header) else {
+            panic!()
+        };
+        ctx.span_id = SpanId::from_hex("0102030405060708", true).unwrap();
+        let mut headers = Headers::new();
+        inject(&ctx, &mut headers);
+        assert_eq!(
+            headers.get(HEADER),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0102030405060708;Sampled=?;Lineage=a87bd80c:1")
+        );
+        ctx.sampling = Sampling::Sampled;
+        ctx.xray_extra.clear();
+        inject(&ctx, &mut headers);
+        assert_eq!(
+            headers.get(HEADER),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0102030405060708;Sampled=1")
+        );
+    }
+}
