@@ -1,1 +1,123 @@
-//! (to be written)
+//! Span names with bounded cardinality: `{method} {route}`, where the route is Envoy's route name
+//! when one is set, else the path with id-like segments collapsed to `{id}`.
+
+/// Longest route kept in a span name; longer ones end with `...`.
+pub const MAX_ROUTE_LEN: usize = 128;
+const ID: &str = "{id}";
+
+fn is_uuid(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Numbers, UUIDs, long hex strings, and long opaque tokens that mix letters and digits.
+pub fn is_id_like(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    if bytes.is_empty() {
+        return false;
+    }
+    if bytes.iter().all(u8::is_ascii_digit) || is_uuid(segment) {
+        return true;
+    }
+    if bytes.len() >= 16 && bytes.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    let has_digit = bytes.iter().any(u8::is_ascii_digit);
+    let has_alpha = bytes.iter().any(u8::is_ascii_alphabetic);
+    let token_chars = bytes
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.'));
+    bytes.len() >= 24 && has_digit && has_alpha && token_chars
+}
+
+/// Writes the normalized path (query and fragment dropped) into `out`.
+pub fn normalize_path(path: &str, out: &mut String) {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let start = out.len();
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if is_id_like(segment) { ID } else { segment });
+        if out.len() - start > MAX_ROUTE_LEN {
+            let mut cut = start + MAX_ROUTE_LEN;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("...");
+            return;
+        }
+    }
+    if out.len() == start {
+        out.push('/');
+    }
+}
+
+/// `"{method} {route}"` into `out`.
+pub fn span_name(method: &str, route_name: Option<&str>, path: &str, out: &mut String) {
+    out.clear();
+    out.push_str(method);
+    out.push(' ');
+    match route_name.filter(|r| !r.is_empty()) {
+        Some(route) => out.push_str(route),
+        None => normalize_path(path, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapses_ids_and_keeps_words() {
+        let cases = [
+            ("/", "/"),
+            ("", "/"),
+            ("/orders/123", "/orders/{id}"),
+            ("/orders/123/items/9?expand=1", "/orders/{id}/items/{id}"),
+            (
+                "/users/550e8400-e29b-41d4-a716-446655440000/cart",
+                "/users/{id}/cart",
+            ),
+            ("/blobs/4bf92f3577b34da6a3ce929d0e0e4736", "/blobs/{id}"),
+            ("/sessions/aGVsbG8gd29ybGQgMTIzNDU2Nzg5MA", "/sessions/{id}"),
+            ("/api/v2/products", "/api/v2/products"),
+            ("/healthz", "/healthz"),
+            ("/deadbeef", "/deadbeef"),
+            ("/static/app.min.js#top", "/static/app.min.js"),
+        ];
+        for (path, expected) in cases {
+            let mut out = String::new();
+            normalize_path(path, &mut out);
+            assert_eq!(out, expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn bounds_length() {
+        let path = format!("/{}", "segment/".repeat(100));
+        let mut out = String::new();
+        normalize_path(&path, &mut out);
+        assert_eq!(out.len(), MAX_ROUTE_LEN + 3);
+        assert!(out.ends_with("..."));
+        let mut out = String::new();
+        normalize_path(&format!("/{}", "é".repeat(200)), &mut out);
+        assert!(out.ends_with("..."));
+    }
+
+    #[test]
+    fn prefers_the_route_name() {
+        let mut out = String::from("stale");
+        span_name("GET", Some("orders-by-id"), "/orders/1", &mut out);
+        assert_eq!(out, "GET orders-by-id");
+        span_name("POST", Some(""), "/orders/1", &mut out);
+        assert_eq!(out, "POST /orders/{id}");
+        span_name("GET", None, "/", &mut out);
+        assert_eq!(out, "GET /");
+    }
+}
