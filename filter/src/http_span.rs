@@ -34,7 +34,9 @@ pub struct SpanDecorations<'a> {
     pub baggage: &'a [(&'a str, &'a str)],
 }
 
-const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 impl<'a> Exchange<'a> {
     pub fn method(&self) -> &'a str {
@@ -61,8 +63,17 @@ impl<'a> Exchange<'a> {
 
     /// OTel status for this exchange: never Ok, Error by the server/client rules.
     pub fn status(&self) -> (StatusCode, Cow<'static, str>) {
-        let grpc = if self.is_grpc() { self.grpc_status } else { None };
-        http_span_status(self.kind, self.status_code.filter(|c| *c > 0), grpc, self.response_flags)
+        let grpc = if self.is_grpc() {
+            self.grpc_status
+        } else {
+            None
+        };
+        http_span_status(
+            self.kind,
+            self.status_code.filter(|c| *c > 0),
+            grpc,
+            self.response_flags,
+        )
     }
 
     /// Appends every attribute of the span to `out`.
@@ -87,11 +98,17 @@ impl<'a> Exchange<'a> {
             let (host, port) = split_host_port(authority);
             push_str(out, "server.address", host);
             if let Some(port) = port {
-                out.push(Attribute { key: "server.port", value: AttributeValue::Int(port) });
+                out.push(Attribute {
+                    key: "server.port",
+                    value: AttributeValue::Int(port),
+                });
             }
         }
         if let Some(code) = self.status_code.filter(|c| *c > 0) {
-            out.push(Attribute { key: "http.response.status_code", value: AttributeValue::Int(code as i64) });
+            out.push(Attribute {
+                key: "http.response.status_code",
+                value: AttributeValue::Int(code as i64),
+            });
         }
         if let Some(version) = self.protocol.and_then(protocol_version) {
             push_str(out, "network.protocol.version", version);
@@ -122,18 +139,30 @@ impl<'a> Exchange<'a> {
             push_str(out, "user_agent.original", agent);
         }
         if let Some(size) = self.request_body_size.filter(|s| *s > 0) {
-            out.push(Attribute { key: "http.request.body.size", value: AttributeValue::Int(size) });
+            out.push(Attribute {
+                key: "http.request.body.size",
+                value: AttributeValue::Int(size),
+            });
         }
         if let Some(size) = self.response_body_size.filter(|s| *s >= 0) {
-            out.push(Attribute { key: "http.response.body.size", value: AttributeValue::Int(size) });
+            out.push(Attribute {
+                key: "http.response.body.size",
+                value: AttributeValue::Int(size),
+            });
         }
         if let Some(request_id) = self.request.get("x-request-id") {
             push_str(out, "http.request.header.x-request-id", request_id);
         }
         if self.is_grpc() {
             if let Some(status) = self.grpc_status {
-                out.push(Attribute { key: "rpc.system", value: AttributeValue::Str("grpc") });
-                out.push(Attribute { key: "rpc.grpc.status_code", value: AttributeValue::Int(status as i64) });
+                out.push(Attribute {
+                    key: "rpc.system",
+                    value: AttributeValue::Str("grpc"),
+                });
+                out.push(Attribute {
+                    key: "rpc.grpc.status_code",
+                    value: AttributeValue::Int(status as i64),
+                });
             }
         }
         if !self.response_flags.is_empty() {
@@ -150,7 +179,11 @@ impl<'a> Exchange<'a> {
         }
         for tag in decorations.header_tags {
             // Only the one configured header is read: a tag can never expose any other header.
-            if let Some(value) = self.request.get(&tag.header).or(tag.default_value.as_deref()) {
+            if let Some(value) = self
+                .request
+                .get(&tag.header)
+                .or(tag.default_value.as_deref())
+            {
                 push_str(out, &tag.tag, value);
             }
         }
@@ -161,14 +194,20 @@ impl<'a> Exchange<'a> {
 }
 
 fn push_str<'a>(out: &mut Vec<Attribute<'a>>, key: &'a str, value: &'a str) {
-    out.push(Attribute { key, value: AttributeValue::Str(value) });
+    out.push(Attribute {
+        key,
+        value: AttributeValue::Str(value),
+    });
 }
 
 fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, peer: &'a str) {
     let (address, port) = split_host_port(peer);
     push_str(out, "network.peer.address", address);
     if let Some(port) = port {
-        out.push(Attribute { key: "network.peer.port", value: AttributeValue::Int(port) });
+        out.push(Attribute {
+            key: "network.peer.port",
+            value: AttributeValue::Int(port),
+        });
     }
 }
 
@@ -242,25 +281,66 @@ mod tests {
     fn server_span_attributes_follow_semconv() {
         let request = request();
         let ex = exchange(SpanKind::Server, &request, Some(201));
-        let tags = vec![HeaderTag { tag: "user".into(), header: "x-user-id".into(), default_value: None }];
+        let tags = vec![HeaderTag {
+            tag: "user".into(),
+            header: "x-user-id".into(),
+            default_value: None,
+        }];
         let fixed = vec![("env".to_string(), "prod".to_string())];
-        let decorations = SpanDecorations { record_query: false, fixed_tags: &fixed, header_tags: &tags, baggage: &[] };
+        let decorations = SpanDecorations {
+            record_query: false,
+            fixed_tags: &fixed,
+            header_tags: &tags,
+            baggage: &[],
+        };
         let mut attrs = Vec::new();
         ex.attributes(&decorations, &mut attrs);
-        assert_eq!(find(&attrs, "http.request.method"), Some(&AttributeValue::Str("POST")));
-        assert_eq!(find(&attrs, "url.path"), Some(&AttributeValue::Str("/orders/123")));
+        assert_eq!(
+            find(&attrs, "http.request.method"),
+            Some(&AttributeValue::Str("POST"))
+        );
+        assert_eq!(
+            find(&attrs, "url.path"),
+            Some(&AttributeValue::Str("/orders/123"))
+        );
         assert_eq!(find(&attrs, "url.query"), None);
-        assert_eq!(find(&attrs, "server.address"), Some(&AttributeValue::Str("checkout")));
-        assert_eq!(find(&attrs, "server.port"), Some(&AttributeValue::Int(8080)));
-        assert_eq!(find(&attrs, "http.response.status_code"), Some(&AttributeValue::Int(201)));
-        assert_eq!(find(&attrs, "client.address"), Some(&AttributeValue::Str("10.0.0.7")));
-        assert_eq!(find(&attrs, "network.peer.port"), Some(&AttributeValue::Int(51234)));
-        assert_eq!(find(&attrs, "network.protocol.version"), Some(&AttributeValue::Str("1.1")));
-        assert_eq!(find(&attrs, "http.request.header.x-request-id"), Some(&AttributeValue::Str("req-1")));
-        assert_eq!(find(&attrs, "http.response.body.size"), Some(&AttributeValue::Int(42)));
+        assert_eq!(
+            find(&attrs, "server.address"),
+            Some(&AttributeValue::Str("checkout"))
+        );
+        assert_eq!(
+            find(&attrs, "server.port"),
+            Some(&AttributeValue::Int(8080))
+        );
+        assert_eq!(
+            find(&attrs, "http.response.status_code"),
+            Some(&AttributeValue::Int(201))
+        );
+        assert_eq!(
+            find(&attrs, "client.address"),
+            Some(&AttributeValue::Str("10.0.0.7"))
+        );
+        assert_eq!(
+            find(&attrs, "network.peer.port"),
+            Some(&AttributeValue::Int(51234))
+        );
+        assert_eq!(
+            find(&attrs, "network.protocol.version"),
+            Some(&AttributeValue::Str("1.1"))
+        );
+        assert_eq!(
+            find(&attrs, "http.request.header.x-request-id"),
+            Some(&AttributeValue::Str("req-1"))
+        );
+        assert_eq!(
+            find(&attrs, "http.response.body.size"),
+            Some(&AttributeValue::Int(42))
+        );
         assert_eq!(find(&attrs, "env"), Some(&AttributeValue::Str("prod")));
         assert_eq!(find(&attrs, "user"), Some(&AttributeValue::Str("u-9")));
-        assert!(attrs.iter().all(|a| a.value != AttributeValue::Str("secret")));
+        assert!(attrs
+            .iter()
+            .all(|a| a.value != AttributeValue::Str("secret")));
     }
 
     #[test]
@@ -268,15 +348,39 @@ mod tests {
         let mut request = request();
         crate::propagation::Setter::set(&mut request, ":method", "PURGE");
         let ex = exchange(SpanKind::Client, &request, Some(200));
-        let tags = vec![HeaderTag { tag: "user".into(), header: "x-absent".into(), default_value: Some("anonymous".into()) }];
-        let decorations = SpanDecorations { record_query: true, fixed_tags: &[], header_tags: &tags, baggage: &[] };
+        let tags = vec![HeaderTag {
+            tag: "user".into(),
+            header: "x-absent".into(),
+            default_value: Some("anonymous".into()),
+        }];
+        let decorations = SpanDecorations {
+            record_query: true,
+            fixed_tags: &[],
+            header_tags: &tags,
+            baggage: &[],
+        };
         let mut attrs = Vec::new();
         ex.attributes(&decorations, &mut attrs);
-        assert_eq!(find(&attrs, "url.query"), Some(&AttributeValue::Str("debug=1")));
-        assert_eq!(find(&attrs, "http.request.method"), Some(&AttributeValue::Str("_OTHER")));
-        assert_eq!(find(&attrs, "http.request.method_original"), Some(&AttributeValue::Str("PURGE")));
-        assert_eq!(find(&attrs, "network.peer.address"), Some(&AttributeValue::Str("10.0.0.9")));
-        assert_eq!(find(&attrs, "user"), Some(&AttributeValue::Str("anonymous")));
+        assert_eq!(
+            find(&attrs, "url.query"),
+            Some(&AttributeValue::Str("debug=1"))
+        );
+        assert_eq!(
+            find(&attrs, "http.request.method"),
+            Some(&AttributeValue::Str("_OTHER"))
+        );
+        assert_eq!(
+            find(&attrs, "http.request.method_original"),
+            Some(&AttributeValue::Str("PURGE"))
+        );
+        assert_eq!(
+            find(&attrs, "network.peer.address"),
+            Some(&AttributeValue::Str("10.0.0.9"))
+        );
+        assert_eq!(
+            find(&attrs, "user"),
+            Some(&AttributeValue::Str("anonymous"))
+        );
         assert_eq!(find(&attrs, "client.address"), None);
     }
 

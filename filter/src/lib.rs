@@ -8,6 +8,7 @@ pub mod context;
 pub mod envoy_flags;
 pub mod export;
 pub mod hex;
+pub mod http_span;
 pub mod ids;
 pub mod otlp;
 pub mod propagation;
@@ -15,3 +16,7 @@ pub mod resource;
 pub mod route;
 pub mod sampling;
 pub mod span;
+pub mod tracer;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;

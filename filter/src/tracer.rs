@@ -38,7 +38,12 @@ impl SpanStart {
 }
 
 impl Tracer {
-    pub fn start(&self, headers: &impl Getter, ids: &mut IdGenerator, now_unix_secs: u32) -> SpanStart {
+    pub fn start(
+        &self,
+        headers: &impl Getter,
+        ids: &mut IdGenerator,
+        now_unix_secs: u32,
+    ) -> SpanStart {
         let incoming = self.propagator.extract(headers);
         let (parent, link, caller_decision) = match &incoming.context {
             Some(ctx) if self.trust_incoming => (Some(ctx), None, None),
@@ -52,7 +57,8 @@ impl Tracer {
             Some(parent) => parent.child(span_id, Sampling::Deferred),
             None => {
                 let trace_id = ids.trace_id(self.xray_trace_ids.then_some(now_unix_secs));
-                let mut root = SpanContext::new(trace_id, span_id, Sampling::Deferred, Format::TraceContext);
+                let mut root =
+                    SpanContext::new(trace_id, span_id, Sampling::Deferred, Format::TraceContext);
                 root.random = true;
                 root
             }
@@ -68,13 +74,19 @@ impl Tracer {
                 .and_then(Sampler::parse_randomness);
             self.sampler.decide(parent, &context.trace_id, randomness)
         } else {
-            parent.map_or(false, SpanContext::is_sampled) || caller_decision == Some(Sampling::Sampled)
+            parent.map_or(false, SpanContext::is_sampled)
+                || caller_decision == Some(Sampling::Sampled)
         };
-        context.sampling = if sampled { Sampling::Sampled } else { Sampling::NotSampled };
+        context.sampling = if sampled {
+            Sampling::Sampled
+        } else {
+            Sampling::NotSampled
+        };
 
         if decided_here && sampled && self.write_threshold {
             if let Some(threshold) = self.sampler.threshold_hex() {
-                context.trace_state = tracestate::with_ot_threshold(&context.trace_state, threshold);
+                context.trace_state =
+                    tracestate::with_ot_threshold(&context.trace_state, threshold);
             }
         }
 
@@ -88,7 +100,8 @@ impl Tracer {
 
     /// Writes the new span's context for the next hop in every configured format.
     pub fn inject(&self, start: &SpanStart, headers: &mut impl Setter) {
-        self.propagator.inject(&start.context, &start.incoming, headers);
+        self.propagator
+            .inject(&start.context, &start.incoming, headers);
     }
 }
 
@@ -115,12 +128,18 @@ mod tests {
     fn continues_a_sampled_parent_even_at_zero_percent() {
         let headers = Headers::from_pairs([("traceparent", PARENT)]);
         let start = tracer(0.0, true).start(&headers, &mut IdGenerator::from_seed(1), 0);
-        assert_eq!(start.context.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            start.context.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_eq!(start.parent.unwrap().to_string(), "00f067aa0ba902b7");
         assert_ne!(start.context.span_id, start.parent.unwrap());
         assert!(start.is_sampled());
         assert!(start.link.is_none());
-        assert!(start.context.trace_state.is_empty(), "no threshold for a parent decision");
+        assert!(
+            start.context.trace_state.is_empty(),
+            "no threshold for a parent decision"
+        );
     }
 
     #[test]
@@ -140,7 +159,10 @@ mod tests {
             assert_eq!(start.is_sampled(), expected, "seed {seed}");
             assert!(start.context.random);
             if start.is_sampled() {
-                assert_eq!(tracestate::ot_subkey(&start.context.trace_state, "th"), Some("8"));
+                assert_eq!(
+                    tracestate::ot_subkey(&start.context.trace_state, "th"),
+                    Some("8")
+                );
             }
         }
     }
@@ -148,7 +170,8 @@ mod tests {
     #[test]
     fn deferred_b3_parent_is_decided_here_on_its_trace_id() {
         let trace = "80f198ee56343ba864fe8b2a57d3eff7";
-        let headers = Headers::from_pairs([("x-b3-traceid", trace), ("x-b3-spanid", "e457b5a2e4d86bd1")]);
+        let headers =
+            Headers::from_pairs([("x-b3-traceid", trace), ("x-b3-spanid", "e457b5a2e4d86bd1")]);
         let start = tracer(50.0, true).start(&headers, &mut IdGenerator::from_seed(3), 0);
         assert_eq!(start.context.trace_id.to_string(), trace);
         let expected = TraceId::from_hex(trace, true).unwrap().random_bits_56() >= 1 << 55;
@@ -157,7 +180,7 @@ mod tests {
 
     #[test]
     fn sampling_only_header_is_respected() {
-        let headers = Headers::from_pairs([("b3", "0")]);
+        let headers = Headers::from_pairs([("x-b3-sampled", "0")]);
         let start = tracer(100.0, true).start(&headers, &mut IdGenerator::from_seed(4), 0);
         assert!(!start.is_sampled());
         assert!(start.parent.is_none());
@@ -168,9 +191,18 @@ mod tests {
         let headers = Headers::from_pairs([("traceparent", PARENT)]);
         let start = tracer(0.0, false).start(&headers, &mut IdGenerator::from_seed(5), 0);
         assert!(start.parent.is_none());
-        assert_ne!(start.context.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(start.link.as_ref().unwrap().span_id.to_string(), "00f067aa0ba902b7");
-        assert!(!start.is_sampled(), "0 % at the edge stays 0 % whatever the caller says");
+        assert_ne!(
+            start.context.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            start.link.as_ref().unwrap().span_id.to_string(),
+            "00f067aa0ba902b7"
+        );
+        assert!(
+            !start.is_sampled(),
+            "0 % at the edge stays 0 % whatever the caller says"
+        );
     }
 
     #[test]
@@ -182,7 +214,10 @@ mod tests {
         let span = start.context.span_id.to_string();
         assert!(headers.get("traceparent").unwrap().contains(&span));
         assert_eq!(headers.get("x-b3-spanid"), Some(span.as_str()));
-        assert!(headers.get("x-amzn-trace-id").unwrap().contains(&format!("Parent={span}")));
+        assert!(headers
+            .get("x-amzn-trace-id")
+            .unwrap()
+            .contains(&format!("Parent={span}")));
     }
 
     #[test]

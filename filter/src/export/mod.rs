@@ -1,1 +1,257 @@
-//! (to be written)
+//! The per-VM export pipeline as a pure state machine: a bounded queue of encoded spans, batches
+//! in flight, retries with backoff by the OTLP rules, and exact counts. The glue feeds it time and
+//! host responses; nothing here calls the host.
+
+mod retry;
+
+pub use retry::{is_retryable, RetryPolicy};
+
+use std::collections::VecDeque;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportSettings {
+    pub max_queue_size: usize,
+    pub max_batch_size: usize,
+    pub scheduled_delay_ms: u64,
+    /// Batches in flight or waiting to retry, at most.
+    pub max_in_flight: usize,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success {
+        rejected_spans: u64,
+    },
+    Failure {
+        grpc_status: u32,
+        retry_delay_ms: Option<u64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    pub batch_id: u64,
+    pub payload: Vec<u8>,
+    pub spans: usize,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ExportStats {
+    pub sampled: u64,
+    pub exported: u64,
+    pub dropped: u64,
+    /// Waiting, in flight, or awaiting retry.
+    pub queued: u64,
+    pub export_requests: u64,
+    pub export_failures: u64,
+    pub retries: u64,
+}
+
+struct Batch {
+    id: u64,
+    payload: Vec<u8>,
+    spans: usize,
+    attempts: u32,
+    retry_at_ms: u64,
+}
+
+pub struct Exporter {
+    settings: ExportSettings,
+    waiting: VecDeque<Vec<u8>>,
+    in_flight: Vec<Batch>,
+    awaiting_retry: Vec<Batch>,
+    next_batch_id: u64,
+    last_flush_ms: Option<u64>,
+    draining: bool,
+    jitter_state: u64,
+    stats: ExportStats,
+}
+
+impl Exporter {
+    pub fn new(settings: ExportSettings, jitter_seed: u64) -> Self {
+        Exporter {
+            waiting: VecDeque::with_capacity(settings.max_queue_size.min(4096)),
+            settings,
+            in_flight: Vec::new(),
+            awaiting_retry: Vec::new(),
+            next_batch_id: 1,
+            last_flush_ms: None,
+            draining: false,
+            jitter_state: jitter_seed | 1,
+            stats: ExportStats::default(),
+        }
+    }
+
+    /// Takes one encoded sampled span; a full queue drops it (counted), never blocks or grows.
+    pub fn enqueue(&mut self, encoded_span: Vec<u8>) -> bool {
+        self.stats.sampled += 1;
+        if self.waiting.len() >= self.settings.max_queue_size || self.draining {
+            self.stats.dropped += 1;
+            return false;
+        }
+        self.waiting.push_back(encoded_span);
+        self.stats.queued += 1;
+        true
+    }
+
+    pub fn has_full_batch(&self) -> bool {
+        self.waiting.len() >= self.settings.max_batch_size
+    }
+
+    fn outstanding(&self) -> usize {
+        self.in_flight.len() + self.awaiting_retry.len()
+    }
+
+    /// The next batch to send, if any: a due retry first, else a new batch when a full one is
+    /// waiting or the scheduled delay has passed.
+    pub fn poll(
+        &mut self,
+        now_ms: u64,
+        encode: &dyn Fn(&[Vec<u8>]) -> Vec<u8>,
+    ) -> Option<Dispatch> {
+        let last_flush = *self.last_flush_ms.get_or_insert(now_ms);
+        if self.in_flight.len() >= self.settings.max_in_flight {
+            return None;
+        }
+        if let Some(due) = self
+            .awaiting_retry
+            .iter()
+            .position(|b| b.retry_at_ms <= now_ms)
+        {
+            let mut batch = self.awaiting_retry.swap_remove(due);
+            batch.attempts += 1;
+            self.stats.export_requests += 1;
+            self.stats.retries += 1;
+            let dispatch = Dispatch {
+                batch_id: batch.id,
+                payload: batch.payload.clone(),
+                spans: batch.spans,
+            };
+            self.in_flight.push(batch);
+            return Some(dispatch);
+        }
+        let due = self.draining
+            || self.has_full_batch()
+            || now_ms >= last_flush + self.settings.scheduled_delay_ms;
+        if self.waiting.is_empty() || !due || self.outstanding() >= self.settings.max_in_flight {
+            if self.waiting.is_empty() {
+                self.last_flush_ms = Some(now_ms);
+            }
+            return None;
+        }
+        let take = self.waiting.len().min(self.settings.max_batch_size);
+        let spans: Vec<Vec<u8>> = self.waiting.drain(..take).collect();
+        let payload = encode(&spans);
+        let id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.last_flush_ms = Some(now_ms);
+        self.stats.export_requests += 1;
+        let dispatch = Dispatch {
+            batch_id: id,
+            payload: payload.clone(),
+            spans: take,
+        };
+        self.in_flight.push(Batch {
+            id,
+            payload,
+            spans: take,
+            attempts: 1,
+            retry_at_ms: 0,
+        });
+        Some(dispatch)
+    }
+
+    fn take_in_flight(&mut self, batch_id: u64) -> Option<Batch> {
+        let index = self.in_flight.iter().position(|b| b.id == batch_id)?;
+        Some(self.in_flight.swap_remove(index))
+    }
+
+    fn settle(&mut self, spans: usize, exported: u64) {
+        let spans = spans as u64;
+        let exported = exported.min(spans);
+        self.stats.exported += exported;
+        self.stats.dropped += spans - exported;
+        self.stats.queued -= spans;
+    }
+
+    /// The host refused to start the call (e.g. the cluster does not exist yet): retryable.
+    pub fn dispatch_failed(&mut self, batch_id: u64, now_ms: u64) {
+        self.complete(
+            batch_id,
+            Outcome::Failure {
+                grpc_status: retry::UNAVAILABLE,
+                retry_delay_ms: None,
+            },
+            now_ms,
+        );
+    }
+
+    pub fn complete(&mut self, batch_id: u64, outcome: Outcome, now_ms: u64) {
+        let Some(mut batch) = self.take_in_flight(batch_id) else {
+            return;
+        };
+        match outcome {
+            Outcome::Success { rejected_spans } => {
+                let rejected = rejected_spans.min(batch.spans as u64);
+                self.settle(batch.spans, batch.spans as u64 - rejected);
+            }
+            Outcome::Failure {
+                grpc_status,
+                retry_delay_ms,
+            } => {
+                self.stats.export_failures += 1;
+                let retry = !self.draining
+                    && is_retryable(grpc_status, retry_delay_ms.is_some())
+                    && batch.attempts < self.settings.retry.max_attempts;
+                if retry {
+                    let delay = retry_delay_ms.unwrap_or_else(|| {
+                        self.settings
+                            .retry
+                            .backoff_ms(batch.attempts, next_random(&mut self.jitter_state))
+                    });
+                    batch.retry_at_ms = now_ms + delay;
+                    self.awaiting_retry.push(batch);
+                } else {
+                    self.settle(batch.spans, 0);
+                }
+            }
+        }
+    }
+
+    /// From now on everything waiting leaves at once and failures are not retried: the plugin
+    /// is being retired.
+    pub fn begin_drain(&mut self) {
+        self.draining = true;
+        for mut batch in std::mem::take(&mut self.awaiting_retry) {
+            batch.retry_at_ms = 0;
+            self.awaiting_retry.push(batch);
+        }
+    }
+
+    pub fn stats(&self) -> ExportStats {
+        self.stats
+    }
+
+    /// Counts everything still held as dropped and forgets it.
+    pub fn shutdown(&mut self) -> ExportStats {
+        let held: usize = self.waiting.len()
+            + self.in_flight.iter().map(|b| b.spans).sum::<usize>()
+            + self.awaiting_retry.iter().map(|b| b.spans).sum::<usize>();
+        self.waiting.clear();
+        self.in_flight.clear();
+        self.awaiting_retry.clear();
+        self.settle(held, 0);
+        self.stats
+    }
+}
+
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 use crate::propagation::{Headers, Setter};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// Request headers as one map, fetched with a single host call. Values that are not UTF-8
 /// cannot carry valid trace context and are left out; the count of such values is returned.
@@ -43,7 +43,9 @@ pub fn property_bytes(path: &[&str]) -> Option<Vec<u8>> {
 }
 
 pub fn property_string(path: &[&str]) -> Option<String> {
-    property_bytes(path).and_then(|bytes| String::from_utf8(bytes).ok()).filter(|s| !s.is_empty())
+    property_bytes(path)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|s| !s.is_empty())
 }
 
 /// Integer attributes arrive as 8 little-endian bytes.
@@ -59,19 +61,13 @@ pub fn set_filter_state(name: &str, value: &[u8]) {
 
 pub fn now_unix_nanos() -> u64 {
     let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
-    now.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
-
-pub fn now_system() -> SystemTime {
-    hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 pub fn log_error(message: &str) {
     let _ = hostcalls::log(proxy_wasm::types::LogLevel::Error, message);
-}
-
-pub fn log_info(message: &str) {
-    let _ = hostcalls::log(proxy_wasm::types::LogLevel::Info, message);
 }
 
 pub fn log_warn(message: &str) {

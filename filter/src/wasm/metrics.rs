@@ -73,7 +73,9 @@ pub struct StatsPublisher {
 
 impl StatsPublisher {
     pub fn new() -> Self {
-        StatsPublisher { published: RefCell::new(ExportStats::default()) }
+        StatsPublisher {
+            published: RefCell::new(ExportStats::default()),
+        }
     }
 
     pub fn publish(&self, now: ExportStats) {
@@ -87,13 +89,14 @@ impl StatsPublisher {
         add(ids.spans_exported, delta(now.exported, before.exported));
         add(ids.spans_dropped, delta(now.dropped, before.dropped));
         add(ids.spans_queued, delta(now.queued, before.queued));
-        add(ids.export_requests, delta(now.export_requests, before.export_requests));
-        add(ids.export_failures, delta(now.export_failures, before.export_failures));
+        add(
+            ids.export_requests,
+            delta(now.export_requests, before.export_requests),
+        );
+        add(
+            ids.export_failures,
+            delta(now.export_failures, before.export_failures),
+        );
         *before = now;
     }
 }
-
-pub fn count(id_of: impl Fn(&MetricIds) -> u32, delta: u64) {
-    add(id_of(&ids()), delta as i64);
-}
-

@@ -35,10 +35,18 @@ pub fn listener_kind() -> Option<SpanKind> {
 
 fn node_info() -> NodeInfo {
     let meta = |key: &str| host::property_string(&["xds", "node", "metadata", key]);
-    let label_keys = ["service.istio.io/canonical-name", "service.istio.io/canonical-revision", "app", "version"];
+    let label_keys = [
+        "service.istio.io/canonical-name",
+        "service.istio.io/canonical-revision",
+        "app",
+        "version",
+    ];
     let labels = label_keys
         .iter()
-        .filter_map(|key| host::property_string(&["xds", "node", "metadata", "LABELS", key]).map(|v| (key.to_string(), v)))
+        .filter_map(|key| {
+            host::property_string(&["xds", "node", "metadata", "LABELS", key])
+                .map(|v| (key.to_string(), v))
+        })
         .collect();
     NodeInfo {
         name: meta("NAME"),
@@ -57,7 +65,9 @@ impl Plugin {
             Direction::Outbound => Some(SpanKind::Client),
             Direction::Auto => listener_kind(),
         };
-        let custom = crate::config::resolve_custom_tags(&config.custom_tags, &|name| std::env::var(name).ok());
+        let custom = crate::config::resolve_custom_tags(&config.custom_tags, &|name| {
+            std::env::var(name).ok()
+        });
         let node = node_info();
         let encoder = BatchEncoder::new(
             &resource::resource_attributes(&config, &node),
@@ -65,11 +75,11 @@ impl Plugin {
             env!("CARGO_PKG_VERSION"),
         );
         let tracer = Tracer {
-            propagator: Propagator::new(&config.propagation.extract, &config.propagation.inject),
+            propagator: Propagator::new(&config.extract, &config.inject),
             sampler: config.sampler(),
             trust_incoming: config.trust_incoming_context,
             write_threshold: config.write_sampling_threshold,
-            xray_trace_ids: config.propagation.inject.contains(&Format::XRay),
+            xray_trace_ids: config.inject.contains(&Format::XRay),
         };
         Plugin {
             kind,
@@ -80,7 +90,10 @@ impl Plugin {
                 .iter()
                 .map(|key| (key.clone(), format!("baggage.{key}")))
                 .collect(),
-            limits: SpanLimits { max_value_len: config.max_tag_length, max_attributes: config.max_attributes },
+            limits: SpanLimits {
+                max_value_len: config.max_tag_length,
+                max_attributes: config.max_attributes,
+            },
             encoder,
             tracer,
             config,
@@ -101,6 +114,9 @@ impl Plugin {
 
     pub fn is_excluded(&self, path: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or(path);
-        self.config.exclude_paths.iter().any(|excluded| excluded == path)
+        self.config
+            .exclude_paths
+            .iter()
+            .any(|excluded| excluded == path)
     }
 }

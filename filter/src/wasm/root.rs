@@ -46,7 +46,11 @@ pub struct SidetraceRoot {
 
 impl SidetraceRoot {
     pub fn new() -> Self {
-        SidetraceRoot { shared: None, in_flight: HashMap::new(), draining: false }
+        SidetraceRoot {
+            shared: None,
+            in_flight: HashMap::new(),
+            draining: false,
+        }
     }
 
     fn now_ms() -> u64 {
@@ -55,15 +59,23 @@ impl SidetraceRoot {
 
     /// Sends every batch the exporter is ready to send.
     fn flush(&mut self) {
-        let Some(shared) = self.shared.clone() else { return };
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
         let now = Self::now_ms();
         let collector = &shared.plugin.config.collector;
         let timeout = Duration::from_millis(collector.timeout_ms);
-        let metadata: Vec<(&str, &[u8])> =
-            collector.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+        let metadata: Vec<(&str, &[u8])> = collector
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
         loop {
             let encoder = &shared.plugin.encoder;
-            let dispatch = shared.exporter.borrow_mut().poll(now, &|spans| encoder.encode_request(spans));
+            let dispatch = shared
+                .exporter
+                .borrow_mut()
+                .poll(now, &|spans| encoder.encode_request(spans));
             let Some(dispatch) = dispatch else { break };
             match self.dispatch_grpc_call(
                 &collector.cluster,
@@ -81,7 +93,10 @@ impl SidetraceRoot {
                         "sidetrace: export to cluster `{}` could not start ({status:?}); will retry",
                         collector.cluster
                     ));
-                    shared.exporter.borrow_mut().dispatch_failed(dispatch.batch_id, now);
+                    shared
+                        .exporter
+                        .borrow_mut()
+                        .dispatch_failed(dispatch.batch_id, now);
                     break;
                 }
             }
@@ -106,10 +121,16 @@ impl SidetraceRoot {
 
 impl Context for SidetraceRoot {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        let Some(batch_id) = self.in_flight.remove(&token_id) else { return };
-        let Some(shared) = self.shared.clone() else { return };
+        let Some(batch_id) = self.in_flight.remove(&token_id) else {
+            return;
+        };
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
         let outcome = if status_code == GRPC_OK {
-            let body = self.get_grpc_call_response_body(0, response_size).unwrap_or_default();
+            let body = self
+                .get_grpc_call_response_body(0, response_size)
+                .unwrap_or_default();
             match decode_export_response(&body) {
                 Ok(rejected_spans) => Outcome::Success { rejected_spans },
                 Err(reason) => {
@@ -118,9 +139,12 @@ impl Context for SidetraceRoot {
                 }
             }
         } else {
-            let details = hostcalls::get_map_value_bytes(MapType::GrpcReceiveTrailingMetadata, "grpc-status-details-bin")
-                .ok()
-                .flatten();
+            let details = hostcalls::get_map_value_bytes(
+                MapType::GrpcReceiveTrailingMetadata,
+                "grpc-status-details-bin",
+            )
+            .ok()
+            .flatten();
             let retry_delay_ms = details
                 .as_deref()
                 .and_then(retry_delay_from_status_details)
@@ -130,9 +154,15 @@ impl Context for SidetraceRoot {
                 "sidetrace: export failed with gRPC status {status_code}: {}",
                 message.unwrap_or_default()
             ));
-            Outcome::Failure { grpc_status: status_code, retry_delay_ms }
+            Outcome::Failure {
+                grpc_status: status_code,
+                retry_delay_ms,
+            }
         };
-        shared.exporter.borrow_mut().complete(batch_id, outcome, Self::now_ms());
+        shared
+            .exporter
+            .borrow_mut()
+            .complete(batch_id, outcome, Self::now_ms());
         self.flush();
         if self.draining && self.in_flight.is_empty() {
             self.done();
@@ -140,7 +170,9 @@ impl Context for SidetraceRoot {
     }
 
     fn on_done(&mut self) -> bool {
-        let Some(shared) = self.shared.clone() else { return true };
+        let Some(shared) = self.shared.clone() else {
+            return true;
+        };
         self.draining = true;
         // A retiring plugin (config push, VM shutdown) sends what it holds once, now; whatever
         // cannot leave is counted as dropped rather than forgotten.

@@ -18,6 +18,8 @@ pub struct SidetraceStream {
     shared: Rc<Shared>,
     /// Present only while a sampled span is being recorded.
     recording: Option<Recording>,
+    /// The `traceresponse` value, kept only when response headers are configured.
+    trace_response: Option<[u8; 55]>,
 }
 
 struct Recording {
@@ -29,7 +31,11 @@ struct Recording {
 
 impl SidetraceStream {
     pub fn new(shared: Rc<Shared>) -> Self {
-        SidetraceStream { shared, recording: None }
+        SidetraceStream {
+            shared,
+            recording: None,
+            trace_response: None,
+        }
     }
 
     /// Publishes the stream's trace context where access logs can print it:
@@ -37,7 +43,10 @@ impl SidetraceStream {
     fn publish_context(context: &SpanContext) {
         host::set_filter_state("sidetrace.trace_id", &context.trace_id.to_hex());
         host::set_filter_state("sidetrace.span_id", &context.span_id.to_hex());
-        host::set_filter_state("sidetrace.sampled", if context.is_sampled() { b"1" } else { b"0" });
+        host::set_filter_state(
+            "sidetrace.sampled",
+            if context.is_sampled() { b"1" } else { b"0" },
+        );
     }
 
     fn finish(&mut self, recording: Recording) {
@@ -84,7 +93,12 @@ impl SidetraceStream {
         let mut attributes = Vec::with_capacity(24);
         exchange.attributes(&decorations, &mut attributes);
         let mut name = String::with_capacity(64);
-        crate::route::span_name(exchange.method(), exchange.route_name, exchange.path(), &mut name);
+        crate::route::span_name(
+            exchange.method(),
+            exchange.route_name,
+            exchange.path(),
+            &mut name,
+        );
         let (status, status_message) = exchange.status();
 
         let context = &recording.start.context;
@@ -123,7 +137,10 @@ impl SidetraceStream {
     }
 
     fn span_kind(plugin: &Plugin) -> SpanKind {
-        plugin.kind.or_else(listener_kind).unwrap_or(SpanKind::Server)
+        plugin
+            .kind
+            .or_else(listener_kind)
+            .unwrap_or(SpanKind::Server)
     }
 }
 
@@ -135,7 +152,11 @@ impl HttpContext for SidetraceStream {
         let (request, unreadable) = host::request_headers();
         let kind = Self::span_kind(plugin);
         let now = host::now_unix_nanos();
-        let start = plugin.tracer.start(&request, &mut self.shared.ids.borrow_mut(), (now / 1_000_000_000) as u32);
+        let start = plugin.tracer.start(
+            &request,
+            &mut self.shared.ids.borrow_mut(),
+            (now / 1_000_000_000) as u32,
+        );
 
         let ids = metrics::ids();
         let invalid = start.incoming.invalid as i64 + unreadable as i64;
@@ -146,13 +167,43 @@ impl HttpContext for SidetraceStream {
 
         plugin.tracer.inject(&start, &mut RequestHeaderWriter);
         Self::publish_context(&start.context);
+        let response_headers = &plugin.config.response_headers;
+        if response_headers.traceresponse || response_headers.trace_id_header.is_some() {
+            self.trace_response = Some(crate::propagation::tracecontext::format_traceparent(
+                &start.context,
+            ));
+        }
 
         let path = request.get(":path").unwrap_or("/");
         if plugin.records(kind) && !plugin.is_excluded(path) {
             metrics::add(ids.spans_started, 1);
             if start.is_sampled() {
-                self.recording = Some(Recording { kind, start, start_unix_nanos: now, request });
+                self.recording = Some(Recording {
+                    kind,
+                    start,
+                    start_unix_nanos: now,
+                    request,
+                });
             }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(value) = self
+            .trace_response
+            .as_ref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+        else {
+            return Action::Continue;
+        };
+        let response_headers = &self.shared.plugin.config.response_headers;
+        if response_headers.traceresponse {
+            host::set_response_header("traceresponse", value);
+        }
+        if let Some(name) = &response_headers.trace_id_header {
+            // The trace id is the second field of a version-00 traceparent.
+            host::set_response_header(name, &value[3..35]);
         }
         Action::Continue
     }
