@@ -82,8 +82,12 @@ pub fn get<'a>(state: &'a TraceState, key: &str) -> Option<&'a str> {
     find(state.as_str(), key)
 }
 
-/// Puts `key=value` first (the W3C rule for an updated entry), removing the old one.
+/// Puts `key=value` first (the W3C rule for an updated entry), removing the old one. An invalid
+/// key or value leaves the state as it was: what goes out is always valid.
 pub fn upsert(state: &TraceState, key: &str, value: &str) -> TraceState {
+    if !valid_key(key) || !valid_value(value) {
+        return state.clone();
+    }
     let mut out = String::with_capacity(state.as_str().len() + key.len() + value.len() + 2);
     out.push_str(key);
     out.push('=');
@@ -109,8 +113,14 @@ pub fn ot_subkey<'a>(state: &'a TraceState, sub: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Sets the OTel sampling threshold `th`, keeping `rv` and every other sub-key as they came.
+/// Sets the OTel sampling threshold `th` (1 to 14 lowercase hex digits), keeping `rv` and every
+/// other sub-key as they came.
 pub fn with_ot_threshold(state: &TraceState, threshold_hex: &str) -> TraceState {
+    let well_formed = (1..=14).contains(&threshold_hex.len())
+        && threshold_hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    if !well_formed {
+        return state.clone();
+    }
     let mut entry = format!("th:{threshold_hex}");
     if let Some(existing) = get(state, OTEL_KEY) {
         for field in existing
@@ -191,5 +201,9 @@ mod tests {
         let updated = with_ot_threshold(&state, "c");
         assert_eq!(updated.0, "ot=th:c;rv:0123456789abcd,vendor=1");
         assert_eq!(with_ot_threshold(&TraceState::default(), "8").0, "ot=th:8");
+        assert_eq!(with_ot_threshold(&state, "C"), state, "uppercase is not a threshold");
+        assert_eq!(with_ot_threshold(&state, ""), state);
+        assert_eq!(upsert(&state, "Bad", "1"), state);
+        assert_eq!(upsert(&state, "k", "a,b"), state);
     }
 }

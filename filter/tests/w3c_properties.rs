@@ -1,0 +1,365 @@
+//! Property tests for the W3C parsers: arbitrary input never panics, whatever comes out is valid,
+//! and what we write reads back the same. Plus an allocation count for the traceparent hot path.
+
+use proptest::prelude::*;
+use sidetrace::context::{Format, Sampling, SpanContext, SpanId, TraceId, TraceState};
+use sidetrace::propagation::baggage::{self, Baggage, BaggageEntry};
+use sidetrace::propagation::composite::Propagator;
+use sidetrace::propagation::{tracecontext, tracestate, Extracted, Getter, Headers, Setter};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// Counts allocations made by the current thread while counting is switched on, so tests
+/// running in parallel on other threads do not disturb the figure.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+fn note_allocation() {
+    let _ = ALLOCATIONS.try_with(|count| {
+        if let Some(n) = count.get() {
+            count.set(Some(n + 1));
+        }
+    });
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn count_allocations<T>(work: impl FnOnce() -> T) -> (T, usize) {
+    ALLOCATIONS.with(|count| count.set(Some(0)));
+    let result = work();
+    let allocations = ALLOCATIONS.with(|count| count.replace(None)).unwrap_or(0);
+    (result, allocations)
+}
+
+/// A carrier with fixed storage: reads one incoming `traceparent`, writes the outgoing one into
+/// an inline buffer, so the carrier itself never allocates.
+struct FixedCarrier {
+    incoming: &'static str,
+    written: [u8; 64],
+    written_len: usize,
+    removed_tracestate: bool,
+}
+
+impl Getter for FixedCarrier {
+    fn get(&self, name: &str) -> Option<&str> {
+        (name == "traceparent").then_some(self.incoming)
+    }
+
+    fn for_each(&self, visit: &mut dyn FnMut(&str, &str)) {
+        visit("traceparent", self.incoming);
+    }
+}
+
+impl Setter for FixedCarrier {
+    fn set(&mut self, name: &str, value: &str) {
+        if name == "traceparent" && value.len() <= self.written.len() {
+            self.written[..value.len()].copy_from_slice(value.as_bytes());
+            self.written_len = value.len();
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.removed_tracestate |= name == "tracestate";
+    }
+}
+
+#[test]
+fn traceparent_extract_and_inject_do_not_allocate() {
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
+    let mut carrier = FixedCarrier {
+        incoming: PARENT,
+        written: [0; 64],
+        written_len: 0,
+        removed_tracestate: false,
+    };
+    let ((), allocations) = count_allocations(|| {
+        for _ in 0..1000 {
+            let Extracted::Valid(ctx) = tracecontext::extract(&carrier) else {
+                panic!("the fixed traceparent is valid");
+            };
+            let child = ctx.child(SpanId([1, 2, 3, 4, 5, 6, 7, 8]), Sampling::Sampled);
+            tracecontext::inject(&child, &mut carrier);
+        }
+    });
+    assert_eq!(
+        &carrier.written[..carrier.written_len],
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-03"
+    );
+    assert!(carrier.removed_tracestate);
+    assert_eq!(allocations, 0, "extract+inject allocated");
+
+    // The counter works: the tracestate path does allocate.
+    let headers = Headers::from_pairs([("traceparent", PARENT), ("tracestate", "a=1")]);
+    let (_, allocations) = count_allocations(|| tracecontext::extract(&headers));
+    assert!(allocations > 0);
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 2000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Strings shaped like a traceparent, so mutations land near the valid space.
+fn traceparent_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        any::<Vec<u8>>().prop_map(lossy),
+        "[0-9a-fA-F]{2}-[0-9a-fA-F]{32}-[0-9a-fA-F]{16}-[0-9a-fA-F]{2}(-[ -~]{0,8})?",
+        "[ \t]{0,2}[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}[ \t-]{0,2}",
+        "(00|ff|01)-0{32}-[0-9a-f]{16}-0[0-3]",
+    ]
+}
+
+fn member_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9_*/-]{0,8}=[ -~]{0,10}",
+        "[a-z0-9][a-z0-9_*/-]{0,4}@[a-z][a-z0-9]{0,15}=[!-~]{1,6}",
+        "[ \t]{0,2}[a-zA-Z0-9@=]{0,12}[ \t]{0,2}",
+        any::<String>(),
+    ]
+}
+
+fn line_of_members() -> impl Strategy<Value = String> {
+    prop::collection::vec(member_like(), 0..50).prop_map(|members| members.join(","))
+}
+
+fn headers_with(name: &'static str, lines: &[String]) -> Headers {
+    Headers {
+        entries: lines
+            .iter()
+            .map(|line| (name.to_string(), line.clone()))
+            .collect(),
+    }
+}
+
+fn assert_valid_tracestate(state: &TraceState) {
+    if state.is_empty() {
+        return;
+    }
+    let members: Vec<&str> = state.as_str().split(',').collect();
+    assert!(members.len() <= tracestate::MAX_MEMBERS, "{state:?}");
+    let mut keys = Vec::new();
+    for member in &members {
+        let (key, value) = member.split_once('=').expect("member has `=`");
+        assert!(tracestate::valid_key(key), "{member:?}");
+        assert!(tracestate::valid_value(value), "{member:?}");
+        assert!(!keys.contains(&key), "duplicate {key:?} in {state:?}");
+        keys.push(key);
+    }
+    // A valid serialization reads back unchanged.
+    let reparsed = tracestate::parse(&headers_with("tracestate", std::slice::from_ref(&state.0)));
+    assert_eq!(&reparsed, state);
+}
+
+fn span_context() -> impl Strategy<Value = SpanContext> {
+    (
+        any::<[u8; 16]>().prop_filter("non-zero", |id| *id != [0; 16]),
+        any::<[u8; 8]>().prop_filter("non-zero", |id| *id != [0; 8]),
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec("[a-z][a-z0-9]{0,6}=[!-+--<>-~]{1,8}", 0..5),
+    )
+        .prop_map(|(trace, span, sampled, random, members)| {
+            let sampling = if sampled {
+                Sampling::Sampled
+            } else {
+                Sampling::NotSampled
+            };
+            let mut ctx =
+                SpanContext::new(TraceId(trace), SpanId(span), sampling, Format::TraceContext);
+            ctx.random = random;
+            let headers = headers_with("tracestate", &[members.join(",")]);
+            ctx.trace_state = tracestate::parse(&headers);
+            ctx
+        })
+}
+
+fn baggage_entry() -> impl Strategy<Value = BaggageEntry> {
+    (
+        "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,10}",
+        any::<String>(),
+        prop_oneof![Just(String::new()), "(;[a-z]{1,5}(=[#-+]{0,4})?){1,3}",],
+    )
+        .prop_map(|(key, value, properties)| BaggageEntry {
+            key,
+            value,
+            properties,
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn traceparent_never_panics_and_valid_means_valid(
+        parent in traceparent_like(),
+        states in prop::collection::vec(line_of_members(), 0..3),
+    ) {
+        let mut headers = headers_with("tracestate", &states);
+        headers.entries.push(("traceparent".into(), parent.clone()));
+        if let Extracted::Valid(ctx) = tracecontext::extract(&headers) {
+            prop_assert!(ctx.is_valid());
+            prop_assert!(ctx.sampling != Sampling::Deferred);
+            prop_assert_eq!(ctx.origin, Format::TraceContext);
+            assert_valid_tracestate(&ctx.trace_state);
+            let trimmed = parent.trim_matches([' ', '\t']);
+            prop_assert_eq!(&trimmed[3..35], ctx.trace_id.to_string());
+            prop_assert_eq!(&trimmed[36..52], ctx.span_id.to_string());
+            prop_assert!(!trimmed.starts_with("ff"));
+        }
+    }
+
+    #[test]
+    fn tracestate_output_is_always_valid(lines in prop::collection::vec(
+        prop_oneof![line_of_members(), any::<Vec<u8>>().prop_map(lossy)], 0..4)
+    ) {
+        let state = tracestate::parse(&headers_with("tracestate", &lines));
+        assert_valid_tracestate(&state);
+    }
+
+    #[test]
+    fn tracestate_edits_stay_valid(
+        line in line_of_members(),
+        key in "[a-z][a-z0-9@]{0,6}",
+        value in "[ -~]{0,8}",
+        threshold in "[0-9a-fA-F]{0,15}",
+    ) {
+        let state = tracestate::parse(&headers_with("tracestate", &[line]));
+        let upserted = tracestate::upsert(&state, &key, &value);
+        assert_valid_tracestate(&upserted);
+        if upserted != state {
+            prop_assert_eq!(tracestate::get(&upserted, &key), Some(value.as_str()));
+            let prefix = format!("{key}=");
+            prop_assert!(upserted.as_str().starts_with(&prefix));
+        }
+        let with_threshold = tracestate::with_ot_threshold(&state, &threshold);
+        assert_valid_tracestate(&with_threshold);
+        if with_threshold != state {
+            prop_assert_eq!(tracestate::ot_subkey(&with_threshold, "th"), Some(threshold.as_str()));
+            prop_assert_eq!(
+                tracestate::ot_subkey(&with_threshold, "rv"),
+                tracestate::ot_subkey(&state, "rv")
+            );
+        }
+    }
+
+    #[test]
+    fn tracecontext_round_trips(ctx in span_context()) {
+        let mut headers = Headers::new();
+        tracecontext::inject(&ctx, &mut headers);
+        prop_assert_eq!(tracecontext::extract(&headers), Extracted::Valid(ctx));
+    }
+
+    #[test]
+    fn baggage_never_panics_and_reserializes(lines in prop::collection::vec(
+        prop_oneof![
+            prop::collection::vec(
+                prop_oneof![
+                    "[ \t]{0,2}[A-Za-z0-9_.-]{1,6}[ \t]{0,2}=[ \t]{0,2}[!-~&&[^,;\"\\\\]]{0,8}(;[a-z]{1,3}(=[a-z%0-9]{0,3})?)?",
+                    any::<String>(),
+                ],
+                0..80,
+            ).prop_map(|members| members.join(",")),
+            any::<Vec<u8>>().prop_map(lossy),
+        ],
+        0..3,
+    )) {
+        match baggage::parse(&headers_with(baggage::HEADER, &lines)) {
+            Ok(Some(parsed)) => {
+                prop_assert!(!parsed.entries.is_empty());
+                prop_assert!(parsed.entries.len() <= baggage::MAX_ENTRIES);
+                let text = baggage::serialize(&parsed);
+                prop_assert!(text.len() <= baggage::MAX_BYTES);
+                let again = baggage::parse(&headers_with(baggage::HEADER, &[text]));
+                // Encoding may lengthen values, so only a prefix is guaranteed to fit again.
+                let again = again.expect("serialized baggage is valid").expect("not empty");
+                prop_assert!(parsed.entries.starts_with(&again.entries));
+            }
+            Ok(None) => {
+                let blank = lines.iter().all(|line| {
+                    line.split(',').all(|member| member.trim_matches([' ', '\t']).is_empty())
+                });
+                prop_assert!(blank);
+            }
+            Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn baggage_round_trips(entries in prop::collection::vec(baggage_entry(), 1..10)) {
+        let baggage = Baggage { entries };
+        let text = baggage::serialize(&baggage);
+        let parsed = baggage::parse(&headers_with(baggage::HEADER, &[text]));
+        prop_assert_eq!(parsed, Ok(Some(baggage)));
+    }
+
+    #[test]
+    fn composite_never_panics_and_reinjects_what_it_read(
+        pairs in prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
+                    "x-b3-sampled", "x-b3-flags", "uber-trace-id", "uberctx-user",
+                    "x-amzn-trace-id",
+                ]),
+                prop_oneof![traceparent_like(), line_of_members(), any::<String>()],
+            ),
+            0..8,
+        ),
+        span in any::<[u8; 8]>().prop_filter("non-zero", |id| *id != [0; 8]),
+    ) {
+        let carrier = Headers::from_pairs(pairs);
+        let propagator = Propagator::new(&Format::ALL, &Format::ALL);
+        let incoming = propagator.extract(&carrier);
+        prop_assert!(incoming.invalid <= Format::ALL.len() as u32);
+        if let Some(ctx) = &incoming.context {
+            prop_assert!(ctx.is_valid());
+            prop_assert!(incoming.decision.is_none());
+            assert_valid_tracestate(&ctx.trace_state);
+            let child = ctx.child(SpanId(span), ctx.sampling);
+            let mut out = carrier.clone();
+            propagator.inject(&child, &incoming, &mut out);
+            let Extracted::Valid(written) = tracecontext::extract(&out) else {
+                panic!("no traceparent written: {out:?}");
+            };
+            prop_assert_eq!(written.trace_id, ctx.trace_id);
+            prop_assert_eq!(written.span_id, SpanId(span));
+            prop_assert_eq!(written.is_sampled(), ctx.is_sampled());
+            if let Some(baggage) = &incoming.baggage {
+                prop_assert!(out.get(baggage::HEADER).is_some() || baggage.entries.is_empty());
+            }
+        }
+    }
+}
