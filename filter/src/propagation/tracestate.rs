@@ -117,7 +117,9 @@ pub fn ot_subkey<'a>(state: &'a TraceState, sub: &str) -> Option<&'a str> {
 /// other sub-key as they came.
 pub fn with_ot_threshold(state: &TraceState, threshold_hex: &str) -> TraceState {
     let well_formed = (1..=14).contains(&threshold_hex.len())
-        && threshold_hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        && threshold_hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
     if !well_formed {
         return state.clone();
     }
@@ -201,7 +203,11 @@ mod tests {
         let updated = with_ot_threshold(&state, "c");
         assert_eq!(updated.0, "ot=th:c;rv:0123456789abcd,vendor=1");
         assert_eq!(with_ot_threshold(&TraceState::default(), "8").0, "ot=th:8");
-        assert_eq!(with_ot_threshold(&state, "C"), state, "uppercase is not a threshold");
+        assert_eq!(
+            with_ot_threshold(&state, "C"),
+            state,
+            "uppercase is not a threshold"
+        );
         assert_eq!(with_ot_threshold(&state, ""), state);
         assert_eq!(upsert(&state, "Bad", "1"), state);
         assert_eq!(upsert(&state, "k", "a,b"), state);

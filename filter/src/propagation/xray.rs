@@ -20,6 +20,14 @@ fn root(text: &str) -> Option<TraceId> {
     Some(TraceId(id)).filter(TraceId::is_valid)
 }
 
+fn valid_extra_field(key: &str, value: &str) -> bool {
+    !key.is_empty()
+        && key.bytes().all(crate::propagation::baggage::is_token_char)
+        && value
+            .bytes()
+            .all(|c| (0x21..=0x7e).contains(&c) && c != b';')
+}
+
 pub fn extract(carrier: &impl Getter) -> Extracted {
     let Some(value) = carrier.get(HEADER) else {
         return Extracted::Absent;
@@ -48,6 +56,10 @@ pub fn extract(carrier: &impl Getter) -> Extracted {
             // The caller's own segment; ours replaces it.
             "Self" => {}
             _ => {
+                // Carried fields are written back verbatim, so only clean ones are accepted.
+                if !valid_extra_field(key, val) {
+                    return Extracted::Invalid;
+                }
                 if !extra.is_empty() {
                     extra.push(';');
                 }
@@ -153,6 +165,9 @@ mod tests {
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad",
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=2",
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;junk",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Lineage=a\u{7f}b",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Bad Key=1",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Lineage=caf\u{e9}",
             "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8",
             too_long.as_str(),
         ] {
