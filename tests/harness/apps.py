@@ -1,0 +1,84 @@
+"""Small mesh services on loopback. Like any traced app in a mesh, they copy the trace headers of
+the request they serve onto the calls they make (the sidecar cannot do that for them)."""
+import json
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FORWARDED_HEADERS = (
+    "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled",
+    "x-b3-flags", "x-b3-parentspanid", "x-amzn-trace-id", "uber-trace-id", "x-request-id",
+)
+
+
+class App:
+    """`App("checkout", calls=[("payments", outbound_port)])`: answers every path; for each
+    downstream it calls the sidecar's outbound listener with `Host: <service>`. A path ending in
+    `/fail` answers 503 at the last hop; `status_for(path)` can be overridden."""
+
+    def __init__(self, name: str, port: int, calls=(), fail_paths=("/fail",)):
+        self.name = name
+        self.port = port
+        self.calls = list(calls)
+        self.fail_paths = fail_paths
+        self.seen_headers = []
+        self.server = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                app.seen_headers.append((self.path, headers))
+                forwarded = {k: v for k, v in headers.items() if k in FORWARDED_HEADERS or k.startswith("uberctx-")}
+                downstream = []
+                status = 200
+                for service, outbound_port in app.calls:
+                    code = app.call(service, outbound_port, self.path, forwarded)
+                    downstream.append({service: code})
+                    if code >= 500:
+                        status = 502
+                if not app.calls and any(self.path.startswith(p) or self.path.endswith(p) for p in app.fail_paths):
+                    status = 503
+                body = json.dumps({"service": app.name, "path": self.path, "downstream": downstream}).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def call(service: str, outbound_port: int, path: str, headers: dict) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{outbound_port}{path}", headers={**headers, "host": service})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 599
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
