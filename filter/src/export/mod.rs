@@ -110,7 +110,6 @@ impl Exporter {
         now_ms: u64,
         encode: &dyn Fn(&[Vec<u8>]) -> Vec<u8>,
     ) -> Option<Dispatch> {
-        let last_flush = *self.last_flush_ms.get_or_insert(now_ms);
         if self.in_flight.len() >= self.settings.max_in_flight {
             return None;
         }
@@ -131,9 +130,11 @@ impl Exporter {
             self.in_flight.push(batch);
             return Some(dispatch);
         }
-        let due = self.draining
-            || self.has_full_batch()
-            || now_ms >= last_flush + self.settings.scheduled_delay_ms;
+        // Before the first flush there is nothing to wait for: the first spans leave at once.
+        let schedule_due = self
+            .last_flush_ms
+            .is_none_or(|last| now_ms >= last + self.settings.scheduled_delay_ms);
+        let due = self.draining || self.has_full_batch() || schedule_due;
         if self.waiting.is_empty() || !due || self.outstanding() >= self.settings.max_in_flight {
             if self.waiting.is_empty() {
                 self.last_flush_ms = Some(now_ms);

@@ -50,6 +50,7 @@ fn flushes_a_full_batch_at_once_and_a_partial_one_after_the_delay() {
         "one span waits for the schedule"
     );
     let second = exporter.poll(1000, &concat).expect("scheduled flush");
+    assert_eq!(exporter.poll(1000, &concat), None);
     assert_eq!(second.payload, vec![4]);
     exporter.complete(first.batch_id, OK, 1001);
     exporter.complete(
@@ -68,6 +69,16 @@ fn flushes_a_full_batch_at_once_and_a_partial_one_after_the_delay() {
         ),
         (5, 5, 0, 0, 2)
     );
+}
+
+#[test]
+fn the_first_spans_leave_at_the_first_poll() {
+    let mut exporter = Exporter::new(settings(), 1);
+    fill(&mut exporter, 1);
+    assert_eq!(exporter.poll(5, &concat).map(|d| d.spans), Some(1));
+    fill(&mut exporter, 1);
+    assert_eq!(exporter.poll(6, &concat), None, "then the schedule applies");
+    assert_eq!(exporter.poll(1005, &concat).map(|d| d.spans), Some(1));
 }
 
 #[test]

@@ -1,0 +1,113 @@
+//! What the mock host remembers: configuration, properties, per-stream headers, gRPC calls,
+//! metrics and logs.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct GrpcCall {
+    pub token: u32,
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    pub metadata: Vec<(String, Vec<u8>)>,
+    pub payload: Vec<u8>,
+    pub timeout_ms: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub level: u32,
+    pub message: String,
+}
+
+#[derive(Default)]
+pub struct Stream {
+    pub request_headers: Vec<(String, Vec<u8>)>,
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    pub properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub filter_state: HashMap<String, Vec<u8>>,
+}
+
+pub struct HostState {
+    pub now_nanos: u64,
+    pub tick_period_ms: u32,
+    pub plugin_config: Vec<u8>,
+    pub env: Vec<(String, String)>,
+    pub properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub streams: HashMap<u32, Stream>,
+    /// The context the host is calling into, or the one the module made effective.
+    pub current_context: u32,
+    pub grpc_calls: Vec<GrpcCall>,
+    pub next_token: u32,
+    pub refuse_grpc: bool,
+    pub grpc_receive_buffer: Vec<u8>,
+    pub grpc_status: (u32, String),
+    /// (name, type, value); the index is the metric id.
+    pub metrics: Vec<(String, u32, i64)>,
+    pub logs: Vec<LogEntry>,
+    pub done_called: bool,
+}
+
+impl Default for HostState {
+    fn default() -> Self {
+        HostState {
+            now_nanos: 1_767_225_600_000_000_000,
+            tick_period_ms: 0,
+            plugin_config: Vec::new(),
+            env: Vec::new(),
+            properties: HashMap::new(),
+            streams: HashMap::new(),
+            current_context: 0,
+            grpc_calls: Vec::new(),
+            next_token: 1,
+            refuse_grpc: false,
+            grpc_receive_buffer: Vec::new(),
+            grpc_status: (0, String::new()),
+            metrics: Vec::new(),
+            logs: Vec::new(),
+            done_called: false,
+        }
+    }
+}
+
+/// The proxy-wasm map wire format: count, (key length, value length) pairs, then each key and
+/// value followed by a NUL.
+pub fn serialize_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+pub fn deserialize_map(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
+    let mut sizes = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = 4 + i * 8;
+        let k = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        let v = u32::from_le_bytes(bytes.get(at + 4..at + 8)?.try_into().ok()?) as usize;
+        sizes.push((k, v));
+    }
+    let mut at = 4 + count * 8;
+    let mut pairs = Vec::with_capacity(count);
+    for (k, v) in sizes {
+        let key = String::from_utf8(bytes.get(at..at + k)?.to_vec()).ok()?;
+        at += k + 1;
+        let value = bytes.get(at..at + v)?.to_vec();
+        at += v + 1;
+        pairs.push((key, value));
+    }
+    Some(pairs)
+}

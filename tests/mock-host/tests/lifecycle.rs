@@ -1,0 +1,665 @@
+//! The built sidetrace.wasm under the mock host: configure, propagate, record, export, retry,
+//! retire. Exported payloads are decoded with the independent `opentelemetry-proto` crate.
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
+use prost::Message;
+use sidetrace_mock_host::MockHost;
+
+const INBOUND: i64 = 1;
+const OUTBOUND: i64 = 2;
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER: &str = "00f067aa0ba902b7";
+
+/// A working base configuration with `extra` top-level fields merged over it.
+fn config(extra: &str) -> String {
+    let mut base = serde_json::json!({
+        "collector": {"cluster": "otel-collector", "timeoutMs": 1500, "headers": {"x-scope-orgid": "tenant-a"}},
+        "randomSamplingPercentage": 100,
+        "batch": {"scheduledDelayMs": 100}
+    });
+    if !extra.is_empty() {
+        let extra: serde_json::Value =
+            serde_json::from_str(&format!("{{{extra}}}")).expect("test config");
+        for (key, value) in extra.as_object().unwrap() {
+            base[key] = value.clone();
+        }
+    }
+    base.to_string()
+}
+
+fn configured(extra: &str) -> MockHost {
+    let mut host =
+        MockHost::load_with_env(&[("CLUSTER_NAME", "east-1")]).expect("load sidetrace.wasm");
+    host.set_property(&["xds", "node", "metadata", "NAME"], b"checkout-1");
+    host.set_property(&["xds", "node", "metadata", "NAMESPACE"], b"shop");
+    host.set_property(&["xds", "node", "metadata", "LABELS", "app"], b"checkout");
+    assert!(
+        host.configure(&config(extra)).unwrap(),
+        "config rejected: {:?}",
+        host.logs()
+    );
+    host
+}
+
+fn w3c(trace: &str, parent: &str, flags: &str) -> String {
+    format!("00-{trace}-{parent}-{flags}")
+}
+
+fn request<'a>(path: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":scheme", "http"),
+        (":authority", "checkout:8080"),
+    ];
+    headers.extend_from_slice(extra);
+    headers
+}
+
+/// Ticks past the scheduled delay and decodes every export the filter sent.
+fn flush(host: &mut MockHost) -> Vec<(u32, ExportTraceServiceRequest)> {
+    host.advance_ms(150);
+    host.tick().unwrap();
+    host.take_grpc_calls()
+        .into_iter()
+        .map(|call| {
+            assert_eq!(call.cluster, "otel-collector");
+            assert_eq!(
+                call.service,
+                "opentelemetry.proto.collector.trace.v1.TraceService"
+            );
+            assert_eq!(call.method, "Export");
+            assert_eq!(call.timeout_ms, 1500);
+            assert!(call
+                .metadata
+                .iter()
+                .any(|(k, v)| k == "x-scope-orgid" && v == b"tenant-a"));
+            (
+                call.token,
+                ExportTraceServiceRequest::decode(call.payload.as_slice()).expect("valid OTLP"),
+            )
+        })
+        .collect()
+}
+
+fn spans(request: &ExportTraceServiceRequest) -> Vec<Span> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.clone()))
+        .collect()
+}
+
+fn attr(span: &Span, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.clone())
+        .and_then(|v| v.value)
+}
+
+fn ok_response() -> Vec<u8> {
+    ExportTraceServiceResponse::default().encode_to_vec()
+}
+
+fn metric(host: &MockHost, name: &str) -> i64 {
+    host.metric(&format!("sidetrace.{name}")).unwrap_or(0)
+}
+
+fn assert_counts_reconcile(host: &MockHost) {
+    assert_eq!(
+        metric(host, "spans_sampled"),
+        metric(host, "spans_exported")
+            + metric(host, "spans_dropped")
+            + metric(host, "spans_queued"),
+        "sampled = exported + dropped + queued"
+    );
+}
+
+#[test]
+fn bad_configurations_fail_with_one_line_naming_the_field() {
+    let cases = [
+        ("", "collector.cluster"),
+        (
+            r#"{"collector":{"cluster":"c"},"randomSamplingPercentage":150}"#,
+            "randomSamplingPercentage",
+        ),
+        (
+            r#"{"collector":{"cluster":"c"},"propagation":{"inject":["zipkin"]}}"#,
+            "propagation.inject[0]",
+        ),
+        (
+            r#"{"collector":{"cluster":"c"},"unknownField":1}"#,
+            "unknownField",
+        ),
+        ("not json", "(root)"),
+    ];
+    for (json, field) in cases {
+        let mut host = MockHost::load().unwrap();
+        assert!(!host.configure(json).unwrap(), "{json} accepted");
+        let errors = host.log_lines_at_least(4);
+        assert_eq!(errors.len(), 1, "{json}: {errors:?}");
+        assert!(
+            errors[0].contains(&format!("`{field}`")),
+            "{json}: {}",
+            errors[0]
+        );
+    }
+}
+
+#[test]
+fn a_good_configuration_is_accepted_and_ticks() {
+    let host = configured("");
+    assert!(host.log_lines_at_least(4).is_empty());
+    assert!(host.tick_period_ms() > 0 && host.tick_period_ms() <= 100);
+}
+
+#[test]
+fn inbound_request_becomes_a_server_span_exported_over_grpc() {
+    let mut host = configured(r#""serviceName":"checkout-svc""#);
+    let traceparent = w3c(TRACE, CALLER, "01");
+    let stream = host.new_stream().unwrap();
+    host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+    host.set_stream_property(stream, &["request", "protocol"], b"HTTP/2");
+    host.request_headers(
+        stream,
+        &request(
+            "/orders/7",
+            &[("traceparent", &traceparent), ("tracestate", "v=1")],
+        ),
+    )
+    .unwrap();
+
+    let rewritten = host.request_header(stream, "traceparent").unwrap();
+    let span_id = &rewritten[36..52];
+    assert!(rewritten.starts_with(&format!("00-{TRACE}-")) && rewritten.ends_with("-01"));
+    assert_ne!(span_id, CALLER);
+    assert_eq!(
+        host.request_header(stream, "tracestate").as_deref(),
+        Some("v=1")
+    );
+    assert_eq!(
+        host.request_header(stream, "x-b3-spanid").as_deref(),
+        Some(span_id)
+    );
+    assert_eq!(
+        host.request_header(stream, "x-b3-traceid").as_deref(),
+        Some(TRACE)
+    );
+    assert_eq!(
+        host.filter_state(stream, "sidetrace.trace_id").as_deref(),
+        Some(TRACE)
+    );
+
+    host.set_stream_int_property(stream, &["response", "code"], 200);
+    host.advance_ms(7);
+    host.finish_stream(stream).unwrap();
+    assert_eq!(metric(&host, "spans_queued"), 1);
+
+    let exports = flush(&mut host);
+    assert_eq!(exports.len(), 1);
+    let resource = exports[0].1.resource_spans[0].resource.clone().unwrap();
+    let service = resource
+        .attributes
+        .iter()
+        .find(|a| a.key == "service.name")
+        .unwrap();
+    assert_eq!(
+        service.value.clone().unwrap().value,
+        Some(Value::StringValue("checkout-svc".into()))
+    );
+    let spans = spans(&exports[0].1);
+    assert_eq!(spans.len(), 1);
+    let span = &spans[0];
+    assert_eq!(hex(&span.trace_id), TRACE);
+    assert_eq!(hex(&span.span_id), span_id);
+    assert_eq!(hex(&span.parent_span_id), CALLER);
+    assert_eq!(span.kind, SpanKind::Server as i32);
+    assert_eq!(span.name, "GET /orders/{id}");
+    assert_eq!(
+        span.end_time_unix_nano - span.start_time_unix_nano,
+        7_000_000
+    );
+    assert_eq!(
+        attr(span, "http.response.status_code"),
+        Some(Value::IntValue(200))
+    );
+    assert_eq!(
+        attr(span, "url.path"),
+        Some(Value::StringValue("/orders/7".into()))
+    );
+    assert_eq!(
+        attr(span, "network.protocol.version"),
+        Some(Value::StringValue("2".into()))
+    );
+    assert_eq!(
+        span.status.clone().unwrap_or_default().code,
+        StatusCode::Unset as i32
+    );
+
+    host.grpc_respond_ok(exports[0].0, &ok_response()).unwrap();
+    assert_eq!(metric(&host, "spans_exported"), 1);
+    assert_eq!(metric(&host, "export_requests"), 1);
+    assert_eq!(metric(&host, "spans_started"), 1);
+    assert_counts_reconcile(&host);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn every_incoming_format_is_continued_and_rewritten() {
+    let cases: Vec<(&str, String)> = vec![
+        ("traceparent", w3c(TRACE, CALLER, "01")),
+        ("b3", format!("{TRACE}-{CALLER}-1")),
+        ("x-b3-traceid", TRACE.to_string()),
+        (
+            "x-amzn-trace-id",
+            format!(
+                "Root=1-{}-{};Parent={CALLER};Sampled=1",
+                &TRACE[..8],
+                &TRACE[8..]
+            ),
+        ),
+        ("uber-trace-id", format!("{TRACE}:{CALLER}:0:1")),
+    ];
+    for (header, value) in cases {
+        let mut host = configured(
+            r#""propagation":{"inject":["tracecontext","b3","b3multi","xray","jaeger"]}"#,
+        );
+        let stream = host.new_stream().unwrap();
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+        let mut extra = vec![(header, value.as_str())];
+        if header == "x-b3-traceid" {
+            extra.push(("x-b3-spanid", CALLER));
+            extra.push(("x-b3-sampled", "1"));
+        }
+        host.request_headers(stream, &request("/", &extra)).unwrap();
+        let traceparent = host.request_header(stream, "traceparent").unwrap();
+        assert!(
+            traceparent.starts_with(&format!("00-{TRACE}-")),
+            "{header}: {traceparent}"
+        );
+        let span_id = traceparent[36..52].to_string();
+        assert_eq!(
+            host.request_header(stream, "b3").unwrap(),
+            format!("{TRACE}-{span_id}-1"),
+            "{header}"
+        );
+        assert_eq!(
+            host.request_header(stream, "uber-trace-id").unwrap(),
+            format!("{TRACE}:{span_id}:0:1")
+        );
+        assert_eq!(
+            host.request_header(stream, "x-amzn-trace-id").unwrap(),
+            format!(
+                "Root=1-{}-{};Parent={span_id};Sampled=1",
+                &TRACE[..8],
+                &TRACE[8..]
+            )
+        );
+        host.set_stream_int_property(stream, &["response", "code"], 200);
+        host.finish_stream(stream).unwrap();
+        let exports = flush(&mut host);
+        let span = spans(&exports[0].1).remove(0);
+        assert_eq!(hex(&span.parent_span_id), CALLER, "{header}");
+    }
+}
+
+#[test]
+fn status_follows_span_kind() {
+    let cases = [
+        (INBOUND, 503, StatusCode::Error),
+        (INBOUND, 404, StatusCode::Unset),
+        (OUTBOUND, 404, StatusCode::Error),
+        (OUTBOUND, 200, StatusCode::Unset),
+    ];
+    for (direction, code, expected) in cases {
+        let mut host = configured("");
+        let traceparent = w3c(TRACE, CALLER, "01");
+        host.exchange(
+            direction,
+            &request("/x", &[("traceparent", &traceparent)]),
+            code,
+        )
+        .unwrap();
+        let span = spans(&flush(&mut host)[0].1).remove(0);
+        let kind = if direction == INBOUND {
+            SpanKind::Server
+        } else {
+            SpanKind::Client
+        };
+        assert_eq!(span.kind, kind as i32);
+        assert_eq!(
+            span.status.unwrap_or_default().code,
+            expected as i32,
+            "{direction} {code}"
+        );
+    }
+}
+
+#[test]
+fn no_response_is_an_error_described_by_the_response_flags() {
+    let mut host = configured("");
+    let stream = host.new_stream().unwrap();
+    host.set_stream_int_property(stream, &["xds", "listener_direction"], OUTBOUND);
+    host.request_headers(stream, &request("/pay", &[])).unwrap();
+    host.set_stream_int_property(stream, &["response", "code"], 0);
+    host.set_stream_int_property(stream, &["response", "flags"], 0x20);
+    host.finish_stream(stream).unwrap();
+    let span = spans(&flush(&mut host)[0].1).remove(0);
+    let status = span.status.clone().unwrap();
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (StatusCode::Error as i32, "upstream connection failure")
+    );
+    assert_eq!(
+        attr(&span, "envoy.response_flags"),
+        Some(Value::StringValue("UF".into()))
+    );
+    assert_eq!(
+        metric(&host, "outbound_without_context"),
+        1,
+        "the app sent no trace headers"
+    );
+}
+
+#[test]
+fn unsampled_requests_are_propagated_but_not_recorded() {
+    let mut host = configured(r#""randomSamplingPercentage":0"#);
+    let traceparent = w3c(TRACE, CALLER, "00");
+    let stream = host
+        .exchange(
+            INBOUND,
+            &request("/", &[("traceparent", &traceparent)]),
+            200,
+        )
+        .unwrap();
+    let rewritten = host.request_header(stream, "traceparent").unwrap();
+    assert!(rewritten.starts_with(&format!("00-{TRACE}-")) && rewritten.ends_with("-00"));
+    assert!(flush(&mut host).is_empty());
+    assert_eq!(metric(&host, "spans_started"), 1);
+    assert_eq!(metric(&host, "spans_sampled"), 0);
+}
+
+#[test]
+fn a_sampled_parent_is_recorded_even_at_zero_percent() {
+    let mut host = configured(r#""randomSamplingPercentage":0"#);
+    let traceparent = w3c(TRACE, CALLER, "01");
+    host.exchange(
+        INBOUND,
+        &request("/", &[("traceparent", &traceparent)]),
+        200,
+    )
+    .unwrap();
+    assert_eq!(spans(&flush(&mut host)[0].1).len(), 1);
+}
+
+#[test]
+fn excluded_paths_propagate_without_a_span() {
+    let mut host = configured(r#""excludePaths":["/healthz"]"#);
+    let traceparent = w3c(TRACE, CALLER, "01");
+    let stream = host
+        .exchange(
+            INBOUND,
+            &request("/healthz?probe=1", &[("traceparent", &traceparent)]),
+            200,
+        )
+        .unwrap();
+    assert!(host
+        .request_header(stream, "traceparent")
+        .unwrap()
+        .starts_with(&format!("00-{TRACE}-")));
+    assert!(flush(&mut host).is_empty());
+    assert_eq!(metric(&host, "spans_started"), 0);
+}
+
+#[test]
+fn custom_tags_literal_environment_and_header_with_defaults() {
+    let mut host = configured(
+        r#""customTags":{"env":{"literal":{"value":"production"}},
+            "cluster":{"environment":{"name":"CLUSTER_NAME","defaultValue":"unknown"}},
+            "zone":{"environment":{"name":"ZONE","defaultValue":"zone-default"}},
+            "user":{"header":{"name":"x-user-id","defaultValue":"anonymous"}}}"#,
+    );
+    host.exchange(INBOUND, &request("/a", &[("x-user-id", "u-42")]), 200)
+        .unwrap();
+    host.exchange(INBOUND, &request("/b", &[]), 200).unwrap();
+    let exported = spans(&flush(&mut host)[0].1);
+    let by_path = |p: &str| {
+        exported
+            .iter()
+            .find(|s| attr(s, "url.path") == Some(Value::StringValue(p.into())))
+            .unwrap()
+            .clone()
+    };
+    let a = by_path("/a");
+    assert_eq!(
+        attr(&a, "env"),
+        Some(Value::StringValue("production".into()))
+    );
+    assert_eq!(
+        attr(&a, "cluster"),
+        Some(Value::StringValue("east-1".into()))
+    );
+    assert_eq!(
+        attr(&a, "zone"),
+        Some(Value::StringValue("zone-default".into()))
+    );
+    assert_eq!(attr(&a, "user"), Some(Value::StringValue("u-42".into())));
+    assert_eq!(
+        attr(&by_path("/b"), "user"),
+        Some(Value::StringValue("anonymous".into()))
+    );
+}
+
+#[test]
+fn export_failures_are_retried_and_counted_once() {
+    let mut host =
+        configured(r#""retry":{"initialBackoffMs":100,"maxBackoffMs":100,"maxAttempts":3}"#);
+    for _ in 0..3 {
+        host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    }
+    let first = flush(&mut host);
+    assert_eq!(first.len(), 1);
+    host.grpc_respond_error(first[0].0, 14, "collector unavailable")
+        .unwrap();
+    assert_eq!(metric(&host, "export_failures"), 1);
+    assert_eq!(metric(&host, "spans_queued"), 3);
+    let retry = flush(&mut host);
+    assert_eq!(retry.len(), 1, "retried after backoff");
+    assert_eq!(spans(&retry[0].1).len(), 3);
+    host.grpc_respond_ok(retry[0].0, &ok_response()).unwrap();
+    assert_eq!(metric(&host, "spans_exported"), 3);
+    assert_eq!(metric(&host, "spans_dropped"), 0);
+    assert_eq!(metric(&host, "export_requests"), 2);
+    assert_counts_reconcile(&host);
+}
+
+#[test]
+fn non_retryable_failures_and_partial_success_drop_and_count() {
+    let mut host = configured("");
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    let call = flush(&mut host).remove(0);
+    host.grpc_respond_error(call.0, 3, "invalid argument")
+        .unwrap();
+    assert_eq!(metric(&host, "spans_dropped"), 1);
+    assert!(
+        flush(&mut host).is_empty(),
+        "INVALID_ARGUMENT is not retried"
+    );
+
+    for _ in 0..4 {
+        host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    }
+    let call = flush(&mut host).remove(0);
+    let partial = ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: 1,
+            error_message: "too old".into(),
+        }),
+    };
+    host.grpc_respond_ok(call.0, &partial.encode_to_vec())
+        .unwrap();
+    assert_eq!(metric(&host, "spans_exported"), 3);
+    assert_eq!(metric(&host, "spans_dropped"), 2);
+    assert_counts_reconcile(&host);
+}
+
+#[test]
+fn a_refused_callout_is_retried_later() {
+    let mut host =
+        configured(r#""retry":{"initialBackoffMs":100,"maxBackoffMs":100,"maxAttempts":3}"#);
+    host.refuse_grpc_calls(true);
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    assert!(flush(&mut host).is_empty());
+    assert_eq!(metric(&host, "spans_queued"), 1);
+    assert!(host
+        .log_lines_at_least(3)
+        .iter()
+        .any(|l| l.contains("could not start")));
+    host.refuse_grpc_calls(false);
+    let calls = flush(&mut host);
+    assert_eq!(calls.len(), 1);
+    host.grpc_respond_ok(calls[0].0, &ok_response()).unwrap();
+    assert_eq!(metric(&host, "spans_exported"), 1);
+    assert_counts_reconcile(&host);
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_without_blocking() {
+    let mut host = configured(
+        r#""batch":{"maxQueueSize":4,"maxExportBatchSize":4,"scheduledDelayMs":100000}"#,
+    );
+    for _ in 0..10 {
+        host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    }
+    assert_eq!(metric(&host, "spans_sampled"), 10);
+    assert_eq!(metric(&host, "spans_dropped"), 6);
+    assert_eq!(metric(&host, "spans_queued"), 4);
+    assert_counts_reconcile(&host);
+}
+
+#[test]
+fn hostile_headers_never_crash_the_vm() {
+    let mut host = configured("");
+    let stream = host.new_stream().unwrap();
+    host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+    let huge_tracestate = (0..10_000)
+        .map(|i| format!("k{i}=v"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let headers = vec![
+        (":method".to_string(), b"GET".to_vec()),
+        (":path".to_string(), b"/".to_vec()),
+        ("traceparent".to_string(), vec![0xff, 0xfe, b'0', b'0']),
+        ("tracestate".to_string(), huge_tracestate.into_bytes()),
+        ("baggage".to_string(), "k=v,".repeat(250_000).into_bytes()),
+        ("b3".to_string(), "\u{7f}garbage".as_bytes().to_vec()),
+        (
+            "x-amzn-trace-id".to_string(),
+            "Root=1-x".repeat(100).into_bytes(),
+        ),
+    ];
+    host.request_headers_bytes(stream, headers).unwrap();
+    assert!(
+        metric(&host, "invalid_context") >= 3,
+        "{}",
+        metric(&host, "invalid_context")
+    );
+    let traceparent = host.request_header(stream, "traceparent").unwrap();
+    assert_eq!(
+        traceparent.len(),
+        55,
+        "a fresh, valid context replaces the garbage: {traceparent}"
+    );
+    assert!(
+        host.request_header(stream, "tracestate").is_none(),
+        "invalid context is never forwarded"
+    );
+    host.set_stream_int_property(stream, &["response", "code"], 200);
+    host.finish_stream(stream).unwrap();
+    assert_eq!(spans(&flush(&mut host)[0].1).len(), 1);
+}
+
+#[test]
+fn trace_response_headers_when_configured() {
+    let mut host =
+        configured(r#""responseHeaders":{"traceresponse":true,"traceIdHeader":"x-trace-id"}"#);
+    let traceparent = w3c(TRACE, CALLER, "01");
+    let stream = host
+        .exchange(
+            INBOUND,
+            &request("/", &[("traceparent", &traceparent)]),
+            200,
+        )
+        .unwrap();
+    let response = host.response_headers_now(stream);
+    let get = |name: &str| {
+        response
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let sent = host.request_header(stream, "traceparent").unwrap();
+    assert_eq!(get("traceresponse"), Some(sent));
+    assert_eq!(get("x-trace-id").as_deref(), Some(TRACE));
+
+    let mut plain = configured("");
+    let stream = plain
+        .exchange(
+            INBOUND,
+            &request("/", &[("traceparent", &traceparent)]),
+            200,
+        )
+        .unwrap();
+    assert!(
+        plain
+            .response_headers_now(stream)
+            .iter()
+            .all(|(k, _)| k != "traceresponse"),
+        "off by default"
+    );
+}
+
+#[test]
+fn untrusted_context_starts_a_new_trace_with_a_link() {
+    let mut host = configured(r#""trustIncomingContext":false"#);
+    let traceparent = w3c(TRACE, CALLER, "01");
+    let stream = host
+        .exchange(
+            INBOUND,
+            &request("/", &[("traceparent", &traceparent)]),
+            200,
+        )
+        .unwrap();
+    assert!(!host
+        .request_header(stream, "traceparent")
+        .unwrap()
+        .contains(TRACE));
+    let span = spans(&flush(&mut host)[0].1).remove(0);
+    assert!(span.parent_span_id.is_empty());
+    assert_eq!(span.links.len(), 1);
+    assert_eq!(hex(&span.links[0].trace_id), TRACE);
+    assert_eq!(hex(&span.links[0].span_id), CALLER);
+}
+
+#[test]
+fn a_retired_plugin_flushes_what_it_holds_then_says_done() {
+    let mut host = configured(r#""batch":{"scheduledDelayMs":100000}"#);
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    assert!(!host.done().unwrap(), "waits for its final export");
+    let calls = host.take_grpc_calls();
+    assert_eq!(calls.len(), 1);
+    host.grpc_respond_ok(calls[0].token, &ok_response())
+        .unwrap();
+    assert!(host.root_called_done());
+    assert_eq!(metric(&host, "spans_exported"), 2);
+    assert_counts_reconcile(&host);
+}
