@@ -32,7 +32,7 @@ class App:
     def __exit__(self, *exc):
         self.stop()
 
-    def start(self):
+    def start(self, bind: str = "127.0.0.1"):
         app = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,7 +61,7 @@ class App:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = ThreadingHTTPServer((bind, self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -82,3 +82,26 @@ class App:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+
+
+def main():
+    """`python -m harness.apps --name checkout --port 8080 --call payments=15001`: one demo service
+    (the docker-compose stack runs its apps this way)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--call", action="append", default=[], help="service=outbound_port")
+    args = parser.parse_args()
+    calls = [(spec.split("=")[0], int(spec.split("=")[1])) for spec in args.call]
+    app = App(args.name, args.port, calls=calls)
+    app.start(bind="0.0.0.0")
+    print(f"{args.name} listening on :{args.port}, calling {calls}", flush=True)
+    signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    app.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -62,6 +62,7 @@ class Envoy:
                 "-l", self.log_level,
                 "--service-node", self.name,
                 "--drain-time-s", "1",
+                "--file-flush-interval-msec", "100",
                 "--parent-shutdown-time-s", "2",
             ],
             stdout=self._log,
