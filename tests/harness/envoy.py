@@ -31,11 +31,12 @@ def validate(config_path: str) -> subprocess.CompletedProcess:
 class Envoy:
     """`with Envoy(config_text, "frontend") as envoy:` runs Envoy until the block ends."""
 
-    def __init__(self, config_text: str, name: str, concurrency: int = 1, log_level: str = "info"):
+    def __init__(self, config_text: str, name: str, concurrency: int = 1, log_level: str = "info", env: dict = None):
         self.config_text = config_text
         self.name = name
         self.concurrency = concurrency
         self.log_level = log_level
+        self.env = env or {}
         self.admin_port = yaml.safe_load(config_text)["admin"]["address"]["socket_address"]["port_value"]
         self.workdir = tempfile.mkdtemp(prefix=f"sidetrace-{name}-")
         self.config_path = os.path.join(self.workdir, "envoy.yaml")
@@ -67,6 +68,7 @@ class Envoy:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         deadline = time.time() + timeout
         while time.time() < deadline:
