@@ -56,7 +56,9 @@ class _Service(trace_service_pb2_grpc.TraceServiceServicer):
             r.requests += 1
             fault = r.fault
         if fault and fault[0] == "hang":
+            # A collector that never answers in time: the client has given up, nothing is kept.
             time.sleep(fault[1])
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "answered too late")
         if fault and fault[0] == "fail":
             _, code, retry_after = fault
             with r.lock:
@@ -128,9 +130,11 @@ class OtlpReceiver:
         self.stop()
 
     def start(self):
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        # Port reuse lets a restarted receiver come back on the port the sidecars export to.
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 1)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Service(self), self.server)
         self.port = self.server.add_insecure_port(f"127.0.0.1:{self._requested_port}")
+        self._requested_port = self.port
         self.server.start()
 
     def stop(self):

@@ -7,10 +7,9 @@ use super::stream::SidetraceStream;
 use crate::config::Config;
 use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
-use crate::otlp::{decode_export_response, retry_delay_from_status_details};
-use proxy_wasm::hostcalls;
+use crate::otlp::decode_export_response;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, MapType};
+use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -139,21 +138,12 @@ impl Context for SidetraceRoot {
                 }
             }
         } else {
-            let details = hostcalls::get_map_value_bytes(
-                MapType::GrpcReceiveTrailingMetadata,
-                "grpc-status-details-bin",
-            )
-            .ok()
-            .flatten();
-            let retry_delay_ms = details
-                .as_deref()
-                .and_then(retry_delay_from_status_details)
-                .map(|delay| delay.as_millis() as u64);
-            let (_, message) = self.get_grpc_status();
+            // Envoy gives unary callouts no trailing metadata (so no RetryInfo), and the SDK
+            // aborts the VM when asked for what the host does not have: log the code only.
             host::log_warn(&format!(
-                "sidetrace: export failed with gRPC status {status_code}: {}",
-                message.unwrap_or_default()
+                "sidetrace: export failed with gRPC status {status_code}"
             ));
+            let retry_delay_ms = None;
             Outcome::Failure {
                 grpc_status: status_code,
                 retry_delay_ms,

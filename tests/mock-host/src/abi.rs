@@ -14,6 +14,7 @@ const INTERNAL_FAILURE: i32 = 10;
 
 const REQUEST_HEADERS: i32 = 0;
 const RESPONSE_HEADERS: i32 = 2;
+const GRPC_INITIAL_METADATA: i32 = 4;
 const GRPC_TRAILING_METADATA: i32 = 5;
 const GRPC_RECEIVE_BUFFER: i32 = 5;
 const VM_CONFIGURATION: i32 = 6;
@@ -202,9 +203,10 @@ fn add_headers(linker: &mut Linker<HostState>) -> Result<()> {
          ret_size: i32|
          -> Result<i32> {
             let key = read_string(&mut caller, key_ptr, key_len)?;
-            if map == GRPC_TRAILING_METADATA && caller.data().current_context == crate::ROOT_CONTEXT
-            {
-                return Ok(NOT_FOUND);
+            // Envoy serves gRPC metadata only inside stream callbacks; elsewhere it answers
+            // BadArgument, on which the SDK aborts the VM.
+            if map == GRPC_INITIAL_METADATA || map == GRPC_TRAILING_METADATA {
+                return Ok(BAD_ARGUMENT);
             }
             let value = header_map(caller.data_mut(), map)
                 .and_then(|m| m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
