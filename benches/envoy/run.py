@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Envoy with no tracing vs Envoy's native OpenTelemetry tracer vs sidetrace, side by side.
+
+One Envoy worker answers a direct_response route; wrk drives it on loopback; every variant runs
+in the same session, interleaved round by round, and exports to the same real gRPC receiver.
+Reported per variant (median over rounds): requests/s, p50/p99 latency, Envoy CPU µs per request
+(utime+stime from /proc), the CPU it adds over no tracing, and that cost against the native
+tracer's, plus spans received. Figures, not assertions.
+
+    .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
+    .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
+
+from harness import paths  # noqa: E402
+from harness.collector import OtlpReceiver  # noqa: E402
+from harness.envoy import Envoy  # noqa: E402
+from harness.ports import free_port  # noqa: E402
+
+import yaml  # noqa: E402
+
+VARIANTS = [
+    ("none", None, None, "INBOUND"),
+    ("native 100%", "native", 100, "INBOUND"),
+    ("sidetrace in 100%", "sidetrace", 100, "INBOUND"),
+    ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND"),
+    ("native 1%", "native", 1, "INBOUND"),
+    ("sidetrace in 1%", "sidetrace", 1, "INBOUND"),
+    ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND"),
+]
+
+
+def envoy_config(kind, percentage, direction, port, admin, collector_port):
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "bench",
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
+        "http_filters": [{"name": "envoy.filters.http.router",
+                          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    }
+    if kind == "native":
+        hcm["tracing"] = {
+            "random_sampling": {"value": percentage},
+            "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}, "timeout": "1s"},
+                "service_name": "bench"}},
+        }
+    if kind == "sidetrace":
+        config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
+        hcm["http_filters"].insert(0, {"name": "envoy.filters.http.wasm", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {"name": "sidetrace", "root_id": "sidetrace",
+                       "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(config)},
+                       "vm_config": {"vm_id": "sidetrace", "runtime": "envoy.wasm.runtime.v8",
+                                     "code": {"local": {"filename": paths.wasm_path()}}}}}})
+    return yaml.safe_dump({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": [{"name": "bench", "traffic_direction": direction,
+                           "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                           "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+            "clusters": [{"name": "otel", "type": "STATIC", "connect_timeout": "1s",
+                          "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                              "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                              "explicit_http_config": {"http2_protocol_options": {}}}},
+                          "load_assignment": {"cluster_name": "otel", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                              "socket_address": {"address": "127.0.0.1", "port_value": collector_port}}}}]}]}}],
+        },
+    })
+
+
+def parse_wrk(text):
+    def latency_ms(label):
+        match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)\b", text)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), latency_ms("50"), latency_ms("99")
+
+
+def measure(name, kind, percentage, direction, seconds, connections, receiver):
+    port, admin = free_port(), free_port()
+    receiver.clear()
+    with Envoy(envoy_config(kind, percentage, direction, port, admin, receiver.port), f"bench-{kind}", log_level="warning") as envoy:
+        url = f"http://127.0.0.1:{port}/bench/item"
+        subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True)
+        before = envoy.cpu_seconds()
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                             capture_output=True, text=True, check=True).stdout
+        cpu = envoy.cpu_seconds() - before
+        requests, rps, p50, p99 = parse_wrk(out)
+        time.sleep(1.5)
+        stats = envoy.sidetrace_stats()
+        rss = envoy.rss_bytes()
+    return {"variant": name, "rps": rps, "p50_ms": p50, "p99_ms": p99, "cpu_us_per_req": cpu / requests * 1e6,
+            "spans_received": len(receiver.spans()), "requests": requests, "rss_mb": rss / 2**20,
+            "dropped": stats.get("spans_dropped", 0), "exported": stats.get("spans_exported", 0)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--seconds", type=int)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (3 if args.quick else 5)
+    results = {name: [] for name, *_ in VARIANTS}
+    with OtlpReceiver() as receiver:
+        for round_index in range(rounds):
+            for name, kind, percentage, direction in VARIANTS:
+                results[name].append(measure(name, kind, percentage, direction, seconds, args.connections, receiver))
+                print(f"round {round_index + 1}/{rounds} {name:<20} {results[name][-1]['cpu_us_per_req']:.2f} µs/req", file=sys.stderr, flush=True)
+    median = {name: {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[0][k]
+                     for k in runs[0]} for name, runs in results.items()}
+    base = median["none"]["cpu_us_per_req"]
+    added = {name: m["cpu_us_per_req"] - base for name, m in median.items()}
+    print(f"\nEnvoy 1.40, 1 worker, direct_response, wrk -c{args.connections}, {rounds} round(s) x {seconds} s, "
+          f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()})")
+    header = f"{'variant':<20} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req':>10} {'added µs':>9} {'vs native':>9} {'spans rcvd':>10} {'RSS MB':>7}"
+    print(header)
+    print("-" * len(header))
+    for name, *_ in VARIANTS:
+        m = median[name]
+        percent = name.split()[-1]
+        native = added.get(f"native {percent}")
+        ratio = f"{added[name] / native:.2f}x" if name.startswith("sidetrace") and native and native > 0 else ""
+        print(f"{name:<20} {m['rps']:>9.0f} {m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f} {m['cpu_us_per_req']:>10.2f} "
+              f"{added[name]:>9.2f} {ratio:>9} {m['spans_received']:>10.0f} {m['rss_mb']:>7.1f}")
+    wasm = paths.wasm_path()
+    print(f"\nsidetrace.wasm: {os.path.getsize(wasm)} bytes ({os.path.getsize(wasm) / 1024:.0f} KiB)")
+    full = median["sidetrace in 100%"]
+    print(f"export at 100 %: {full['exported'] / seconds:.0f} spans/s per worker exported, {full['dropped']:.0f} dropped")
+    print(f"VM memory per worker (RSS sidetrace - none): {full['rss_mb'] - median['none']['rss_mb']:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
