@@ -116,7 +116,7 @@ def test_unsampled_requests_propagate_without_spans(mesh):
     _, seen = [h for h in mesh.pods["svc-b"].app.seen_headers if h[0] == "/quiet"][-1]
     assert seen["traceparent"].startswith(f"00-{trace_id}-") and seen["traceparent"].endswith("-00")
     assert mesh.receiver.wait_for_spans(1, timeout=1.5, predicate=lambda s: s.trace_id == trace_id) == []
-    after = mesh.stats()
+    after = mesh.wait_for_stats(lambda s: s["spans_started"] - before["spans_started"] >= 3)
     assert after["spans_started"] - before["spans_started"] == 3
     assert after["spans_sampled"] == before["spans_sampled"]
 
@@ -144,7 +144,7 @@ def test_malformed_context_is_counted_and_a_new_trace_starts(mesh):
     before = mesh.stats()
     status, _ = mesh.get("svc-a", "/bad-context", {"traceparent": "00-XYZ-nothex-01", "b3": "garbage"})
     assert status == 200
-    after = mesh.stats()
+    after = mesh.wait_for_stats(lambda s: s["invalid_context"] - before["invalid_context"] >= 2)
     assert after["invalid_context"] - before["invalid_context"] == 2
     spans = mesh.receiver.wait_for_spans(3, timeout=15, predicate=lambda s: s.attributes.get("url.path") == "/bad-context")
     assert len(spans) == 3
@@ -154,7 +154,7 @@ def test_outbound_call_without_context_is_counted(mesh):
     from harness.apps import App
     before = mesh.stats()
     App.call("svc-b", mesh.pods["svc-a"].outbound_port, "/orphan", {})
-    after = mesh.stats()
+    after = mesh.wait_for_stats(lambda s: s["outbound_without_context"] > before["outbound_without_context"])
     assert after["outbound_without_context"] - before["outbound_without_context"] == 1
 
 

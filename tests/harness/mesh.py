@@ -104,6 +104,16 @@ class Mesh(contextlib.ExitStack):
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers)
 
+    def wait_for_stats(self, condition, timeout: float = 5.0) -> dict:
+        """Per-request counters reach Envoy on the filter's next tick; poll until `condition`."""
+        import time
+        deadline = time.time() + timeout
+        while True:
+            stats = self.stats()
+            if condition(stats) or time.time() > deadline:
+                return stats
+            time.sleep(0.05)
+
     def stats(self) -> dict:
         """The filter's counters summed over every sidecar."""
         total = {}

@@ -1,7 +1,7 @@
 //! Small typed wrappers over host calls. Header values are read as bytes: the SDK's string
 //! variants abort the VM on a non-UTF-8 value, which a hostile client can send.
 
-use crate::propagation::{Headers, Setter};
+use crate::propagation::{Getter, Headers, Setter};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 use std::time::UNIX_EPOCH;
@@ -21,16 +21,21 @@ pub fn request_headers() -> (Headers, u32) {
     (Headers { entries }, skipped)
 }
 
-/// Writes headers straight into the proxy's request header map.
-pub struct RequestHeaderWriter;
+/// Writes headers straight into the proxy's request header map. Removing a header the request
+/// never had costs a host call for nothing, so removals are checked against the headers read.
+pub struct RequestHeaderWriter<'a> {
+    pub received: &'a Headers,
+}
 
-impl Setter for RequestHeaderWriter {
+impl Setter for RequestHeaderWriter<'_> {
     fn set(&mut self, name: &str, value: &str) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
     }
 
     fn remove(&mut self, name: &str) {
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        if self.received.get(name).is_some() {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        }
     }
 }
 

@@ -60,6 +60,41 @@ pub fn ids() -> MetricIds {
     })
 }
 
+/// Per-request counts wait here and reach the host once per tick: a host call per request per
+/// counter is the most expensive way to count.
+#[derive(Clone, Copy, Default)]
+pub struct PendingCounts {
+    pub spans_started: i64,
+    pub invalid_context: i64,
+    pub outbound_without_context: i64,
+}
+
+thread_local! {
+    static PENDING: Cell<PendingCounts> = const {
+        Cell::new(PendingCounts { spans_started: 0, invalid_context: 0, outbound_without_context: 0 })
+    };
+}
+
+pub fn count(update: impl FnOnce(&mut PendingCounts)) {
+    PENDING.with(|cell| {
+        let mut pending = cell.get();
+        update(&mut pending);
+        cell.set(pending);
+    });
+}
+
+/// Sends the counts gathered since the last flush.
+pub fn flush_pending() {
+    let pending = PENDING.with(|cell| cell.replace(PendingCounts::default()));
+    let ids = ids();
+    add(ids.spans_started, pending.spans_started);
+    add(ids.invalid_context, pending.invalid_context);
+    add(
+        ids.outbound_without_context,
+        pending.outbound_without_context,
+    );
+}
+
 pub fn add(id: u32, delta: i64) {
     if delta != 0 && id != u32::MAX {
         let _ = hostcalls::increment_metric(id, delta);

@@ -160,6 +160,7 @@ impl Context for SidetraceRoot {
     }
 
     fn on_done(&mut self) -> bool {
+        super::metrics::flush_pending();
         let Some(shared) = self.shared.clone() else {
             return true;
         };
@@ -204,6 +205,7 @@ impl RootContext for SidetraceRoot {
     }
 
     fn on_tick(&mut self) {
+        super::metrics::flush_pending();
         self.flush();
     }
 

@@ -158,14 +158,19 @@ impl HttpContext for SidetraceStream {
             (now / 1_000_000_000) as u32,
         );
 
-        let ids = metrics::ids();
         let invalid = start.incoming.invalid as i64 + unreadable as i64;
-        metrics::add(ids.invalid_context, invalid);
-        if kind == SpanKind::Client && start.incoming.context.is_none() {
-            metrics::add(ids.outbound_without_context, 1);
-        }
+        let orphan = kind == SpanKind::Client && start.incoming.context.is_none();
+        let path = request.get(":path").unwrap_or("/");
+        let recorded = plugin.records(kind) && !plugin.is_excluded(path);
+        metrics::count(|pending| {
+            pending.invalid_context += invalid;
+            pending.outbound_without_context += orphan as i64;
+            pending.spans_started += recorded as i64;
+        });
 
-        plugin.tracer.inject(&start, &mut RequestHeaderWriter);
+        plugin
+            .tracer
+            .inject(&start, &mut RequestHeaderWriter { received: &request });
         Self::publish_context(&start.context);
         let response_headers = &plugin.config.response_headers;
         if response_headers.traceresponse || response_headers.trace_id_header.is_some() {
@@ -174,17 +179,13 @@ impl HttpContext for SidetraceStream {
             ));
         }
 
-        let path = request.get(":path").unwrap_or("/");
-        if plugin.records(kind) && !plugin.is_excluded(path) {
-            metrics::add(ids.spans_started, 1);
-            if start.is_sampled() {
-                self.recording = Some(Recording {
-                    kind,
-                    start,
-                    start_unix_nanos: now,
-                    request,
-                });
-            }
+        if recorded && start.is_sampled() {
+            self.recording = Some(Recording {
+                kind,
+                start,
+                start_unix_nanos: now,
+                request,
+            });
         }
         Action::Continue
     }

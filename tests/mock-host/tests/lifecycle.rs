@@ -567,6 +567,7 @@ fn hostile_headers_never_crash_the_vm() {
         ),
     ];
     host.request_headers_bytes(stream, headers).unwrap();
+    host.tick().unwrap();
     assert!(
         metric(&host, "invalid_context") >= 3,
         "{}",
