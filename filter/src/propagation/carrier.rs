@@ -7,7 +7,7 @@ pub trait Getter {
     fn get(&self, name: &str) -> Option<&str>;
 
     /// Every value of `name`, in order (repeated `tracestate` or `baggage` lines).
-    fn get_all(&self, name: &str, visit: &mut dyn FnMut(&str)) {
+    fn get_all<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str)) {
         if let Some(value) = self.get(name) {
             visit(value);
         }
@@ -56,7 +56,7 @@ impl Getter for Headers {
             .map(|(_, v)| v.as_str())
     }
 
-    fn get_all(&self, name: &str, visit: &mut dyn FnMut(&str)) {
+    fn get_all<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str)) {
         self.entries
             .iter()
             .filter(|(k, _)| k == name)

@@ -68,11 +68,22 @@ impl Propagator {
 
     pub fn extract(&self, carrier: &impl Getter) -> Incoming {
         let mut incoming = Incoming::default();
-        let mut others: [Option<SpanContext>; 6] = Default::default();
-        for (slot, &format) in self.extract.iter().enumerate().take(others.len()) {
+        for &format in &self.extract {
             match extract_format(format, carrier) {
-                Extracted::Valid(ctx) if incoming.context.is_none() => incoming.context = Some(ctx),
-                Extracted::Valid(ctx) => others[slot] = Some(ctx),
+                Extracted::Valid(ctx) => match incoming.context.as_mut() {
+                    None => incoming.context = Some(ctx),
+                    // Carry what only a losing format knows, when it names the same trace:
+                    // X-Ray's extra fields, W3C tracestate.
+                    Some(winner) if winner.trace_id == ctx.trace_id => {
+                        if winner.xray_extra.is_empty() {
+                            winner.xray_extra = ctx.xray_extra;
+                        }
+                        if winner.trace_state.is_empty() {
+                            winner.trace_state = ctx.trace_state;
+                        }
+                    }
+                    Some(_) => {}
+                },
                 Extracted::DecisionOnly(decision) => {
                     incoming.decision.get_or_insert(decision);
                 }
@@ -80,20 +91,7 @@ impl Propagator {
                 Extracted::Absent => {}
             }
         }
-        if let Some(winner) = incoming.context.as_mut() {
-            // Carry what only the losing formats know: X-Ray's extra fields, W3C tracestate.
-            for other in others
-                .iter()
-                .flatten()
-                .filter(|o| o.trace_id == winner.trace_id)
-            {
-                if winner.xray_extra.is_empty() && !other.xray_extra.is_empty() {
-                    winner.xray_extra = other.xray_extra.clone();
-                }
-                if winner.trace_state.is_empty() && !other.trace_state.is_empty() {
-                    winner.trace_state = other.trace_state.clone();
-                }
-            }
+        if incoming.context.is_some() {
             incoming.decision = None;
         }
         self.extract_baggage(carrier, &mut incoming);

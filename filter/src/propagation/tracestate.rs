@@ -8,9 +8,52 @@ pub const MAX_MEMBERS: usize = 32;
 const SCAN_BUDGET: usize = 8 * 1024;
 const OTEL_KEY: &str = "ot";
 
+/// A single line that is already valid as it stands (the usual case) is copied whole.
+fn already_valid(line: &str) -> bool {
+    if line.len() > SCAN_BUDGET || line.is_empty() {
+        return false;
+    }
+    let mut count = 0;
+    for (i, member) in line.split(',').enumerate() {
+        count += 1;
+        let Some((key, value)) = member.split_once('=') else {
+            return false;
+        };
+        if count > MAX_MEMBERS || !valid_key(key) || !valid_value(value) || value.ends_with(' ') {
+            return false;
+        }
+        if line
+            .split(',')
+            .take(i)
+            .any(|earlier| earlier.split_once('=').is_some_and(|(k, _)| k == key))
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Joins every `tracestate` line, keeps the valid members (first of duplicate keys), 32 at most.
 pub fn parse(carrier: &impl Getter) -> TraceState {
+    let mut lines = 0;
+    let mut only: Option<&str> = None;
+    carrier.get_all("tracestate", &mut |line| {
+        lines += 1;
+        if lines == 1 && already_valid(line) {
+            only = Some(line);
+        }
+    });
+    match (lines, only) {
+        (0, _) => return TraceState::default(),
+        (1, Some(line)) => return TraceState(line.to_string()),
+        _ => {}
+    }
+    parse_members(carrier)
+}
+
+fn parse_members(carrier: &impl Getter) -> TraceState {
     let mut out = String::new();
+    let mut reserved = false;
     let mut members = 0usize;
     let mut scanned = 0usize;
     carrier.get_all("tracestate", &mut |line| {
@@ -18,6 +61,11 @@ pub fn parse(carrier: &impl Getter) -> TraceState {
             scanned += member.len() + 1;
             if scanned > SCAN_BUDGET || members == MAX_MEMBERS {
                 return;
+            }
+            if !reserved {
+                // One allocation for the usual single-line header.
+                out.reserve(line.len().min(SCAN_BUDGET));
+                reserved = true;
             }
             let member = member.trim_matches([' ', '\t']);
             let Some((key, value)) = member.split_once('=') else {
