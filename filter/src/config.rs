@@ -143,8 +143,10 @@ fn default_scheduled_delay_ms() -> u64 {
 fn default_max_queue_size() -> usize {
     2048
 }
+/// Export throughput is in-flight batches over the collector's round trip: four batches of 512
+/// keep 20,000 spans/s per worker moving through a collector answering within 100 ms.
 fn default_max_concurrent_exports() -> usize {
-    2
+    4
 }
 
 impl Default for Batch {

@@ -63,6 +63,9 @@ class Envoy:
                 "-l", self.log_level,
                 "--service-node", self.name,
                 "--drain-time-s", "1",
+                # Replaced listeners ask every connection to close after its next response,
+                # rather than cutting off whatever is in flight when the drain period ends.
+                "--drain-strategy", "immediate",
                 "--file-flush-interval-msec", "100",
                 "--parent-shutdown-time-s", "2",
             ],

@@ -1,5 +1,6 @@
 """A paced HTTP load on loopback: N keep-alive connections sharing a target rate, bounded in time."""
 import http.client
+import os
 import threading
 import time
 from collections import Counter
@@ -25,15 +26,27 @@ def run(port: int, rate: float, seconds: float, connections: int = 4, path: str 
             if now < next_at:
                 time.sleep(next_at - now)
             next_at += interval
-            try:
-                connection.request("GET", f"{path}/{index}/{sent}", headers=headers or {})
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException):
-                status = 0
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            status = 0
+            # A keep-alive connection the server closed meanwhile (listener drain) is retried once
+            # on a fresh one, as HTTP clients do for idempotent requests; any other failure counts.
+            for attempt in range(2):
+                try:
+                    connection.request("GET", f"{path}/{index}/{sent}", headers=headers or {})
+                    response = connection.getresponse()
+                    response.read()
+                    status = response.status
+                    break
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    connection.close()
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    if attempt == 1:
+                        status = 0
+                except (OSError, http.client.HTTPException) as error:
+                    if os.environ.get("SIDETRACE_LOAD_DEBUG"):
+                        print("load error:", repr(error), flush=True)
+                    connection.close()
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    break
             sent += 1
             with lock:
                 statuses[status] += 1
