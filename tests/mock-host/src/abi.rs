@@ -72,6 +72,26 @@ fn header_map(state: &mut HostState, map_type: i32) -> Option<&mut Vec<(String, 
     }
 }
 
+/// `proxy_replace_header_map_value` (`replace`) and `proxy_add_header_map_value`.
+fn write_header(
+    mut caller: C,
+    map: i32,
+    key: (i32, i32),
+    value: (i32, i32),
+    replace: bool,
+) -> Result<i32> {
+    let key = read_string(&mut caller, key.0, key.1)?;
+    let value = read(&mut caller, value.0, value.1)?;
+    let Some(target) = header_map(caller.data_mut(), map) else {
+        return Ok(NOT_FOUND);
+    };
+    if replace {
+        target.retain(|(k, _)| *k != key);
+    }
+    target.push((key, value));
+    Ok(OK)
+}
+
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
     add_proxy_basics(linker)?;
     add_headers(linker)?;
@@ -219,40 +239,27 @@ fn add_headers(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_replace_header_map_value",
-        |mut caller: C,
-         map: i32,
-         key_ptr: i32,
-         key_len: i32,
-         value_ptr: i32,
-         value_len: i32|
-         -> Result<i32> {
-            let key = read_string(&mut caller, key_ptr, key_len)?;
-            let value = read(&mut caller, value_ptr, value_len)?;
-            let Some(target) = header_map(caller.data_mut(), map) else {
-                return Ok(NOT_FOUND);
-            };
-            target.retain(|(k, _)| *k != key);
-            target.push((key, value));
-            Ok(OK)
+        |caller: C, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
+            write_header(
+                caller,
+                map,
+                (key_ptr, key_len),
+                (value_ptr, value_len),
+                true,
+            )
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_add_header_map_value",
-        |mut caller: C,
-         map: i32,
-         key_ptr: i32,
-         key_len: i32,
-         value_ptr: i32,
-         value_len: i32|
-         -> Result<i32> {
-            let key = read_string(&mut caller, key_ptr, key_len)?;
-            let value = read(&mut caller, value_ptr, value_len)?;
-            let Some(target) = header_map(caller.data_mut(), map) else {
-                return Ok(NOT_FOUND);
-            };
-            target.push((key, value));
-            Ok(OK)
+        |caller: C, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
+            write_header(
+                caller,
+                map,
+                (key_ptr, key_len),
+                (value_ptr, value_len),
+                false,
+            )
         },
     )?;
     linker.func_wrap(

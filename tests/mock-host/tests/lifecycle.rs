@@ -248,6 +248,17 @@ fn inbound_request_becomes_a_server_span_exported_over_grpc() {
     assert_counts_reconcile(&host);
 }
 
+/// An inbound exchange answered 200 whose caller sent a W3C context with the given flags.
+fn inbound_from_caller(host: &mut MockHost, path: &str, flags: &str) -> u32 {
+    let traceparent = w3c(TRACE, CALLER, flags);
+    host.exchange(
+        INBOUND,
+        &request(path, &[("traceparent", &traceparent)]),
+        200,
+    )
+    .unwrap()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -372,14 +383,7 @@ fn no_response_is_an_error_described_by_the_response_flags() {
 #[test]
 fn unsampled_requests_are_propagated_but_not_recorded() {
     let mut host = configured(r#""randomSamplingPercentage":0"#);
-    let traceparent = w3c(TRACE, CALLER, "00");
-    let stream = host
-        .exchange(
-            INBOUND,
-            &request("/", &[("traceparent", &traceparent)]),
-            200,
-        )
-        .unwrap();
+    let stream = inbound_from_caller(&mut host, "/", "00");
     let rewritten = host.request_header(stream, "traceparent").unwrap();
     assert!(rewritten.starts_with(&format!("00-{TRACE}-")) && rewritten.ends_with("-00"));
     assert!(flush(&mut host).is_empty());
@@ -403,14 +407,7 @@ fn a_sampled_parent_is_recorded_even_at_zero_percent() {
 #[test]
 fn excluded_paths_propagate_without_a_span() {
     let mut host = configured(r#""excludePaths":["/healthz"]"#);
-    let traceparent = w3c(TRACE, CALLER, "01");
-    let stream = host
-        .exchange(
-            INBOUND,
-            &request("/healthz?probe=1", &[("traceparent", &traceparent)]),
-            200,
-        )
-        .unwrap();
+    let stream = inbound_from_caller(&mut host, "/healthz?probe=1", "01");
     assert!(host
         .request_header(stream, "traceparent")
         .unwrap()
@@ -592,14 +589,7 @@ fn hostile_headers_never_crash_the_vm() {
 fn trace_response_headers_when_configured() {
     let mut host =
         configured(r#""responseHeaders":{"traceresponse":true,"traceIdHeader":"x-trace-id"}"#);
-    let traceparent = w3c(TRACE, CALLER, "01");
-    let stream = host
-        .exchange(
-            INBOUND,
-            &request("/", &[("traceparent", &traceparent)]),
-            200,
-        )
-        .unwrap();
+    let stream = inbound_from_caller(&mut host, "/", "01");
     let response = host.response_headers_now(stream);
     let get = |name: &str| {
         response
@@ -612,13 +602,7 @@ fn trace_response_headers_when_configured() {
     assert_eq!(get("x-trace-id").as_deref(), Some(TRACE));
 
     let mut plain = configured("");
-    let stream = plain
-        .exchange(
-            INBOUND,
-            &request("/", &[("traceparent", &traceparent)]),
-            200,
-        )
-        .unwrap();
+    let stream = inbound_from_caller(&mut plain, "/", "01");
     assert!(
         plain
             .response_headers_now(stream)
@@ -631,14 +615,7 @@ fn trace_response_headers_when_configured() {
 #[test]
 fn untrusted_context_starts_a_new_trace_with_a_link() {
     let mut host = configured(r#""trustIncomingContext":false"#);
-    let traceparent = w3c(TRACE, CALLER, "01");
-    let stream = host
-        .exchange(
-            INBOUND,
-            &request("/", &[("traceparent", &traceparent)]),
-            200,
-        )
-        .unwrap();
+    let stream = inbound_from_caller(&mut host, "/", "01");
     assert!(!host
         .request_header(stream, "traceparent")
         .unwrap()
