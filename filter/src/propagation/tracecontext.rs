@@ -12,9 +12,19 @@ const RANDOM: u8 = 0x02;
 const LENGTH: usize = 55;
 
 pub fn extract(carrier: &impl Getter) -> Extracted {
-    let Some(value) = carrier.get(HEADERS[0]) else {
+    let mut lines = 0;
+    let mut first = None;
+    carrier.get_all(HEADERS[0], &mut |line| {
+        lines += 1;
+        first.get_or_insert(line);
+    });
+    let Some(value) = first else {
         return Extracted::Absent;
     };
+    // Two traceparent headers name two parents: the W3C test suite expects a new trace.
+    if lines > 1 {
+        return Extracted::Invalid;
+    }
     match parse_traceparent(value.as_bytes()) {
         Some(mut context) => {
             context.trace_state = tracestate::parse(carrier);
@@ -183,6 +193,8 @@ mod tests {
             assert_eq!(extract_one(header), Extracted::Invalid, "{header:?}");
         }
         assert_eq!(extract(&Headers::new()), Extracted::Absent);
+        let twice = Headers::from_pairs([("traceparent", VALID), ("traceparent", VALID)]);
+        assert_eq!(extract(&twice), Extracted::Invalid);
     }
 
     #[test]
