@@ -166,3 +166,45 @@ def test_partial_success_counts_rejections_as_dropped():
     row = run_scenario("partial success", receiver, port)
     assert_exact(row)
     assert row["dropped"] == receiver.rejected_spans > 0
+
+
+@pytest.mark.parametrize("retry_after,expect_kept", [(1.0, True), (None, False)])
+def test_resource_exhausted_is_retried_when_the_collector_says_when(retry_after, expect_kept):
+    """RetryInfo reaches the filter through the export stream's trailers: with it the batch is
+    retried after the hinted delay; without it RESOURCE_EXHAUSTED is final, and counted."""
+    port = free_port()
+    receiver = receiver_on(port)
+    receiver.start()
+    receiver.fail_with(grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after=retry_after)
+    app = App("upstream", free_port())
+    app.start()
+    inbound = free_port()
+    config = sidecar_config.sidecar(
+        service="throttled", admin_port=free_port(), inbound_port=inbound, app=("127.0.0.1", app.port),
+        outbound_port=free_port(), upstreams={}, collector=("127.0.0.1", port),
+        wasm=paths.wasm_path(), filter_config=filter_config(), access_log="/dev/null",
+    )
+    try:
+        with Envoy(sidecar_config.to_yaml(config), "throttled", log_level="warning") as envoy:
+            for i in range(5):
+                assert App.call("throttled", inbound, f"/t/{i}", {}) == 200
+            deadline = time.time() + 10
+            while receiver.refused_requests == 0 and time.time() < deadline:
+                time.sleep(0.05)
+            refused_at = time.time()
+            receiver.healthy()
+            stats = settle(envoy, receiver)
+            first_accepted = receiver.wait_for_spans(1, timeout=5)
+    finally:
+        app.stop()
+        receiver.stop()
+    assert receiver.refused_requests == 1
+    assert stats["spans_sampled"] == 5 and stats["spans_queued"] == 0
+    if expect_kept:
+        assert stats["spans_exported"] == 5 and stats["spans_dropped"] == 0, stats
+        assert len(first_accepted) == 5
+        assert time.time() - refused_at >= 0.8, "the retry waited for the collector's hint"
+    else:
+        refused = receiver.refused_spans
+        assert refused >= 1
+        assert stats["spans_dropped"] == refused and stats["spans_exported"] == 5 - refused, stats

@@ -7,9 +7,10 @@ use super::stream::SidetraceStream;
 use crate::config::Config;
 use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
-use crate::otlp::decode_export_response;
+use crate::otlp::{decode_export_response, retry_delay_from_status_details};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -20,6 +21,7 @@ const METHOD: &str = "Export";
 /// Ticks run more often than `scheduledDelayMs` so a full batch leaves within this long.
 const MAX_TICK_MS: u64 = 50;
 const GRPC_OK: u32 = 0;
+const DEADLINE_EXCEEDED: u32 = 4;
 
 /// State shared between the root context and its streams.
 pub struct Shared {
@@ -35,10 +37,18 @@ impl Shared {
     }
 }
 
+/// One export on the wire: a gRPC stream carrying a single request message.
+struct InFlight {
+    batch_id: u64,
+    deadline_ms: u64,
+    rejected_spans: u64,
+    retry_delay_ms: Option<u64>,
+}
+
 pub struct SidetraceRoot {
     shared: Option<Rc<Shared>>,
-    /// gRPC token → exporter batch id.
-    in_flight: HashMap<u32, u64>,
+    /// gRPC stream token → the export it carries.
+    in_flight: HashMap<u32, InFlight>,
     /// Set once `on_done` asked us to finish: no new batches wait for the schedule.
     draining: bool,
 }
@@ -63,7 +73,6 @@ impl SidetraceRoot {
         };
         let now = Self::now_ms();
         let collector = &shared.plugin.config.collector;
-        let timeout = Duration::from_millis(collector.timeout_ms);
         let metadata: Vec<(&str, &[u8])> = collector
             .headers
             .iter()
@@ -76,16 +85,28 @@ impl SidetraceRoot {
                 .borrow_mut()
                 .poll(now, &|spans| encoder.encode_request(spans));
             let Some(dispatch) = dispatch else { break };
-            match self.dispatch_grpc_call(
-                &collector.cluster,
-                SERVICE,
-                METHOD,
-                metadata.clone(),
-                Some(&dispatch.payload),
-                timeout,
-            ) {
+            // A stream, not a unary callout: Envoy hands a stream's trailing metadata to the
+            // module (the RetryInfo of RESOURCE_EXHAUSTED lives there); a unary callout gets none.
+            let sent =
+                hostcalls::open_grpc_stream(&collector.cluster, SERVICE, METHOD, metadata.clone())
+                    .and_then(|token| {
+                        hostcalls::send_grpc_stream_message(token, Some(&dispatch.payload), true)
+                            .map(|_| token)
+                            .inspect_err(|_| {
+                                let _ = hostcalls::cancel_grpc_stream(token);
+                            })
+                    });
+            match sent {
                 Ok(token) => {
-                    self.in_flight.insert(token, dispatch.batch_id);
+                    self.in_flight.insert(
+                        token,
+                        InFlight {
+                            batch_id: dispatch.batch_id,
+                            deadline_ms: now + collector.timeout_ms,
+                            rejected_spans: 0,
+                            retry_delay_ms: None,
+                        },
+                    );
                 }
                 Err(status) => {
                     host::log_warn(&format!(
@@ -101,6 +122,44 @@ impl SidetraceRoot {
             }
         }
         shared.publish_stats();
+    }
+
+    fn complete(&mut self, batch_id: u64, outcome: Outcome) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        shared
+            .exporter
+            .borrow_mut()
+            .complete(batch_id, outcome, Self::now_ms());
+        self.flush();
+        if self.draining && self.in_flight.is_empty() {
+            self.done();
+        }
+    }
+
+    /// Streams have no deadline of their own: exports past `collector.timeoutMs` are cancelled
+    /// and count as DEADLINE_EXCEEDED.
+    fn expire_overdue(&mut self) {
+        let now = Self::now_ms();
+        let overdue: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, e)| now >= e.deadline_ms)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in overdue {
+            let _ = hostcalls::cancel_grpc_stream(token);
+            if let Some(export) = self.in_flight.remove(&token) {
+                self.complete(
+                    export.batch_id,
+                    Outcome::Failure {
+                        grpc_status: DEADLINE_EXCEEDED,
+                        retry_delay_ms: None,
+                    },
+                );
+            }
+        }
     }
 
     fn exporter_settings(config: &Config) -> ExportSettings {
@@ -119,44 +178,55 @@ impl SidetraceRoot {
 }
 
 impl Context for SidetraceRoot {
-    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        let Some(batch_id) = self.in_flight.remove(&token_id) else {
+    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
+        let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, message_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Some(export) = self.in_flight.get_mut(&token_id) else {
             return;
         };
-        let Some(shared) = self.shared.clone() else {
+        match decode_export_response(&body) {
+            Ok(rejected) => export.rejected_spans = rejected,
+            Err(reason) => {
+                host::log_warn(&format!("sidetrace: unreadable export response: {reason}"))
+            }
+        }
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, token_id: u32, _num_elements: u32) {
+        let details = hostcalls::get_map_value_bytes(
+            MapType::GrpcReceiveTrailingMetadata,
+            "grpc-status-details-bin",
+        )
+        .ok()
+        .flatten();
+        if let Some(export) = self.in_flight.get_mut(&token_id) {
+            export.retry_delay_ms = details
+                .as_deref()
+                .and_then(retry_delay_from_status_details)
+                .map(|delay| delay.as_millis() as u64);
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
+        let Some(export) = self.in_flight.remove(&token_id) else {
             return;
         };
         let outcome = if status_code == GRPC_OK {
-            let body = self
-                .get_grpc_call_response_body(0, response_size)
-                .unwrap_or_default();
-            match decode_export_response(&body) {
-                Ok(rejected_spans) => Outcome::Success { rejected_spans },
-                Err(reason) => {
-                    host::log_warn(&format!("sidetrace: unreadable export response: {reason}"));
-                    Outcome::Success { rejected_spans: 0 }
-                }
+            Outcome::Success {
+                rejected_spans: export.rejected_spans,
             }
         } else {
-            // Envoy gives unary callouts no trailing metadata (so no RetryInfo), and the SDK
-            // aborts the VM when asked for what the host does not have: log the code only.
             host::log_warn(&format!(
                 "sidetrace: export failed with gRPC status {status_code}"
             ));
-            let retry_delay_ms = None;
             Outcome::Failure {
                 grpc_status: status_code,
-                retry_delay_ms,
+                retry_delay_ms: export.retry_delay_ms,
             }
         };
-        shared
-            .exporter
-            .borrow_mut()
-            .complete(batch_id, outcome, Self::now_ms());
-        self.flush();
-        if self.draining && self.in_flight.is_empty() {
-            self.done();
-        }
+        self.complete(export.batch_id, outcome);
     }
 
     fn on_done(&mut self) -> bool {
@@ -206,6 +276,7 @@ impl RootContext for SidetraceRoot {
 
     fn on_tick(&mut self) {
         super::metrics::flush_pending();
+        self.expire_overdue();
         self.flush();
     }
 

@@ -225,6 +225,18 @@ fn add_headers(linker: &mut Linker<HostState>) -> Result<()> {
             let key = read_string(&mut caller, key_ptr, key_len)?;
             // Envoy serves gRPC metadata only inside stream callbacks; elsewhere it answers
             // BadArgument, on which the SDK aborts the VM.
+            if map == GRPC_TRAILING_METADATA && caller.data().in_trailing_metadata_callback {
+                let value = caller
+                    .data()
+                    .grpc_trailing_metadata
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone());
+                return match value {
+                    Some(value) => hand_back(&mut caller, &value, ret_ptr, ret_size),
+                    None => Ok(NOT_FOUND),
+                };
+            }
             if map == GRPC_INITIAL_METADATA || map == GRPC_TRAILING_METADATA {
                 return Ok(BAD_ARGUMENT);
             }
@@ -357,6 +369,62 @@ fn add_grpc(linker: &mut Linker<HostState>) -> Result<()> {
         Ok(OK)
     }
     linker.func_wrap("env", "proxy_grpc_call", grpc_call)?;
+    #[allow(clippy::too_many_arguments)]
+    fn grpc_stream(
+        mut caller: C,
+        cluster_ptr: i32,
+        cluster_len: i32,
+        service_ptr: i32,
+        service_len: i32,
+        method_ptr: i32,
+        method_len: i32,
+        metadata_ptr: i32,
+        metadata_len: i32,
+        ret_token: i32,
+    ) -> Result<i32> {
+        if caller.data().refuse_grpc {
+            return Ok(INTERNAL_FAILURE);
+        }
+        let cluster = read_string(&mut caller, cluster_ptr, cluster_len)?;
+        let service = read_string(&mut caller, service_ptr, service_len)?;
+        let method = read_string(&mut caller, method_ptr, method_len)?;
+        let metadata =
+            deserialize_map(&read(&mut caller, metadata_ptr, metadata_len)?).unwrap_or_default();
+        let token = caller.data().next_token;
+        caller.data_mut().next_token += 1;
+        caller.data_mut().open_streams.insert(
+            token,
+            GrpcCall {
+                token,
+                cluster,
+                service,
+                method,
+                metadata,
+                payload: Vec::new(),
+                timeout_ms: 0,
+            },
+        );
+        write_u32(&mut caller, ret_token, token)?;
+        Ok(OK)
+    }
+    linker.func_wrap("env", "proxy_grpc_stream", grpc_stream)?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |mut caller: C, token: i32, ptr: i32, len: i32, end_stream: i32| -> Result<i32> {
+            let message = read(&mut caller, ptr, len)?;
+            let state = caller.data_mut();
+            let Some(call) = state.open_streams.get_mut(&(token as u32)) else {
+                return Ok(NOT_FOUND);
+            };
+            call.payload.extend_from_slice(&message);
+            if end_stream != 0 {
+                let call = state.open_streams.remove(&(token as u32)).expect("present");
+                state.grpc_calls.push(call);
+            }
+            Ok(OK)
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_get_status",
@@ -369,7 +437,10 @@ fn add_grpc(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_grpc_cancel",
-        |_caller: C, _token: i32| -> i32 { OK },
+        |mut caller: C, token: i32| -> i32 {
+            caller.data_mut().cancelled.push(token as u32);
+            OK
+        },
     )?;
     linker.func_wrap(
         "env",

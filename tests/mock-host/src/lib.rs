@@ -338,26 +338,64 @@ impl MockHost {
         self.store.data_mut().refuse_grpc = refuse;
     }
 
-    /// The collector answered OK with `body` (an encoded ExportTraceServiceResponse).
+    /// The collector answered OK with `body` (an encoded ExportTraceServiceResponse): the
+    /// message, then trailers, then the close, as Envoy delivers a stream's end.
     pub fn grpc_respond_ok(&mut self, token: u32, body: &[u8]) -> Result<()> {
         self.store.data_mut().grpc_receive_buffer = body.to_vec();
         self.set_context(ROOT_CONTEXT);
-        let f = self.func::<(i32, i32, i32), ()>("proxy_on_grpc_receive")?;
-        f.call(
+        let receive = self.func::<(i32, i32, i32), ()>("proxy_on_grpc_receive")?;
+        receive.call(
             &mut self.store,
             (ROOT_CONTEXT as i32, token as i32, body.len() as i32),
-        )
+        )?;
+        self.grpc_close(token, 0, Vec::new())
     }
 
-    /// The call failed with a gRPC status, as Envoy reports it through `on_grpc_close`.
+    /// The export failed with a gRPC status; `details` is the `grpc-status-details-bin` trailer.
     pub fn grpc_respond_error(&mut self, token: u32, status: u32, message: &str) -> Result<()> {
+        self.grpc_respond_error_with_details(token, status, message, None)
+    }
+
+    pub fn grpc_respond_error_with_details(
+        &mut self,
+        token: u32,
+        status: u32,
+        message: &str,
+        details: Option<Vec<u8>>,
+    ) -> Result<()> {
         self.store.data_mut().grpc_status = (status, message.to_string());
+        let mut trailers = vec![("grpc-status".to_string(), status.to_string().into_bytes())];
+        if let Some(details) = details {
+            trailers.push(("grpc-status-details-bin".to_string(), details));
+        }
+        self.grpc_close(token, status, trailers)
+    }
+
+    fn grpc_close(
+        &mut self,
+        token: u32,
+        status: u32,
+        trailers: Vec<(String, Vec<u8>)>,
+    ) -> Result<()> {
         self.set_context(ROOT_CONTEXT);
-        let f = self.func::<(i32, i32, i32), ()>("proxy_on_grpc_close")?;
-        f.call(
+        let count = trailers.len() as i32;
+        self.store.data_mut().grpc_trailing_metadata = trailers;
+        self.store.data_mut().in_trailing_metadata_callback = true;
+        let trailing =
+            self.func::<(i32, i32, i32), ()>("proxy_on_grpc_receive_trailing_metadata")?;
+        let result = trailing.call(&mut self.store, (ROOT_CONTEXT as i32, token as i32, count));
+        self.store.data_mut().in_trailing_metadata_callback = false;
+        result?;
+        let close = self.func::<(i32, i32, i32), ()>("proxy_on_grpc_close")?;
+        close.call(
             &mut self.store,
             (ROOT_CONTEXT as i32, token as i32, status as i32),
         )
+    }
+
+    /// Streams the module cancelled (exports past their deadline).
+    pub fn cancelled_grpc_streams(&self) -> &[u32] {
+        &self.store.data().cancelled
     }
 
     pub fn metric(&self, name: &str) -> Option<i64> {

@@ -41,6 +41,11 @@ pub struct HostState {
     pub next_token: u32,
     pub refuse_grpc: bool,
     pub grpc_receive_buffer: Vec<u8>,
+    /// Streams opened and not yet ended by the module.
+    pub open_streams: HashMap<u32, GrpcCall>,
+    pub cancelled: Vec<u32>,
+    pub grpc_trailing_metadata: Vec<(String, Vec<u8>)>,
+    pub in_trailing_metadata_callback: bool,
     pub grpc_status: (u32, String),
     /// (name, type, value); the index is the metric id.
     pub metrics: Vec<(String, u32, i64)>,
@@ -62,6 +67,10 @@ impl Default for HostState {
             next_token: 1,
             refuse_grpc: false,
             grpc_receive_buffer: Vec::new(),
+            open_streams: HashMap::new(),
+            cancelled: Vec::new(),
+            grpc_trailing_metadata: Vec::new(),
+            in_trailing_metadata_callback: false,
             grpc_status: (0, String::new()),
             metrics: Vec::new(),
             logs: Vec::new(),

@@ -73,7 +73,6 @@ fn flush(host: &mut MockHost) -> Vec<(u32, ExportTraceServiceRequest)> {
                 "opentelemetry.proto.collector.trace.v1.TraceService"
             );
             assert_eq!(call.method, "Export");
-            assert_eq!(call.timeout_ms, 1500);
             assert!(call
                 .metadata
                 .iter()
@@ -639,5 +638,115 @@ fn a_retired_plugin_flushes_what_it_holds_then_says_done() {
         .unwrap();
     assert!(host.root_called_done());
     assert_eq!(metric(&host, "spans_exported"), 2);
+    assert_counts_reconcile(&host);
+}
+
+/// The gRPC rich error model, encoded here independently of the filter's own types.
+mod rpc {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<Duration>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Duration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+
+    pub fn retry_after(seconds: i64) -> Vec<u8> {
+        use prost::Message;
+        let info = RetryInfo {
+            retry_delay: Some(Duration { seconds, nanos: 0 }),
+        };
+        Status {
+            code: 8,
+            message: "slow down".into(),
+            details: vec![Any {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: info.encode_to_vec(),
+            }],
+        }
+        .encode_to_vec()
+    }
+}
+
+#[test]
+fn resource_exhausted_is_retried_only_with_retry_info_and_after_its_delay() {
+    let mut host =
+        configured(r#""retry":{"initialBackoffMs":100,"maxBackoffMs":100,"maxAttempts":3}"#);
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    let call = flush(&mut host).remove(0);
+    host.grpc_respond_error_with_details(call.0, 8, "throttled", Some(rpc::retry_after(2)))
+        .unwrap();
+    assert_eq!(metric(&host, "spans_queued"), 1, "kept for a retry");
+    host.advance_ms(1500);
+    host.tick().unwrap();
+    assert!(
+        host.take_grpc_calls().is_empty(),
+        "not before the server's 2 s"
+    );
+    host.advance_ms(600);
+    let retry = flush(&mut host);
+    assert_eq!(retry.len(), 1);
+    host.grpc_respond_ok(retry[0].0, &ok_response()).unwrap();
+    host.tick().unwrap();
+    assert_eq!(
+        (
+            metric(&host, "spans_exported"),
+            metric(&host, "spans_dropped")
+        ),
+        (1, 0)
+    );
+
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    let call = flush(&mut host).remove(0);
+    host.grpc_respond_error(call.0, 8, "throttled, no hint")
+        .unwrap();
+    assert_eq!(
+        metric(&host, "spans_dropped"),
+        1,
+        "RESOURCE_EXHAUSTED without RetryInfo is not retried"
+    );
+    assert_counts_reconcile(&host);
+}
+
+#[test]
+fn an_export_past_its_timeout_is_cancelled_and_retried() {
+    let mut host =
+        configured(r#""retry":{"initialBackoffMs":100,"maxBackoffMs":100,"maxAttempts":3}"#);
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    let call = flush(&mut host).remove(0);
+    host.advance_ms(1600);
+    host.tick().unwrap();
+    assert_eq!(
+        host.cancelled_grpc_streams(),
+        &[call.0],
+        "1500 ms timeout passed"
+    );
+    assert_eq!(metric(&host, "export_failures"), 1);
+    let retry = flush(&mut host);
+    assert_eq!(retry.len(), 1);
+    host.grpc_respond_ok(retry[0].0, &ok_response()).unwrap();
+    host.tick().unwrap();
+    assert_eq!(metric(&host, "spans_exported"), 1);
     assert_counts_reconcile(&host);
 }
