@@ -187,3 +187,4 @@ def test_counters_reconcile_with_what_the_collector_received(mesh):
     assert stats["spans_dropped"] == 0
     assert stats["spans_exported"] == len(mesh.receiver.spans())
     assert stats["export_failures"] == 0
+    assert mesh.receiver.authorities == {"otel-collector.observability"}, "collector.authority is sent"

@@ -54,6 +54,10 @@ class _Service(trace_service_pb2_grpc.TraceServiceServicer):
         r = self.receiver
         with r.lock:
             r.requests += 1
+            # grpcio keeps the request's :authority only on a private field; best effort.
+            host = getattr(getattr(getattr(context, "_rpc_event", None), "call_details", None), "host", None)
+            if host is not None:
+                r.authorities.add(host.decode() if isinstance(host, bytes) else host)
             fault = r.fault
         if fault and fault[0] == "hang":
             # A collector that never answers in time: the client has given up, nothing is kept.
@@ -118,6 +122,7 @@ class OtlpReceiver:
         self.refused_requests = 0
         self.refused_spans = 0
         self.rejected_spans = 0
+        self.authorities = set()
         self.fault = None
         self._requested_port = port
         self.server = None

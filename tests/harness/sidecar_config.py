@@ -20,7 +20,7 @@ COLLECTOR_CLUSTER = "otel-collector"
 
 def default_filter_config(**overrides) -> dict:
     config = {
-        "collector": {"cluster": COLLECTOR_CLUSTER, "timeoutMs": 2000},
+        "collector": {"cluster": COLLECTOR_CLUSTER, "authority": "otel-collector.observability", "timeoutMs": 2000},
         "randomSamplingPercentage": 100,
         "propagation": {
             "extract": ["tracecontext", "baggage", "b3", "b3multi", "xray", "jaeger"],

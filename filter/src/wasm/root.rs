@@ -7,7 +7,7 @@ use super::stream::SidetraceStream;
 use crate::config::Config;
 use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
-use crate::otlp::{decode_export_response, retry_delay_from_status_details};
+use crate::otlp::{decode_export_response, grpc_service_target, retry_delay_from_status_details};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -78,6 +78,14 @@ impl SidetraceRoot {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_bytes()))
             .collect();
+        let target_bytes = grpc_service_target(&collector.cluster, collector.authority.as_deref());
+        let target = match std::str::from_utf8(&target_bytes) {
+            Ok(target) => target,
+            Err(_) => {
+                host::log_warn("sidetrace: `collector.authority` too long to pass to Envoy; using the cluster's own");
+                collector.cluster.as_str()
+            }
+        };
         loop {
             let encoder = &shared.plugin.encoder;
             let dispatch = shared
@@ -87,15 +95,14 @@ impl SidetraceRoot {
             let Some(dispatch) = dispatch else { break };
             // A stream, not a unary callout: Envoy hands a stream's trailing metadata to the
             // module (the RetryInfo of RESOURCE_EXHAUSTED lives there); a unary callout gets none.
-            let sent =
-                hostcalls::open_grpc_stream(&collector.cluster, SERVICE, METHOD, metadata.clone())
-                    .and_then(|token| {
-                        hostcalls::send_grpc_stream_message(token, Some(&dispatch.payload), true)
-                            .map(|_| token)
-                            .inspect_err(|_| {
-                                let _ = hostcalls::cancel_grpc_stream(token);
-                            })
-                    });
+            let sent = hostcalls::open_grpc_stream(target, SERVICE, METHOD, metadata.clone())
+                .and_then(|token| {
+                    hostcalls::send_grpc_stream_message(token, Some(&dispatch.payload), true)
+                        .map(|_| token)
+                        .inspect_err(|_| {
+                            let _ = hostcalls::cancel_grpc_stream(token);
+                        })
+                });
             match sent {
                 Ok(token) => {
                     self.in_flight.insert(
