@@ -363,11 +363,18 @@ impl Config {
         }
         at_least("collector.timeoutMs", raw.collector.timeout_ms, 1)?;
         at_most("collector.timeoutMs", raw.collector.timeout_ms, 60_000)?;
-        for name in raw.collector.headers.keys() {
+        for (name, value) in &raw.collector.headers {
             if !valid_header_name(name) {
                 return Err(invalid(
                     &format!("collector.headers.{name}"),
                     "must be a lowercase header name",
+                ));
+            }
+            // A CR or LF here would smuggle extra metadata into every export.
+            if value.bytes().any(|c| c < 0x20 && c != b'\t' || c == 0x7f) {
+                return Err(invalid(
+                    &format!("collector.headers.{name}"),
+                    "must not contain control characters",
                 ));
             }
         }
