@@ -712,6 +712,10 @@ mod tests {
                 "`collector.headers.Bad Name`",
             ),
             (
+                r#"{"collector":{"cluster":"c","headers":{"x-org":"a\r\nx-evil: 1"}}}"#,
+                "`collector.headers.x-org`: must not contain control characters",
+            ),
+            (
                 r#"{"collector":{"cluster":"c"},"responseHeaders":{"traceIdHeader":"x trace"}}"#,
                 "`responseHeaders.traceIdHeader`",
             ),
