@@ -60,7 +60,7 @@ def run_scenario(name, receiver, collector_port, during=None, start_receiver=Tru
                 if during:
                     during(elapsed)
 
-            statuses = load.run(inbound, RATE, SECONDS, during=tick)
+            statuses = load.run(inbound, RATE, SECONDS, connections=max(4, int(RATE // 50)), during=tick)
             if receiver.server is None:
                 receiver.start()
             receiver.healthy()

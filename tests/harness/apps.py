@@ -37,6 +37,9 @@ class App:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle on, each keep-alive
+            # response waits out the client's delayed ACK (~40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
