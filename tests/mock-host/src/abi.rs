@@ -329,46 +329,7 @@ fn add_properties(linker: &mut Linker<HostState>) -> Result<()> {
 }
 
 fn add_grpc(linker: &mut Linker<HostState>) -> Result<()> {
-    #[allow(clippy::too_many_arguments)]
-    fn grpc_call(
-        mut caller: C,
-        cluster_ptr: i32,
-        cluster_len: i32,
-        service_ptr: i32,
-        service_len: i32,
-        method_ptr: i32,
-        method_len: i32,
-        metadata_ptr: i32,
-        metadata_len: i32,
-        message_ptr: i32,
-        message_len: i32,
-        timeout_ms: i32,
-        ret_token: i32,
-    ) -> Result<i32> {
-        if caller.data().refuse_grpc {
-            return Ok(INTERNAL_FAILURE);
-        }
-        let cluster = read_string(&mut caller, cluster_ptr, cluster_len)?;
-        let service = read_string(&mut caller, service_ptr, service_len)?;
-        let method = read_string(&mut caller, method_ptr, method_len)?;
-        let metadata =
-            deserialize_map(&read(&mut caller, metadata_ptr, metadata_len)?).unwrap_or_default();
-        let payload = read(&mut caller, message_ptr, message_len)?;
-        let token = caller.data().next_token;
-        caller.data_mut().next_token += 1;
-        caller.data_mut().grpc_calls.push(GrpcCall {
-            token,
-            cluster,
-            service,
-            method,
-            metadata,
-            payload,
-            timeout_ms: timeout_ms as u32,
-        });
-        write_u32(&mut caller, ret_token, token)?;
-        Ok(OK)
-    }
-    linker.func_wrap("env", "proxy_grpc_call", grpc_call)?;
+    // Exports are streams; the unary `proxy_grpc_call` is left to trap if it were ever used.
     #[allow(clippy::too_many_arguments)]
     fn grpc_stream(
         mut caller: C,
@@ -401,7 +362,6 @@ fn add_grpc(linker: &mut Linker<HostState>) -> Result<()> {
                 method,
                 metadata,
                 payload: Vec::new(),
-                timeout_ms: 0,
             },
         );
         write_u32(&mut caller, ret_token, token)?;

@@ -11,7 +11,6 @@ pub struct GrpcCall {
     pub method: String,
     pub metadata: Vec<(String, Vec<u8>)>,
     pub payload: Vec<u8>,
-    pub timeout_ms: u32,
 }
 
 #[derive(Debug, Clone)]
