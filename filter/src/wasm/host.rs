@@ -75,6 +75,10 @@ pub fn log_error(message: &str) {
     let _ = hostcalls::log(proxy_wasm::types::LogLevel::Error, message);
 }
 
+pub fn log_info(message: &str) {
+    let _ = hostcalls::log(proxy_wasm::types::LogLevel::Info, message);
+}
+
 pub fn log_warn(message: &str) {
     let _ = hostcalls::log(proxy_wasm::types::LogLevel::Warn, message);
 }

@@ -23,6 +23,20 @@ const MAX_TICK_MS: u64 = 50;
 const GRPC_OK: u32 = 0;
 const DEADLINE_EXCEEDED: u32 = 4;
 
+thread_local! {
+    /// Configured root contexts in this VM (one VM per thread).
+    static LIVE_ROOTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts this root context out and says how many stay in the VM.
+fn live_roots_after_this_one() -> u32 {
+    LIVE_ROOTS.with(|live| {
+        let left = live.get().saturating_sub(1);
+        live.set(left);
+        left
+    })
+}
+
 /// State shared between the root context and its streams.
 pub struct Shared {
     pub plugin: Plugin,
@@ -242,6 +256,25 @@ impl Context for SidetraceRoot {
             return true;
         };
         self.draining = true;
+        if live_roots_after_this_one() == 0 {
+            // The VM goes with its last plugin, and no export response would outlive it: what
+            // is still held cannot be delivered, so it is counted as dropped now.
+            let held = shared.exporter.borrow().stats().queued;
+            shared.exporter.borrow_mut().shutdown();
+            shared.publish_stats();
+            if held > 0 {
+                host::log_warn(&format!(
+                    "sidetrace: VM shutting down; {held} spans not sent, counted as dropped"
+                ));
+            }
+            return true;
+        }
+        let held = shared.exporter.borrow().stats().queued;
+        if held > 0 {
+            host::log_info(&format!(
+                "sidetrace: plugin retiring; sending the {held} spans it holds"
+            ));
+        }
         // A retiring plugin (config push, VM shutdown) sends what it holds once, now; whatever
         // cannot leave is counted as dropped rather than forgotten.
         shared.exporter.borrow_mut().begin_drain();
@@ -271,6 +304,9 @@ impl RootContext for SidetraceRoot {
         let jitter_seed = ids.span_id().0;
         let plugin = Plugin::new(config);
         super::metrics::ids();
+        if self.shared.is_none() {
+            LIVE_ROOTS.with(|live| live.set(live.get() + 1));
+        }
         self.shared = Some(Rc::new(Shared {
             plugin,
             exporter: RefCell::new(Exporter::new(settings, u64::from_le_bytes(jitter_seed))),

@@ -163,6 +163,21 @@ impl MockHost {
         f.call(&mut self.store, ROOT_CONTEXT as i32)
     }
 
+    /// Configures another root context in the same VM, as a configuration push does; returns
+    /// its id, or None when the configuration was rejected.
+    pub fn add_root(&mut self, plugin_config: &str) -> Result<Option<u32>> {
+        let id = self.next_context;
+        self.next_context += 1;
+        self.store.data_mut().plugin_config = plugin_config.as_bytes().to_vec();
+        self.set_context(id);
+        let create = self.func::<(i32, i32), ()>("proxy_on_context_create")?;
+        create.call(&mut self.store, (id as i32, 0))?;
+        let configure = self.func::<(i32, i32), i32>("proxy_on_configure")?;
+        let accepted =
+            configure.call(&mut self.store, (id as i32, plugin_config.len() as i32))? != 0;
+        Ok(accepted.then_some(id))
+    }
+
     /// Asks the root context to finish (plugin retired); true when it is done at once.
     pub fn done(&mut self) -> Result<bool> {
         self.set_context(ROOT_CONTEXT);

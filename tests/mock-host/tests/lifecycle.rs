@@ -631,6 +631,8 @@ fn a_retired_plugin_flushes_what_it_holds_then_says_done() {
     let mut host = configured(r#""batch":{"scheduledDelayMs":100000}"#);
     host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
     host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    // A configuration push: the new plugin comes up in the same VM, then the old one retires.
+    assert!(host.add_root(&config("")).unwrap().is_some());
     assert!(!host.done().unwrap(), "waits for its final export");
     let calls = host.take_grpc_calls();
     assert_eq!(calls.len(), 1);
@@ -638,6 +640,30 @@ fn a_retired_plugin_flushes_what_it_holds_then_says_done() {
         .unwrap();
     assert!(host.root_called_done());
     assert_eq!(metric(&host, "spans_exported"), 2);
+    assert_counts_reconcile(&host);
+}
+
+#[test]
+fn the_last_plugin_of_a_vm_counts_what_it_cannot_send() {
+    let mut host = configured(r#""batch":{"scheduledDelayMs":100000}"#);
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    assert!(
+        host.done().unwrap(),
+        "nothing to wait for: the VM goes with it"
+    );
+    assert!(host.take_grpc_calls().is_empty());
+    assert_eq!(
+        (
+            metric(&host, "spans_dropped"),
+            metric(&host, "spans_queued")
+        ),
+        (2, 0)
+    );
+    assert!(host
+        .log_lines_at_least(3)
+        .iter()
+        .any(|l| l.contains("2 spans not sent")));
     assert_counts_reconcile(&host);
 }
 
