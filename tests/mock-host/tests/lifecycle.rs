@@ -776,3 +776,40 @@ fn an_export_past_its_timeout_is_cancelled_and_retried() {
     assert_eq!(metric(&host, "spans_exported"), 1);
     assert_counts_reconcile(&host);
 }
+
+#[test]
+fn baggage_reaches_spans_only_key_by_key() {
+    let baggage = [("baggage", "user=alice,tier=gold,secret=s3cr3t")];
+    let mut host = configured("");
+    host.exchange(INBOUND, &request("/", &baggage), 200)
+        .unwrap();
+    let span = spans(&flush(&mut host)[0].1).remove(0);
+    assert!(
+        span.attributes
+            .iter()
+            .all(|a| !a.key.starts_with("baggage")),
+        "nothing by default"
+    );
+
+    let mut host = configured(r#""baggageAttributes":["user"]"#);
+    let stream = host
+        .exchange(INBOUND, &request("/", &baggage), 200)
+        .unwrap();
+    let span = spans(&flush(&mut host)[0].1).remove(0);
+    let copied: Vec<_> = span
+        .attributes
+        .iter()
+        .filter(|a| a.key.starts_with("baggage"))
+        .map(|a| a.key.as_str())
+        .collect();
+    assert_eq!(copied, ["baggage.user"]);
+    assert_eq!(
+        attr(&span, "baggage.user"),
+        Some(Value::StringValue("alice".into()))
+    );
+    assert_eq!(
+        host.request_header(stream, "baggage").as_deref(),
+        Some("user=alice,tier=gold,secret=s3cr3t"),
+        "forwarded untouched"
+    );
+}
