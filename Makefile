@@ -54,9 +54,10 @@ bench: build venv
 fmt:
 	cargo fmt --all
 
-lint:
+lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy -p sidetrace --all-targets -- -D warnings
+	cargo clippy -p sidetrace --lib --release --target $(WASM_TARGET) -- -D warnings
 
 clean:
 	cargo clean

@@ -130,9 +130,19 @@ mod tests {
     use SpanKind::*;
     use StatusCode::*;
 
+    /// (kind, HTTP status, gRPC status, response flags, expected code, expected message)
+    type Case = (
+        SpanKind,
+        Option<u32>,
+        Option<u32>,
+        &'static str,
+        StatusCode,
+        &'static str,
+    );
+
     #[test]
     fn status_rules() {
-        let cases: &[(SpanKind, Option<u32>, Option<u32>, &str, StatusCode, &str)] = &[
+        let cases: &[Case] = &[
             (Server, Some(200), None, "", Unset, ""),
             (Server, Some(404), None, "", Unset, ""),
             (Server, Some(499), None, "", Unset, ""),

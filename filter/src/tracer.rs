@@ -74,7 +74,7 @@ impl Tracer {
                 .and_then(Sampler::parse_randomness);
             self.sampler.decide(parent, &context.trace_id, randomness)
         } else {
-            parent.map_or(false, SpanContext::is_sampled)
+            parent.is_some_and(SpanContext::is_sampled)
                 || caller_decision == Some(Sampling::Sampled)
         };
         context.sampling = if sampled {

@@ -6,6 +6,9 @@ use sidetrace::config::Config;
 use sidetrace::context::{Format, Sampling, SpanContext, SpanId, TraceId};
 use sidetrace::propagation::{b3, jaeger, xray, Extracted, Headers, Setter};
 
+type Inject = fn(&SpanContext, &mut Headers);
+type Extract = fn(&Headers) -> Extracted;
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 2000,
@@ -79,7 +82,7 @@ proptest! {
 
     #[test]
     fn inject_then_extract_is_the_identity(ctx in context()) {
-        let cases: [(fn(&SpanContext, &mut Headers), fn(&Headers) -> Extracted); 4] = [
+        let cases: [(Inject, Extract); 4] = [
             (|c, h| b3::inject_single(c, h), |h| b3::extract_single(h)),
             (|c, h| b3::inject_multi(c, h), |h| b3::extract_multi(h)),
             (|c, h| xray::inject(c, h), |h| xray::extract(h)),

@@ -110,7 +110,7 @@ mod tests {
         for body_len in [0usize, 1, 127, 128, 300, 20_000] {
             let mut out = vec![0xaa];
             put_message(&mut out, 3, |o| {
-                o.extend(std::iter::repeat(7u8).take(body_len))
+                o.extend(std::iter::repeat_n(7u8, body_len))
             });
             let mut expected = vec![0xaa];
             put_bytes(&mut expected, 3, &vec![7u8; body_len]);
