@@ -137,18 +137,82 @@ impl Format {
     }
 }
 
-/// W3C `tracestate`, kept as its validated, comma-joined serialization.
-/// Empty means absent; an empty `String` does not allocate.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct TraceState(pub String);
+/// W3C `tracestate`, kept as its validated, comma-joined serialization; empty means absent.
+/// Most headers carry a member or two, so those are held inline: a traced request carries its
+/// tracestate through without touching the allocator.
+#[derive(Clone, Default)]
+pub struct TraceState(Repr);
+
+/// 62 bytes of text plus length and tag: one cache line.
+const INLINE_CAPACITY: usize = 62;
+
+#[derive(Clone)]
+enum Repr {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_CAPACITY],
+    },
+    Heap(Box<str>),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Inline {
+            len: 0,
+            bytes: [0; INLINE_CAPACITY],
+        }
+    }
+}
 
 impl TraceState {
+    pub fn new(serialized: &str) -> Self {
+        if serialized.len() > INLINE_CAPACITY {
+            return TraceState(Repr::Heap(serialized.into()));
+        }
+        let mut bytes = [0; INLINE_CAPACITY];
+        bytes[..serialized.len()].copy_from_slice(serialized.as_bytes());
+        TraceState(Repr::Inline {
+            len: serialized.len() as u8,
+            bytes,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_str().is_empty()
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // SAFETY: `bytes[..len]` is a copy of a whole `&str` (see `new`), so it is UTF-8.
+            Repr::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
+            },
+            Repr::Heap(text) => text,
+        }
+    }
+}
+
+impl From<String> for TraceState {
+    fn from(serialized: String) -> Self {
+        if serialized.len() > INLINE_CAPACITY {
+            TraceState(Repr::Heap(serialized.into_boxed_str()))
+        } else {
+            TraceState::new(&serialized)
+        }
+    }
+}
+
+impl PartialEq for TraceState {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TraceState {}
+
+impl std::fmt::Debug for TraceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TraceState").field(&self.as_str()).finish()
     }
 }
 

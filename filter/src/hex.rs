@@ -22,15 +22,46 @@ pub fn digit(c: u8, lowercase_only: bool) -> Option<u8> {
     }
 }
 
-/// Decodes exactly `out.len() * 2` hex digits from `text` into `out`.
+/// Digit values by byte; `INVALID` marks a non-digit. Built at compile time.
+const INVALID: u8 = 0xf0;
+
+const fn digit_table(lowercase_only: bool) -> [u8; 256] {
+    let mut table = [INVALID; 256];
+    let mut c = 0;
+    while c < 256 {
+        table[c] = match c as u8 {
+            b'0'..=b'9' => c as u8 - b'0',
+            b'a'..=b'f' => c as u8 - b'a' + 10,
+            b'A'..=b'F' if !lowercase_only => c as u8 - b'A' + 10,
+            _ => INVALID,
+        };
+        c += 1;
+    }
+    table
+}
+
+static LOWERCASE_DIGITS: [u8; 256] = digit_table(true);
+static ANY_CASE_DIGITS: [u8; 256] = digit_table(false);
+
+/// Decodes exactly `out.len() * 2` hex digits from `text` into `out`. Every id of every request
+/// passes through here, so validity is checked once at the end instead of per digit; `out` holds
+/// garbage when it returns `None`.
 pub fn decode_into(text: &[u8], out: &mut [u8], lowercase_only: bool) -> Option<()> {
     if text.len() != out.len() * 2 {
         return None;
     }
-    for (i, pair) in text.chunks_exact(2).enumerate() {
-        out[i] = (digit(pair[0], lowercase_only)? << 4) | digit(pair[1], lowercase_only)?;
+    let table = if lowercase_only {
+        &LOWERCASE_DIGITS
+    } else {
+        &ANY_CASE_DIGITS
+    };
+    let mut invalid = 0u8;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (high, low) = (table[usize::from(pair[0])], table[usize::from(pair[1])]);
+        invalid |= high | low;
+        *byte = (high << 4) | (low & 0x0f);
     }
-    Some(())
+    (invalid & INVALID == 0).then_some(())
 }
 
 /// Decodes up to `N * 2` hex digits, left-padding shorter input with zeros
@@ -65,5 +96,18 @@ mod tests {
         assert!(decode_into(b"AB", &mut [0u8; 1], true).is_none());
         assert!(decode_into(b"AB", &mut [0u8; 1], false).is_some());
         assert!(decode_into(b"zz", &mut [0u8; 1], false).is_none());
+        for c in 0..=255u8 {
+            let pair = [b'0', c];
+            assert_eq!(
+                decode_into(&pair, &mut [0u8; 1], true).is_some(),
+                digit(c, true).is_some(),
+                "{c}"
+            );
+            assert_eq!(
+                decode_into(&pair, &mut [0u8; 1], false).map(|_| ()),
+                digit(c, false).map(|_| ()),
+                "{c}"
+            );
+        }
     }
 }

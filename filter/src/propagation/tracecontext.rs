@@ -231,7 +231,7 @@ mod tests {
         ctx.sampling = Sampling::Deferred;
         ctx.random = false;
         ctx.debug = true;
-        ctx.trace_state = crate::context::TraceState("k=v".into());
+        ctx.trace_state = crate::context::TraceState::new("k=v");
         inject(&ctx, &mut headers);
         assert_eq!(
             headers.get("traceparent"),
