@@ -57,22 +57,62 @@ pub struct Match {
 }
 
 /// Telemetry API `customTags` entry: exactly one of literal, environment, header.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CustomTag {
     Literal {
         value: String,
     },
     Environment {
         name: String,
-        #[serde(default, rename = "defaultValue")]
         default_value: Option<String>,
     },
     Header {
         name: String,
-        #[serde(default, rename = "defaultValue")]
         default_value: Option<String>,
     },
+}
+
+/// `customTags` as written: three optional sources, so "none" and "two" get a clear error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomTag {
+    literal: Option<RawLiteral>,
+    environment: Option<RawNamedSource>,
+    header: Option<RawNamedSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLiteral {
+    value: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawNamedSource {
+    name: String,
+    #[serde(default)]
+    default_value: Option<String>,
+}
+
+impl RawCustomTag {
+    fn into_tag(self, field: &str) -> Result<CustomTag, ConfigError> {
+        match (self.literal, self.environment, self.header) {
+            (Some(RawLiteral { value }), None, None) => Ok(CustomTag::Literal { value }),
+            (None, Some(source), None) => Ok(CustomTag::Environment {
+                name: source.name,
+                default_value: source.default_value,
+            }),
+            (None, None, Some(source)) => Ok(CustomTag::Header {
+                name: source.name,
+                default_value: source.default_value,
+            }),
+            _ => Err(invalid(
+                field,
+                "must set exactly one of literal, environment, header",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -217,7 +257,7 @@ struct RawConfig {
     #[serde(default)]
     disable_span_reporting: bool,
     #[serde(default)]
-    custom_tags: BTreeMap<String, CustomTag>,
+    custom_tags: BTreeMap<String, RawCustomTag>,
     #[serde(default)]
     propagation: Propagation,
     collector: Collector,
@@ -231,6 +271,10 @@ struct RawConfig {
     exclude_paths: Vec<String>,
     #[serde(default)]
     record_query: bool,
+    #[serde(default)]
+    record_body_sizes: bool,
+    #[serde(default)]
+    publish_filter_state: bool,
     #[serde(default = "default_max_tag_length")]
     max_tag_length: usize,
     #[serde(default = "default_max_attributes")]
@@ -275,6 +319,12 @@ pub struct Config {
     pub resource_attributes: Vec<(String, String)>,
     pub exclude_paths: Vec<String>,
     pub record_query: bool,
+    /// `http.request.body.size` / `http.response.body.size`: opt-in in the HTTP conventions,
+    /// and two property lookups per span.
+    pub record_body_sizes: bool,
+    /// Trace id, span id and decision as filter state for access logs: three host calls per
+    /// request, worth paying only where the log format prints them.
+    pub publish_filter_state: bool,
     pub max_tag_length: usize,
     pub max_attributes: usize,
     pub trust_incoming_context: bool,
@@ -339,18 +389,9 @@ impl Config {
                 "is required (the configuration is empty)",
             ));
         }
-        let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            let reason = inner.to_string();
-            // serde puts the field of a missing/unknown key in the message, not the path.
-            let field = if path == "." {
-                "(root)".to_string()
-            } else {
-                path
-            };
-            invalid(&field, strip_position(&reason))
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|error| {
+            let field = crate::json_path::path_at(bytes, error.line(), error.column());
+            invalid(&field, strip_position(&error.to_string()))
         })?;
         Config::validate(raw)
     }
@@ -423,7 +464,7 @@ impl Config {
         let mut custom_tags = Vec::with_capacity(raw.custom_tags.len());
         for (tag, kind) in raw.custom_tags {
             let field = format!("customTags.{tag}");
-            let kind = match kind {
+            let kind = match kind.into_tag(&field)? {
                 CustomTag::Header {
                     name,
                     default_value,
@@ -482,6 +523,8 @@ impl Config {
             resource_attributes: raw.resource_attributes.into_iter().collect(),
             exclude_paths: raw.exclude_paths,
             record_query: raw.record_query,
+            record_body_sizes: raw.record_body_sizes,
+            publish_filter_state: raw.publish_filter_state,
             max_tag_length: raw.max_tag_length,
             max_attributes: raw.max_attributes,
             trust_incoming_context: raw.trust_incoming_context,
@@ -627,6 +670,7 @@ mod tests {
         assert!(config.trust_incoming_context);
         assert!(config.exclude_paths.is_empty());
         assert!(!config.record_query && !config.write_sampling_threshold);
+        assert!(!config.record_body_sizes && !config.publish_filter_state);
         assert_eq!(config.response_headers, ResponseHeaders::default());
     }
 
@@ -685,7 +729,15 @@ mod tests {
             ),
             (
                 r#"{"collector":{"cluster":"c"},"customTags":{"t":{"literal":{"value":"v"},"header":{"name":"h"}}}}"#,
-                "`customTags.t`",
+                "`customTags.t`: must set exactly one of literal, environment, header",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"customTags":{"t":{}}}"#,
+                "`customTags.t`: must set exactly one of literal, environment, header",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"customTags":{"t":{"literal":{"value":"v"}}},"batch":{"maxQueueSize":"x"}}"#,
+                "`batch.maxQueueSize`: invalid type",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"customTags":{"t":{"header":{"name":"bad header"}}}}"#,

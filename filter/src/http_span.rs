@@ -38,6 +38,19 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+/// gRPC requests are the only ones whose `grpc-status` means anything.
+pub fn is_grpc_request(request: &impl Getter) -> bool {
+    request
+        .get("content-type")
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// Envoy's response flags explain failures: an exchange with no status, or 4xx/5xx, is worth
+/// the lookup; a 1xx-3xx response carries none that a trace reader needs.
+pub fn flags_worth_reading(status_code: Option<u32>) -> bool {
+    status_code.is_none_or(|code| code == 0 || code >= 400)
+}
+
 impl<'a> Exchange<'a> {
     pub fn method(&self) -> &'a str {
         self.request.get(":method").unwrap_or("GET")
@@ -56,9 +69,7 @@ impl<'a> Exchange<'a> {
     }
 
     fn is_grpc(&self) -> bool {
-        self.request
-            .get("content-type")
-            .is_some_and(|ct| ct.starts_with("application/grpc"))
+        is_grpc_request(self.request)
     }
 
     /// OTel status for this exchange: never Ok, Error by the server/client rules.
@@ -242,6 +253,31 @@ fn protocol_version(protocol: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_only_the_properties_a_span_will_carry() {
+        let flags_cases = [
+            (None, true),
+            (Some(0), true),
+            (Some(200), false),
+            (Some(304), false),
+            (Some(404), true),
+            (Some(503), true),
+        ];
+        for (status, expected) in flags_cases {
+            assert_eq!(flags_worth_reading(status), expected, "{status:?}");
+        }
+        let grpc_cases = [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("application/json", false),
+        ];
+        for (content_type, expected) in grpc_cases {
+            let headers = Headers::from_pairs([("content-type", content_type)]);
+            assert_eq!(is_grpc_request(&headers), expected, "{content_type}");
+        }
+        assert!(!is_grpc_request(&Headers::new()));
+    }
 
     fn exchange(kind: SpanKind, request: &Headers, status: Option<u32>) -> Exchange<'_> {
         Exchange {

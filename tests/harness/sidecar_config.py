@@ -28,6 +28,8 @@ def default_filter_config(**overrides) -> dict:
         },
         "batch": {"scheduledDelayMs": 200},
         "excludePaths": ["/health", "/healthz", "/readyz"],
+        # ACCESS_LOG_FORMAT prints the trace context this publishes.
+        "publishFilterState": True,
     }
     config.update(overrides)
     return config

@@ -158,8 +158,32 @@ fn a_good_configuration_is_accepted_and_ticks() {
 }
 
 #[test]
+fn filter_state_is_published_only_when_configured() {
+    for (extra, published) in [("", false), (r#""publishFilterState":true"#, true)] {
+        let mut host = configured(extra);
+        let stream = host.new_stream().unwrap();
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+        let traceparent = w3c(TRACE, CALLER, "00");
+        host.request_headers(stream, &request("/", &[("traceparent", &traceparent)]))
+            .unwrap();
+        let expected = published.then(|| TRACE.to_string());
+        assert_eq!(
+            host.filter_state(stream, "sidetrace.trace_id"),
+            expected,
+            "{extra}"
+        );
+        let expected = published.then(|| "0".to_string());
+        assert_eq!(
+            host.filter_state(stream, "sidetrace.sampled"),
+            expected,
+            "{extra}"
+        );
+    }
+}
+
+#[test]
 fn inbound_request_becomes_a_server_span_exported_over_grpc() {
-    let mut host = configured(r#""serviceName":"checkout-svc""#);
+    let mut host = configured(r#""serviceName":"checkout-svc","publishFilterState":true"#);
     let traceparent = w3c(TRACE, CALLER, "01");
     let stream = host.new_stream().unwrap();
     host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
@@ -197,6 +221,12 @@ fn inbound_request_becomes_a_server_span_exported_over_grpc() {
     host.set_stream_int_property(stream, &["response", "code"], 200);
     host.advance_ms(7);
     host.finish_stream(stream).unwrap();
+    assert_eq!(
+        metric(&host, "spans_queued"),
+        0,
+        "span counters are published on the tick, not per request"
+    );
+    host.tick().unwrap();
     assert_eq!(metric(&host, "spans_queued"), 1);
 
     let exports = flush(&mut host);
@@ -535,6 +565,7 @@ fn a_full_queue_drops_and_counts_without_blocking() {
     for _ in 0..10 {
         host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
     }
+    host.tick().unwrap();
     assert_eq!(metric(&host, "spans_sampled"), 10);
     assert_eq!(metric(&host, "spans_dropped"), 6);
     assert_eq!(metric(&host, "spans_queued"), 4);
