@@ -7,6 +7,10 @@ Reported per variant (median over rounds): requests/s, p50/p99 latency, Envoy CP
 (utime+stime from /proc), the CPU it adds over no tracing, and that cost against the native
 tracer's, plus spans received. Figures, not assertions.
 
+sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
+row runs its defaults (six formats read, three written). The "wasm floor" row is a Rust
+proxy-wasm filter that does nothing: what Envoy charges for hosting any such filter.
+
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
 """
@@ -28,18 +32,33 @@ from harness.ports import free_port  # noqa: E402
 
 import yaml  # noqa: E402
 
+# sidetrace does the native tracer's work (W3C tracecontext in and out) unless the row says
+# "all formats" (its defaults: read six formats, write tracecontext + baggage + b3multi).
+W3C_ONLY = {"extract": ["tracecontext"], "inject": ["tracecontext"]}
 VARIANTS = [
-    ("none", None, None, "INBOUND"),
-    ("native 100%", "native", 100, "INBOUND"),
-    ("sidetrace in 100%", "sidetrace", 100, "INBOUND"),
-    ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND"),
-    ("native 1%", "native", 1, "INBOUND"),
-    ("sidetrace in 1%", "sidetrace", 1, "INBOUND"),
-    ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND"),
+    ("none", None, None, "INBOUND", None),
+    ("wasm floor (no-op)", "noop", None, "INBOUND", None),
+    ("native 100%", "native", 100, "INBOUND", None),
+    ("sidetrace in 100%", "sidetrace", 100, "INBOUND", W3C_ONLY),
+    ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND", W3C_ONLY),
+    ("native 1%", "native", 1, "INBOUND", None),
+    ("sidetrace in 1%", "sidetrace", 1, "INBOUND", W3C_ONLY),
+    ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
+    ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
 ]
+NOOP_WASM = os.path.join(paths.REPO, "target", "wasm32-wasip1", "release", "sidetrace_noop_filter.wasm")
 
 
-def envoy_config(kind, percentage, direction, port, admin, collector_port):
+def wasm_filter(name, wasm, configuration):
+    config = {"name": name, "root_id": name,
+              "vm_config": {"vm_id": name, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm}}}}
+    if configuration is not None:
+        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(configuration)}
+    return {"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
+
+
+def envoy_config(kind, percentage, direction, port, admin, collector_port, propagation=None):
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "bench",
@@ -58,12 +77,11 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port):
         }
     if kind == "sidetrace":
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
-        hcm["http_filters"].insert(0, {"name": "envoy.filters.http.wasm", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {"name": "sidetrace", "root_id": "sidetrace",
-                       "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(config)},
-                       "vm_config": {"vm_id": "sidetrace", "runtime": "envoy.wasm.runtime.v8",
-                                     "code": {"local": {"filename": paths.wasm_path()}}}}}})
+        if propagation:
+            config["propagation"] = propagation
+        hcm["http_filters"].insert(0, wasm_filter("sidetrace", paths.wasm_path(), config))
+    if kind == "noop":
+        hcm["http_filters"].insert(0, wasm_filter("noop", NOOP_WASM, None))
     return yaml.safe_dump({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
@@ -91,10 +109,11 @@ def parse_wrk(text):
     return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), latency_ms("50"), latency_ms("99")
 
 
-def measure(name, kind, percentage, direction, seconds, connections, receiver):
+def measure(name, kind, percentage, direction, seconds, connections, receiver, propagation=None):
     port, admin = free_port(), free_port()
     receiver.clear()
-    with Envoy(envoy_config(kind, percentage, direction, port, admin, receiver.port), f"bench-{kind}", log_level="warning") as envoy:
+    config = envoy_config(kind, percentage, direction, port, admin, receiver.port, propagation)
+    with Envoy(config, f"bench-{kind}", log_level="warning") as envoy:
         url = f"http://127.0.0.1:{port}/bench/item"
         subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True)
         before = envoy.cpu_seconds()
@@ -119,11 +138,14 @@ def main():
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 5)
+    subprocess.run(["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p", "sidetrace-noop-filter"],
+                   cwd=paths.REPO, check=True)
     results = {name: [] for name, *_ in VARIANTS}
     with OtlpReceiver() as receiver:
         for round_index in range(rounds):
-            for name, kind, percentage, direction in VARIANTS:
-                results[name].append(measure(name, kind, percentage, direction, seconds, args.connections, receiver))
+            for name, kind, percentage, direction, propagation in VARIANTS:
+                results[name].append(measure(name, kind, percentage, direction, seconds, args.connections, receiver,
+                                             propagation))
                 print(f"round {round_index + 1}/{rounds} {name:<20} {results[name][-1]['cpu_us_per_req']:.2f} µs/req", file=sys.stderr, flush=True)
     median = {name: {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[0][k]
                      for k in runs[0]} for name, runs in results.items()}
@@ -136,7 +158,7 @@ def main():
     print("-" * len(header))
     for name, *_ in VARIANTS:
         m = median[name]
-        percent = name.split()[-1]
+        percent = next((word for word in name.split() if word.endswith("%")), "")
         native = added.get(f"native {percent}")
         ratio = f"{added[name] / native:.2f}x" if name.startswith("sidetrace") and native and native > 0 else ""
         print(f"{name:<20} {m['rps']:>9.0f} {m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f} {m['cpu_us_per_req']:>10.2f} "

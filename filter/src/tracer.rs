@@ -42,7 +42,9 @@ impl Tracer {
         &self,
         headers: &impl Getter,
         ids: &mut IdGenerator,
-        now_unix_secs: u32,
+        // Asked only when a new X-Ray-style trace id needs the epoch: reading the clock is a
+        // host call.
+        now_unix_secs: impl FnOnce() -> u32,
     ) -> SpanStart {
         let incoming = self.propagator.extract(headers);
         let (parent, link, caller_decision) = match &incoming.context {
@@ -56,7 +58,7 @@ impl Tracer {
         let mut context = match parent {
             Some(parent) => parent.child(span_id, Sampling::Deferred),
             None => {
-                let trace_id = ids.trace_id(self.xray_trace_ids.then_some(now_unix_secs));
+                let trace_id = ids.trace_id(self.xray_trace_ids.then(now_unix_secs));
                 let mut root =
                     SpanContext::new(trace_id, span_id, Sampling::Deferred, Format::TraceContext);
                 root.random = true;
@@ -127,7 +129,7 @@ mod tests {
     #[test]
     fn continues_a_sampled_parent_even_at_zero_percent() {
         let headers = Headers::from_pairs([("traceparent", PARENT)]);
-        let start = tracer(0.0, true).start(&headers, &mut IdGenerator::from_seed(1), 0);
+        let start = tracer(0.0, true).start(&headers, &mut IdGenerator::from_seed(1), || 0);
         assert_eq!(
             start.context.trace_id.to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -145,7 +147,7 @@ mod tests {
     #[test]
     fn respects_an_unsampled_parent_at_full_percent() {
         let headers = Headers::from_pairs([("traceparent", &PARENT.replace("-01", "-00"))]);
-        let start = tracer(100.0, true).start(&headers, &mut IdGenerator::from_seed(1), 0);
+        let start = tracer(100.0, true).start(&headers, &mut IdGenerator::from_seed(1), || 0);
         assert!(!start.is_sampled());
         assert!(start.parent.is_some());
     }
@@ -154,7 +156,7 @@ mod tests {
     fn a_root_decision_is_a_function_of_the_trace_id() {
         let tracer = tracer(50.0, true);
         for seed in 0..200 {
-            let start = tracer.start(&Headers::new(), &mut IdGenerator::from_seed(seed), 0);
+            let start = tracer.start(&Headers::new(), &mut IdGenerator::from_seed(seed), || 0);
             let expected = start.context.trace_id.random_bits_56() >= 1 << 55;
             assert_eq!(start.is_sampled(), expected, "seed {seed}");
             assert!(start.context.random);
@@ -172,7 +174,7 @@ mod tests {
         let trace = "80f198ee56343ba864fe8b2a57d3eff7";
         let headers =
             Headers::from_pairs([("x-b3-traceid", trace), ("x-b3-spanid", "e457b5a2e4d86bd1")]);
-        let start = tracer(50.0, true).start(&headers, &mut IdGenerator::from_seed(3), 0);
+        let start = tracer(50.0, true).start(&headers, &mut IdGenerator::from_seed(3), || 0);
         assert_eq!(start.context.trace_id.to_string(), trace);
         let expected = TraceId::from_hex(trace, true).unwrap().random_bits_56() >= 1 << 55;
         assert_eq!(start.is_sampled(), expected);
@@ -181,7 +183,7 @@ mod tests {
     #[test]
     fn sampling_only_header_is_respected() {
         let headers = Headers::from_pairs([("x-b3-sampled", "0")]);
-        let start = tracer(100.0, true).start(&headers, &mut IdGenerator::from_seed(4), 0);
+        let start = tracer(100.0, true).start(&headers, &mut IdGenerator::from_seed(4), || 0);
         assert!(!start.is_sampled());
         assert!(start.parent.is_none());
     }
@@ -189,7 +191,7 @@ mod tests {
     #[test]
     fn untrusted_context_becomes_a_link_and_cannot_force_sampling() {
         let headers = Headers::from_pairs([("traceparent", PARENT)]);
-        let start = tracer(0.0, false).start(&headers, &mut IdGenerator::from_seed(5), 0);
+        let start = tracer(0.0, false).start(&headers, &mut IdGenerator::from_seed(5), || 0);
         assert!(start.parent.is_none());
         assert_ne!(
             start.context.trace_id.to_string(),
@@ -209,7 +211,7 @@ mod tests {
     fn injection_rewrites_every_format_with_the_new_span() {
         let tracer = tracer(100.0, true);
         let mut headers = Headers::from_pairs([("traceparent", PARENT)]);
-        let start = tracer.start(&headers, &mut IdGenerator::from_seed(6), 0);
+        let start = tracer.start(&headers, &mut IdGenerator::from_seed(6), || 0);
         tracer.inject(&start, &mut headers);
         let span = start.context.span_id.to_string();
         assert!(headers.get("traceparent").unwrap().contains(&span));
@@ -224,7 +226,9 @@ mod tests {
     fn new_roots_carry_epoch_seconds_when_xray_is_injected() {
         let mut tracer = tracer(100.0, true);
         tracer.xray_trace_ids = true;
-        let start = tracer.start(&Headers::new(), &mut IdGenerator::from_seed(7), 0x6543_2100);
+        let start = tracer.start(&Headers::new(), &mut IdGenerator::from_seed(7), || {
+            0x6543_2100
+        });
         assert_eq!(&start.context.trace_id.0[..4], &[0x65, 0x43, 0x21, 0x00]);
     }
 }

@@ -33,11 +33,15 @@ def filter_config():
 def settle(envoy, receiver, timeout=15.0):
     """Waits until nothing is queued or in flight, then returns the counters."""
     deadline = time.time() + timeout
+    previous = None
     while True:
         stats = envoy.sidetrace_stats()
-        if stats.get("spans_queued", 0) == 0 or time.time() > deadline:
+        # Counters are published on the filter's tick: equal readings half a second apart
+        # mean the last requests are counted too.
+        if stats.get("spans_queued", 0) == 0 and stats == previous or time.time() > deadline:
             return stats
-        time.sleep(0.2)
+        previous = stats
+        time.sleep(0.5)
 
 
 def run_scenario(name, receiver, collector_port, during=None, start_receiver=True):

@@ -175,12 +175,11 @@ impl HttpContext for SidetraceStream {
         let plugin = &self.shared.plugin;
         let (request, unreadable) = host::request_headers();
         let kind = Self::span_kind(plugin);
-        let now = host::now_unix_nanos();
-        let start = plugin.tracer.start(
-            &request,
-            &mut self.shared.ids.borrow_mut(),
-            (now / 1_000_000_000) as u32,
-        );
+        let start = plugin
+            .tracer
+            .start(&request, &mut self.shared.ids.borrow_mut(), || {
+                (host::now_unix_nanos() / 1_000_000_000) as u32
+            });
 
         let invalid = start.incoming.invalid as i64 + unreadable as i64;
         let orphan = kind == SpanKind::Client && start.incoming.context.is_none();
@@ -209,7 +208,7 @@ impl HttpContext for SidetraceStream {
             self.recording = Some(Recording {
                 kind,
                 start,
-                start_unix_nanos: now,
+                start_unix_nanos: host::now_unix_nanos(),
                 request,
             });
         }

@@ -844,3 +844,47 @@ fn baggage_reaches_spans_only_key_by_key() {
         "forwarded untouched"
     );
 }
+
+/// The batching arithmetic at rate: default batch settings, 25,000 spans per (simulated) second
+/// from one worker, a collector that answers each export 20 ms later. Nothing may be dropped.
+#[test]
+fn default_batching_sustains_25000_spans_per_second_without_drops() {
+    const SPANS_PER_SECOND: u64 = 25_000;
+    const COLLECTOR_LATENCY_MS: u64 = 20;
+    let mut host = configured(r#""batch":{}"#);
+    let tick_ms = u64::from(host.tick_period_ms());
+    let per_tick = SPANS_PER_SECOND * tick_ms / 1000;
+    let mut pending: Vec<(u64, u32)> = Vec::new();
+    let answer_due = |host: &mut MockHost, pending: &mut Vec<(u64, u32)>| {
+        let now = host.now_nanos() / 1_000_000;
+        for call in host.take_grpc_calls() {
+            pending.push((now + COLLECTOR_LATENCY_MS, call.token));
+        }
+        let (due, later): (Vec<_>, Vec<_>) = pending.iter().partition(|(at, _)| *at <= now);
+        *pending = later;
+        for (_, token) in due {
+            host.grpc_respond_ok(token, &ok_response()).unwrap();
+        }
+    };
+    let mut sent = 0;
+    for _ in 0..(1000 / tick_ms) {
+        for _ in 0..per_tick {
+            host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+            sent += 1;
+        }
+        host.advance_ms(tick_ms / 2);
+        answer_due(&mut host, &mut pending);
+        host.advance_ms(tick_ms - tick_ms / 2);
+        host.tick().unwrap();
+        answer_due(&mut host, &mut pending);
+    }
+    for _ in 0..40 {
+        host.advance_ms(tick_ms);
+        host.tick().unwrap();
+        answer_due(&mut host, &mut pending);
+    }
+    assert_eq!(metric(&host, "spans_sampled"), sent);
+    assert_eq!(metric(&host, "spans_dropped"), 0);
+    assert_eq!(metric(&host, "spans_exported"), sent);
+    assert_counts_reconcile(&host);
+}
