@@ -2,7 +2,7 @@
 //! the stable OTel HTTP semantic conventions. Pure: the glue collects the facts, this decides.
 
 use crate::config::HeaderTag;
-use crate::propagation::{Getter, Headers};
+use crate::propagation::Getter;
 use crate::span::{http_span_status, Attribute, AttributeValue, SpanKind, StatusCode};
 use std::borrow::Cow;
 
@@ -10,7 +10,7 @@ use std::borrow::Cow;
 /// start of the stream and from properties read at the end, so building attributes copies nothing.
 pub struct Exchange<'a> {
     pub kind: SpanKind,
-    pub request: &'a Headers,
+    pub request: &'a dyn Getter,
     pub route_name: Option<&'a str>,
     /// `request.protocol`: "HTTP/1.1", "HTTP/2", "HTTP/3".
     pub protocol: Option<&'a str>,
@@ -39,7 +39,7 @@ const KNOWN_METHODS: [&str; 9] = [
 ];
 
 /// gRPC requests are the only ones whose `grpc-status` means anything.
-pub fn is_grpc_request(request: &impl Getter) -> bool {
+pub fn is_grpc_request(request: &(impl Getter + ?Sized)) -> bool {
     request
         .get("content-type")
         .is_some_and(|ct| ct.starts_with("application/grpc"))
@@ -253,6 +253,7 @@ fn protocol_version(protocol: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::propagation::Headers;
 
     #[test]
     fn reads_only_the_properties_a_span_will_carry() {

@@ -1,5 +1,6 @@
 """Small mesh services on loopback. Like any traced app in a mesh, they copy the trace headers of
 the request they serve onto the calls they make (the sidecar cannot do that for them)."""
+import hashlib
 import json
 import threading
 import urllib.error
@@ -59,6 +60,17 @@ class App:
                     status = 503
                 body = json.dumps({"service": app.name, "path": self.path, "downstream": downstream}).encode()
                 self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                payload = self.rfile.read(int(self.headers.get("content-length", "0")))
+                app.seen_headers.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                body = json.dumps({"service": app.name, "received": len(payload),
+                                   "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+                self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()

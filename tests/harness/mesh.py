@@ -1,6 +1,7 @@
 """A small mesh on loopback: every service is an app behind its own Envoy sidecar with the filter
 on inbound and outbound listeners, all exporting to one OTLP receiver."""
 import contextlib
+import json
 import os
 import tempfile
 import urllib.error
@@ -103,6 +104,13 @@ class Mesh(contextlib.ExitStack):
                 return response.status, dict(response.headers)
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers)
+
+    def post(self, service: str, path: str, payload: bytes, headers: dict = None) -> tuple:
+        """POST through the service's inbound sidecar; returns (status, decoded JSON reply)."""
+        request = urllib.request.Request(self.pods[service].url + path, data=payload, headers=headers or {},
+                                         method="POST")
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.loads(response.read())
 
     def wait_for_stats(self, condition, timeout: float = 5.0) -> dict:
         """Per-request counters reach Envoy on the filter's next tick; poll until `condition`."""

@@ -1,30 +1,46 @@
 //! Small typed wrappers over host calls. Header values are read as bytes: the SDK's string
 //! variants abort the VM on a non-UTF-8 value, which a hostile client can send.
 
-use crate::propagation::{Getter, Headers, Setter};
+use crate::propagation::{Getter, HeaderBlock, Setter};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 use std::time::UNIX_EPOCH;
 
-/// Request headers as one map, fetched with a single host call. Values that are not UTF-8
-/// cannot carry valid trace context and are left out; the count of such values is returned.
-pub fn request_headers() -> (Headers, u32) {
-    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-    let mut skipped = 0;
-    let mut entries = Vec::with_capacity(pairs.len());
-    for (name, value) in pairs {
-        match String::from_utf8(value) {
-            Ok(value) => entries.push((name, value)),
-            Err(_) => skipped += 1,
+extern "C" {
+    // The SDK's wrapper copies every name and value into its own heap strings; this reads the
+    // host's serialized map as one buffer.
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// Request headers as one map, fetched with a single host call and indexed in place. Values
+/// that are not UTF-8 cannot carry valid trace context and are left out; their count is
+/// returned.
+pub fn request_headers() -> (HeaderBlock, u32) {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer it obtained from `proxy_on_memory_allocate` (the SDK's
+    // export, which hands out a forgotten `Vec<u8>` of exactly `size` bytes) and its length, so
+    // ownership of that allocation passes to us; the SDK's own `get_map_bytes` does the same.
+    let bytes = unsafe {
+        let status =
+            proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size);
+        if status != 0 || data.is_null() {
+            Vec::new()
+        } else {
+            Vec::from_raw_parts(data, size, size)
         }
-    }
-    (Headers { entries }, skipped)
+    };
+    HeaderBlock::parse(bytes)
 }
 
 /// Writes headers straight into the proxy's request header map. Removing a header the request
 /// never had costs a host call for nothing, so removals are checked against the headers read.
 pub struct RequestHeaderWriter<'a> {
-    pub received: &'a Headers,
+    pub received: &'a HeaderBlock,
 }
 
 impl Setter for RequestHeaderWriter<'_> {

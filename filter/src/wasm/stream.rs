@@ -7,7 +7,7 @@ use super::root::Shared;
 use crate::context::SpanContext;
 use crate::envoy_flags;
 use crate::http_span::{Exchange, SpanDecorations};
-use crate::propagation::{Getter, Headers};
+use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
 use crate::tracer::SpanStart;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -26,7 +26,7 @@ struct Recording {
     kind: SpanKind,
     start: SpanStart,
     start_unix_nanos: u64,
-    request: Headers,
+    request: HeaderBlock,
 }
 
 impl SidetraceStream {

@@ -109,6 +109,14 @@ impl MockHost {
             .map_err(|error| format_err!("export {name}: {error}"))
     }
 
+    /// The names the module exports, as a host sees them when it decides which callbacks to make.
+    pub fn exports(&mut self) -> Vec<String> {
+        self.instance
+            .exports(&mut self.store)
+            .map(|export| export.name().to_string())
+            .collect()
+    }
+
     fn call0(&mut self, name: &str) -> Result<()> {
         let f = self.func::<(), ()>(name)?;
         f.call(&mut self.store, ())

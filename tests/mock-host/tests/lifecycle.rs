@@ -888,3 +888,31 @@ fn default_batching_sustains_25000_spans_per_second_without_drops() {
     assert_eq!(metric(&host, "spans_exported"), sent);
     assert_counts_reconcile(&host);
 }
+
+/// Hosts call an exported callback on every event it names (body callbacks on every chunk):
+/// the module exports only the ones sidetrace acts on.
+#[test]
+fn only_the_callbacks_in_use_are_exported() {
+    let mut host = configured("");
+    let exports = host.exports();
+    for needed in [
+        "proxy_on_request_headers",
+        "proxy_on_response_headers",
+        "proxy_on_log",
+        "proxy_on_delete",
+        "proxy_on_tick",
+        "proxy_on_grpc_receive",
+        "proxy_on_grpc_close",
+    ] {
+        assert!(exports.iter().any(|e| e == needed), "{needed} missing");
+    }
+    for unused in [
+        "proxy_on_request_body",
+        "proxy_on_response_body",
+        "proxy_on_request_trailers",
+        "proxy_on_downstream_data",
+        "proxy_on_http_call_response",
+    ] {
+        assert!(!exports.iter().any(|e| e == unused), "{unused} exported");
+    }
+}

@@ -1,0 +1,225 @@
+//! A proxy's serialized header map, read in place: one buffer and one offset table, instead of
+//! two heap strings per header. The request path reads every request's headers, so this is the
+//! difference between one allocation and thirty.
+//!
+//! Layout (proxy-wasm ABI): `u32` pair count, then per pair `u32` name length and `u32` value
+//! length, then per pair the name, a NUL, the value, a NUL. All integers little-endian.
+
+use super::Getter;
+
+#[derive(Debug, Default)]
+pub struct HeaderBlock {
+    bytes: Vec<u8>,
+    /// (name start, name end, value start, value end) of each readable pair, in order.
+    pairs: Vec<(u32, u32, u32, u32)>,
+}
+
+impl HeaderBlock {
+    /// Indexes `bytes` in place. Pairs whose name or value is not UTF-8 cannot carry trace
+    /// context and are left out; their count is returned. A truncated or inconsistent buffer
+    /// keeps the pairs before the damage and counts the rest as skipped.
+    pub fn parse(bytes: Vec<u8>) -> (HeaderBlock, u32) {
+        let mut pairs = Vec::new();
+        let count = read_u32(&bytes, 0).unwrap_or(0) as usize;
+        // Every pair needs 8 bytes of lengths and 2 NULs: a buffer that cannot hold the pairs it
+        // announces is corrupt, and none of it is trusted.
+        if count > bytes.len() / 10 {
+            return (HeaderBlock::default(), count.min(u32::MAX as usize) as u32);
+        }
+        let mut skipped = 0;
+        let mut data = 4 + 8 * count;
+        for index in 0..count {
+            let lengths = (
+                read_u32(&bytes, 4 + 8 * index),
+                read_u32(&bytes, 8 + 8 * index),
+            );
+            let (Some(name_len), Some(value_len)) = lengths else {
+                skipped += (count - index) as u32;
+                break;
+            };
+            let name = data..data.saturating_add(name_len as usize);
+            let value_start = name.end.saturating_add(1);
+            let value = value_start..value_start.saturating_add(value_len as usize);
+            if value.end >= bytes.len() || value.end > u32::MAX as usize {
+                skipped += (count - index) as u32;
+                break;
+            }
+            data = value.end + 1;
+            let readable = std::str::from_utf8(&bytes[name.clone()]).is_ok()
+                && std::str::from_utf8(&bytes[value.clone()]).is_ok();
+            if readable {
+                pairs.push((
+                    name.start as u32,
+                    name.end as u32,
+                    value.start as u32,
+                    value.end as u32,
+                ));
+            } else {
+                skipped += 1;
+            }
+        }
+        (HeaderBlock { bytes, pairs }, skipped)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    fn text(&self, start: u32, end: u32) -> &str {
+        // Checked to be UTF-8 in `parse`; a failure here cannot happen and reads as empty.
+        std::str::from_utf8(&self.bytes[start as usize..end as usize]).unwrap_or_default()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs
+            .iter()
+            .map(|&(name_start, name_end, value_start, value_end)| {
+                (
+                    self.text(name_start, name_end),
+                    self.text(value_start, value_end),
+                )
+            })
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(word.try_into().ok()?))
+}
+
+impl Getter for HeaderBlock {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|&&(start, end, _, _)| {
+                &self.bytes[start as usize..end as usize] == name.as_bytes()
+            })
+            .map(|&(_, _, value_start, value_end)| self.text(value_start, value_end))
+    }
+
+    fn get_all<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str)) {
+        for (key, value) in self.iter() {
+            if key == name {
+                visit(value);
+            }
+        }
+    }
+
+    fn for_each(&self, visit: &mut dyn FnMut(&str, &str)) {
+        for (key, value) in self.iter() {
+            visit(key, value);
+        }
+    }
+}
+
+/// The proxy-wasm serialization of `pairs`, as a host produces it (for tests and the mock host).
+pub fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name);
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(block: &HeaderBlock) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        block.for_each(&mut |k, v| out.push((k.to_string(), v.to_string())));
+        out
+    }
+
+    #[test]
+    fn reads_pairs_in_place_and_skips_unreadable_ones() {
+        let bytes = serialize(&[
+            (b":path", b"/orders/7"),
+            (b"tracestate", b"a=1"),
+            (b"x-bad", b"caf\xe9"),
+            (b"tracestate", b"b=2"),
+            (b"empty", b""),
+        ]);
+        let (block, skipped) = HeaderBlock::parse(bytes);
+        assert_eq!(skipped, 1);
+        assert_eq!(block.len(), 4);
+        assert_eq!(block.get(":path"), Some("/orders/7"));
+        assert_eq!(block.get("tracestate"), Some("a=1"));
+        assert_eq!(block.get("empty"), Some(""));
+        assert_eq!(block.get("x-bad"), None);
+        assert_eq!(block.get("missing"), None);
+        let mut lines = Vec::new();
+        block.get_all("tracestate", &mut |line| lines.push(line));
+        assert_eq!(lines, ["a=1", "b=2"]);
+        assert_eq!(all(&block)[0], (":path".into(), "/orders/7".into()));
+    }
+
+    #[test]
+    fn damaged_buffers_keep_what_precedes_the_damage() {
+        let good = serialize(&[(b"a", b"1"), (b"b", b"2")]);
+        let cases: Vec<(Vec<u8>, usize)> = vec![
+            (Vec::new(), 0),
+            (vec![1, 0], 0),
+            (good.clone(), 2),
+            (good[..good.len() - 1].to_vec(), 1),
+            (good[..good.len() - 4].to_vec(), 1),
+            (good[..12].to_vec(), 0),
+            (
+                {
+                    let mut lying = good.clone();
+                    lying[0] = 0xff;
+                    lying
+                },
+                0,
+            ),
+            (
+                {
+                    let mut huge = good.clone();
+                    huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+                    huge
+                },
+                0,
+            ),
+        ];
+        for (bytes, readable) in cases {
+            let (block, _) = HeaderBlock::parse(bytes.clone());
+            assert_eq!(block.len(), readable, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_list_carrier_on_arbitrary_headers() {
+        let pairs: Vec<(String, String)> = (0..20)
+            .map(|i| (format!("h{}", i % 7), format!("v{i}")))
+            .collect();
+        let raw: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        let (block, skipped) = HeaderBlock::parse(serialize(&raw));
+        let list = super::super::Headers {
+            entries: pairs.clone(),
+        };
+        assert_eq!(skipped, 0);
+        for i in 0..8 {
+            let name = format!("h{i}");
+            assert_eq!(block.get(&name), list.get(&name), "{name}");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            block.get_all(&name, &mut |v| a.push(v.to_string()));
+            list.get_all(&name, &mut |v| b.push(v.to_string()));
+            assert_eq!(a, b, "{name}");
+        }
+    }
+}
