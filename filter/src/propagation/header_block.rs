@@ -28,6 +28,12 @@ impl HeaderBlock {
         }
         let mut skipped = 0;
         let mut data = 4 + 8 * count;
+        // The usual case, all of it valid UTF-8, is one check: NULs are ASCII, so every name and
+        // value then starts and ends on a character boundary. Otherwise each pair is checked.
+        let all_text = bytes
+            .get(data..)
+            .is_some_and(|text| std::str::from_utf8(text).is_ok());
+        pairs.reserve_exact(count);
         for index in 0..count {
             let lengths = (
                 read_u32(&bytes, 4 + 8 * index),
@@ -45,8 +51,9 @@ impl HeaderBlock {
                 break;
             }
             data = value.end + 1;
-            let readable = std::str::from_utf8(&bytes[name.clone()]).is_ok()
-                && std::str::from_utf8(&bytes[value.clone()]).is_ok();
+            let readable = all_text
+                || std::str::from_utf8(&bytes[name.clone()]).is_ok()
+                    && std::str::from_utf8(&bytes[value.clone()]).is_ok();
             if readable {
                 pairs.push((
                     name.start as u32,
@@ -70,8 +77,14 @@ impl HeaderBlock {
     }
 
     fn text(&self, start: u32, end: u32) -> &str {
-        // Checked to be UTF-8 in `parse`; a failure here cannot happen and reads as empty.
-        std::str::from_utf8(&self.bytes[start as usize..end as usize]).unwrap_or_default()
+        let bytes = &self.bytes[start as usize..end as usize];
+        // SAFETY: `parse` indexes only ranges it checked with `str::from_utf8`, and `bytes` is
+        // never modified afterwards. Re-checking on every lookup was most of a lookup's cost.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    fn name_is(&self, start: u32, end: u32, name: &str) -> bool {
+        &self.bytes[start as usize..end as usize] == name.as_bytes()
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -95,16 +108,14 @@ impl Getter for HeaderBlock {
     fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .find(|&&(start, end, _, _)| {
-                &self.bytes[start as usize..end as usize] == name.as_bytes()
-            })
+            .find(|&&(start, end, _, _)| self.name_is(start, end, name))
             .map(|&(_, _, value_start, value_end)| self.text(value_start, value_end))
     }
 
     fn get_all<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str)) {
-        for (key, value) in self.iter() {
-            if key == name {
-                visit(value);
+        for &(start, end, value_start, value_end) in &self.pairs {
+            if self.name_is(start, end, name) {
+                visit(self.text(value_start, value_end));
             }
         }
     }

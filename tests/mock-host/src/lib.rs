@@ -36,6 +36,9 @@ fn compiled(wasm: &[u8]) -> Result<(Engine, Module)> {
     }
     let mut config = Config::new();
     config.cranelift_opt_level(wasmtime::OptLevel::None);
+    // Fuel counts the wasm instructions the module executes: a cost figure that does not depend
+    // on how busy the machine is.
+    config.consume_fuel(true);
     let engine = Engine::new(&config)?;
     let module = Module::new(&engine, wasm)?;
     *cache = Some((wasm.to_vec(), engine.clone(), module.clone()));
@@ -84,12 +87,21 @@ impl MockHost {
         abi::add_to_linker(&mut linker)?;
         // Imports the filter links but never calls (shared data, queues, HTTP callouts) trap.
         linker.define_unknown_imports_as_traps(&module)?;
-        let mut state = HostState::default();
-        state.env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let state = HostState {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..HostState::default()
+        };
         let mut store = Store::new(&engine, state);
+        store.set_fuel(u64::MAX)?;
+        store.call_hook(|mut state, hook| {
+            if matches!(hook, wasmtime::CallHook::CallingHost) {
+                state.data_mut().host_calls += 1;
+            }
+            Ok(())
+        });
         let instance = linker.instantiate(&mut store, &module)?;
         let mut host = MockHost {
             store,
@@ -107,6 +119,13 @@ impl MockHost {
         self.instance
             .get_typed_func::<P, R>(&mut self.store, name)
             .map_err(|error| format_err!("export {name}: {error}"))
+    }
+
+    /// What the module has cost so far: calls it made into the host, and wasm instructions it
+    /// executed (fuel). Deterministic for a given module and input.
+    pub fn cost(&self) -> (u64, u64) {
+        let fuel_used = u64::MAX - self.store.get_fuel().unwrap_or(u64::MAX);
+        (self.store.data().host_calls, fuel_used)
     }
 
     /// The names the module exports, as a host sees them when it decides which callbacks to make.

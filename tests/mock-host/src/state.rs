@@ -50,6 +50,8 @@ pub struct HostState {
     pub metrics: Vec<(String, u32, i64)>,
     pub logs: Vec<LogEntry>,
     pub done_called: bool,
+    /// Calls the module made into the host (imports), counted by a call hook.
+    pub host_calls: u64,
 }
 
 impl Default for HostState {
@@ -74,6 +76,7 @@ impl Default for HostState {
             metrics: Vec::new(),
             logs: Vec::new(),
             done_called: false,
+            host_calls: 0,
         }
     }
 }

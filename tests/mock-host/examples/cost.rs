@@ -1,0 +1,159 @@
+//! What one request costs the filter, counted rather than timed: calls into the host (each one
+//! a trip through Envoy's ABI layer, the dominant cost in a real proxy) and wasm instructions
+//! executed, per scenario. Deterministic, so two builds compare exactly on a noisy machine.
+//!
+//!     cargo run --release -p sidetrace-mock-host --example cost
+//!     SIDETRACE_WASM=old.wasm cargo run --release -p sidetrace-mock-host --example cost
+
+use sidetrace_mock_host::MockHost;
+
+const INBOUND: i64 = 1;
+const OUTBOUND: i64 = 2;
+const REQUESTS: u64 = 1000;
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const W3C_ONLY: &str = r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#;
+
+struct Scenario {
+    name: &'static str,
+    config: String,
+    direction: i64,
+    traceparent: Option<&'static str>,
+}
+
+fn config(percentage: u32, extra: &str) -> String {
+    let mut config =
+        format!(r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage}"#);
+    if !extra.is_empty() {
+        config.push(',');
+        config.push_str(extra);
+    }
+    config.push('}');
+    config
+}
+
+fn host(plugin_config: &str) -> MockHost {
+    let mut host = MockHost::load().expect("load the module (make build)");
+    host.set_property(&["xds", "node", "metadata", "NAME"], b"bench-pod");
+    assert!(
+        host.configure(plugin_config).expect("configure"),
+        "config rejected: {plugin_config}"
+    );
+    host
+}
+
+fn request(traceparent: Option<&str>) -> Vec<(&str, &str)> {
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", "/bench/item"),
+        (":authority", "bench"),
+        (":scheme", "http"),
+        ("user-agent", "wrk"),
+        ("x-request-id", "0b0a0c0d-1111-2222-3333-444455556666"),
+    ];
+    if let Some(traceparent) = traceparent {
+        headers.push(("traceparent", traceparent));
+    }
+    headers
+}
+
+/// Host calls and instructions per request, exports excluded.
+fn per_request(scenario: &Scenario) -> (f64, f64) {
+    let mut host = host(&scenario.config);
+    let headers = request(scenario.traceparent);
+    host.exchange(scenario.direction, &headers, 200).unwrap();
+    let (calls_before, fuel_before) = host.cost();
+    for _ in 0..REQUESTS {
+        host.exchange(scenario.direction, &headers, 200).unwrap();
+    }
+    let (calls, fuel) = host.cost();
+    (
+        (calls - calls_before) as f64 / REQUESTS as f64,
+        (fuel - fuel_before) as f64 / REQUESTS as f64,
+    )
+}
+
+/// Host calls and instructions per span for batching and export: 2048 queued spans leave as
+/// four 512-span exports that the collector accepts.
+fn per_exported_span() -> (f64, f64) {
+    let mut host = host(&config(100, W3C_ONLY));
+    for _ in 0..2048 {
+        host.exchange(INBOUND, &request(None), 200).unwrap();
+    }
+    let (calls_before, fuel_before) = host.cost();
+    let mut exported = 0;
+    for _ in 0..50 {
+        host.advance_ms(100);
+        host.tick().unwrap();
+        for call in host.take_grpc_calls() {
+            host.grpc_respond_ok(call.token, &[]).unwrap();
+            exported += 1;
+        }
+    }
+    assert_eq!(exported, 4, "2048 spans leave as four full batches");
+    let (calls, fuel) = host.cost();
+    (
+        (calls - calls_before) as f64 / 2048.0,
+        (fuel - fuel_before) as f64 / 2048.0,
+    )
+}
+
+fn main() {
+    let scenarios = [
+        Scenario {
+            name: "unsampled, W3C only, new root",
+            config: config(0, W3C_ONLY),
+            direction: INBOUND,
+            traceparent: None,
+        },
+        Scenario {
+            name: "unsampled, W3C only, caller's context",
+            config: config(0, W3C_ONLY),
+            direction: INBOUND,
+            traceparent: Some(TRACEPARENT),
+        },
+        Scenario {
+            name: "unsampled, default formats",
+            config: config(0, ""),
+            direction: INBOUND,
+            traceparent: Some(TRACEPARENT),
+        },
+        Scenario {
+            name: "unsampled, direction set in config",
+            config: config(0, &format!(r#"{W3C_ONLY},"direction":"inbound""#)),
+            direction: INBOUND,
+            traceparent: Some(TRACEPARENT),
+        },
+        Scenario {
+            name: "sampled server span, W3C only",
+            config: config(100, W3C_ONLY),
+            direction: INBOUND,
+            traceparent: Some(TRACEPARENT_SAMPLED),
+        },
+        Scenario {
+            name: "sampled client span, W3C only",
+            config: config(100, W3C_ONLY),
+            direction: OUTBOUND,
+            traceparent: Some(TRACEPARENT_SAMPLED),
+        },
+        Scenario {
+            name: "sampled server span, default formats",
+            config: config(100, ""),
+            direction: INBOUND,
+            traceparent: Some(TRACEPARENT_SAMPLED),
+        },
+    ];
+    println!(
+        "{:<40} {:>16} {:>18}",
+        "per request", "host calls", "wasm instructions"
+    );
+    for scenario in &scenarios {
+        let (calls, fuel) = per_request(scenario);
+        println!("{:<40} {calls:>16.1} {fuel:>18.0}", scenario.name);
+    }
+    let (calls, fuel) = per_exported_span();
+    println!(
+        "{:<40} {calls:>16.3} {fuel:>18.0}",
+        "batching + export, per span"
+    );
+}
