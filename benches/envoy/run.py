@@ -5,7 +5,8 @@ One Envoy worker answers a direct_response route; wrk drives it on loopback; eve
 in the same session, interleaved round by round, and exports to the same real gRPC receiver.
 Reported per variant (median over rounds): requests/s, p50/p99 latency, Envoy CPU µs per request
 (utime+stime from /proc), the CPU it adds over no tracing, and that cost against the native
-tracer's, plus spans received. Figures, not assertions.
+tracer's (ratio of medians, and the median of per-round ratios), plus spans received. Figures,
+not assertions.
 
 sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
 row runs its defaults (six formats read, three written). The "wasm floor" row is a Rust
@@ -154,16 +155,30 @@ def main():
     added = {name: m["cpu_us_per_req"] - base for name, m in median.items()}
     print(f"\nEnvoy 1.40, 1 worker, direct_response, wrk -c{args.connections}, {rounds} round(s) x {seconds} s, "
           f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()})")
-    header = f"{'variant':<20} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req':>10} {'added µs':>9} {'vs native':>9} {'spans rcvd':>10} {'RSS MB':>7}"
+    def per_round_ratio(name, percent):
+        # Each round's variants ran minutes apart at most: a ratio within a round cancels the
+        # machine's slow drift, and the median of those ratios resists one noisy round.
+        ratios = []
+        for index in range(rounds):
+            none = results["none"][index]["cpu_us_per_req"]
+            native = results[f"native {percent}"][index]["cpu_us_per_req"] - none
+            if native > 0:
+                ratios.append((results[name][index]["cpu_us_per_req"] - none) / native)
+        return statistics.median(ratios) if ratios else float("nan")
+
+    header = (f"{'variant':<20} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req':>10} {'added µs':>9} "
+              f"{'vs native':>9} {'per round':>9} {'spans rcvd':>10} {'RSS MB':>7}")
     print(header)
     print("-" * len(header))
     for name, *_ in VARIANTS:
         m = median[name]
         percent = next((word for word in name.split() if word.endswith("%")), "")
         native = added.get(f"native {percent}")
-        ratio = f"{added[name] / native:.2f}x" if name.startswith("sidetrace") and native and native > 0 else ""
+        compared = name.startswith("sidetrace") and native and native > 0
+        ratio = f"{added[name] / native:.2f}x" if compared else ""
+        round_ratio = f"{per_round_ratio(name, percent):.2f}x" if compared else ""
         print(f"{name:<20} {m['rps']:>9.0f} {m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f} {m['cpu_us_per_req']:>10.2f} "
-              f"{added[name]:>9.2f} {ratio:>9} {m['spans_received']:>10.0f} {m['rss_mb']:>7.1f}")
+              f"{added[name]:>9.2f} {ratio:>9} {round_ratio:>9} {m['spans_received']:>10.0f} {m['rss_mb']:>7.1f}")
     wasm = paths.wasm_path()
     print(f"\nsidetrace.wasm: {os.path.getsize(wasm)} bytes ({os.path.getsize(wasm) / 1024:.0f} KiB)")
     full = median["sidetrace in 100%"]
