@@ -14,6 +14,7 @@ proxy-wasm filter that does nothing: what Envoy charges for hosting any such fil
 
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
+    .venv/bin/python benches/envoy/run.py --export-only --export-rate 21000
 """
 import argparse
 import json
@@ -131,13 +132,44 @@ def measure(name, kind, percentage, direction, seconds, connections, receiver, p
             "dropped": stats.get("spans_dropped", 0), "exported": stats.get("spans_exported", 0)}
 
 
+def export_throughput(rate, seconds):
+    """sidetrace at 100 % on one worker, driven over HTTP/2 at a fixed request rate: each request
+    is a span, so this is the export rate the worker sustains at default batch settings. The
+    receiver only counts (it is Python, sharing the machine; decoding every span would make it
+    the bottleneck)."""
+    with OtlpReceiver(count_only=True) as receiver:
+        port, admin = free_port(), free_port()
+        config = envoy_config("sidetrace", 100, "INBOUND", port, admin, receiver.port, W3C_ONLY)
+        with Envoy(config, "bench-export", log_level="warning") as envoy:
+            url = f"http://127.0.0.1:{port}/bench/item"
+            h2load = ["h2load", "-c", "8", "-m", "16"]
+            subprocess.run(h2load + ["-D", "2", url], capture_output=True)
+            time.sleep(3)
+            before = envoy.sidetrace_stats()
+            out = subprocess.run(h2load + ["-D", str(seconds), "--rps", str(max(1, rate // 8)), url],
+                                 capture_output=True, text=True, check=True).stdout
+            time.sleep(3)
+            after = envoy.sidetrace_stats()
+    achieved = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+    delta = {key: after.get(key, 0) - before.get(key, 0) for key in ("spans_sampled", "spans_exported", "spans_dropped")}
+    print(f"\nexport, sidetrace 100 %, one worker, HTTP/2 at {rate} req/s for {seconds} s (h2load -c8 -m16): "
+          f"{achieved:.0f} spans/s produced; {delta['spans_sampled']} sampled, {delta['spans_exported']} exported, "
+          f"{delta['spans_dropped']} dropped, {after.get('spans_queued', 0)} still queued")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--seconds", type=int)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--export-rate", type=int, default=21000, help="spans/s for the export run (0 skips it)")
+    parser.add_argument("--export-seconds", type=int, default=20)
+    parser.add_argument("--export-only", action="store_true", help="run only the export throughput measurement")
     args = parser.parse_args()
+    if args.export_only:
+        export_throughput(args.export_rate, args.export_seconds)
+        return
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 5)
     subprocess.run(["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p", "sidetrace-noop-filter"],
@@ -185,6 +217,8 @@ def main():
     print(f"export at 100 %: {full['rps']:.0f} spans/s per worker produced (one per request); over the run "
           f"{full['exported']:.0f} exported, {full['dropped']:.0f} dropped, {full['spans_received']:.0f} received")
     print(f"VM memory per worker (RSS sidetrace - none): {full['rss_mb'] - median['none']['rss_mb']:.1f} MB")
+    if args.export_rate:
+        export_throughput(args.export_rate, 5 if args.quick else args.export_seconds)
 
 
 if __name__ == "__main__":
