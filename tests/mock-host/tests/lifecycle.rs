@@ -916,3 +916,58 @@ fn only_the_callbacks_in_use_are_exported() {
         assert!(!exports.iter().any(|e| e == unused), "{unused} exported");
     }
 }
+
+/// Each span property is a host call: a span reads only what it will carry.
+#[test]
+fn spans_carry_body_sizes_only_when_asked_and_envoy_facts_where_they_explain() {
+    for (extra, sizes_recorded) in [("", false), (r#""recordBodySizes":true"#, true)] {
+        let mut host = configured(extra);
+        for (direction, status, flags) in [
+            (INBOUND, 200, 0x20),
+            (OUTBOUND, 200, 0x20),
+            (OUTBOUND, 503, 0x20),
+        ] {
+            let stream = host.new_stream().unwrap();
+            host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
+            host.set_stream_property(stream, &["upstream", "address"], b"10.0.0.9:8080");
+            host.set_stream_property(stream, &["xds", "cluster_name"], b"outbound|payments");
+            host.set_stream_property(stream, &["source", "address"], b"10.0.0.7:51234");
+            host.request_headers(stream, &request("/pay", &[])).unwrap();
+            host.set_stream_int_property(stream, &["response", "code"], status);
+            host.set_stream_int_property(stream, &["response", "flags"], flags);
+            host.set_stream_int_property(stream, &["request", "size"], 12);
+            host.set_stream_int_property(stream, &["response", "size"], 34);
+            host.finish_stream(stream).unwrap();
+        }
+        let exported = spans(&flush(&mut host)[0].1);
+        assert_eq!(exported.len(), 3);
+        for span in &exported {
+            assert_eq!(
+                attr(span, "http.request.body.size").is_some(),
+                sizes_recorded,
+                "{extra}"
+            );
+            assert_eq!(
+                attr(span, "http.response.body.size").is_some(),
+                sizes_recorded,
+                "{extra}"
+            );
+        }
+        let (server, client_ok, client_failed) = (&exported[0], &exported[1], &exported[2]);
+        assert_eq!(attr(server, "envoy.upstream_cluster"), None);
+        assert_eq!(
+            attr(server, "envoy.response_flags"),
+            None,
+            "a 200 needs no explanation"
+        );
+        assert_eq!(
+            attr(client_ok, "envoy.upstream_cluster"),
+            Some(Value::StringValue("outbound|payments".into()))
+        );
+        assert_eq!(attr(client_ok, "envoy.response_flags"), None);
+        assert_eq!(
+            attr(client_failed, "envoy.response_flags"),
+            Some(Value::StringValue("UF".into()))
+        );
+    }
+}
