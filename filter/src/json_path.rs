@@ -19,20 +19,14 @@ pub fn path_at(json: &[u8], line: usize, column: usize) -> String {
     let mut i = 0;
     while i < end {
         let byte = json[i];
-        if byte != b'"'
-            && byte != b','
-            && !matches!(byte, b'}' | b']')
-            && !byte.is_ascii_whitespace()
-            && byte != b':'
-        {
-            start_value(&mut stack, expecting_key);
-        }
         match byte {
             b'{' => {
+                start_value(&mut stack, expecting_key);
                 stack.push(Frame::Object(None));
                 expecting_key = true;
             }
             b'[' => {
+                start_value(&mut stack, expecting_key);
                 stack.push(Frame::Array(0));
                 expecting_key = false;
             }
@@ -63,6 +57,7 @@ pub fn path_at(json: &[u8], line: usize, column: usize) -> String {
             b':' => expecting_key = false,
             _ if byte.is_ascii_whitespace() => {}
             _ => {
+                start_value(&mut stack, expecting_key);
                 // A number, `true`, `false` or `null`: skip to its end.
                 while i + 1 < end
                     && !matches!(
