@@ -10,7 +10,6 @@ pub mod export;
 pub mod hex;
 pub mod http_span;
 pub mod ids;
-pub mod json_path;
 pub mod otlp;
 pub mod propagation;
 pub mod resource;

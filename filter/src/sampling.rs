@@ -18,9 +18,9 @@ pub struct Sampler {
 
 impl Sampler {
     /// `percentage` from 0 to 100, kept to 0.01 % as Istio does.
-    pub fn new(percentage: f64) -> Result<Sampler, String> {
+    pub fn new(percentage: f64) -> Result<Sampler, &'static str> {
         if !percentage.is_finite() || !(0.0..=100.0).contains(&percentage) {
-            return Err(format!("must be between 0 and 100, got {percentage}"));
+            return Err("must be between 0 and 100");
         }
         let hundredths = (percentage * 100.0).round() as u64;
         let rejected = HUNDREDTHS_OF_PERCENT - hundredths;

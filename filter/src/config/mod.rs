@@ -2,9 +2,13 @@
 //! `pluginConfig`, parsed once in `on_configure` into typed, validated values. Names follow
 //! Istio's camelCase; unknown fields are rejected so a typo never silently does nothing.
 
+mod fields;
+mod json;
+
 use crate::context::Format;
 use crate::sampling::Sampler;
-use serde::Deserialize;
+use fields::Fields;
+use json::Json;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -24,14 +28,19 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    // Keys come from the document: a newline in one must not split the log line.
+    let field = if field.chars().any(char::is_control) {
+        field.escape_default().to_string()
+    } else {
+        field.to_string()
+    };
     ConfigError {
-        field: field.to_string(),
+        field,
         reason: reason.into(),
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
     #[default]
     Auto,
@@ -40,8 +49,7 @@ pub enum Direction {
 }
 
 /// Telemetry API `match.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MatchMode {
     #[default]
     ClientAndServer,
@@ -49,10 +57,8 @@ pub enum MatchMode {
     Server,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Match {
-    #[serde(default)]
     pub mode: MatchMode,
 }
 
@@ -72,235 +78,70 @@ pub enum CustomTag {
     },
 }
 
-/// `customTags` as written: three optional sources, so "none" and "two" get a clear error.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCustomTag {
-    literal: Option<RawLiteral>,
-    environment: Option<RawNamedSource>,
-    header: Option<RawNamedSource>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLiteral {
-    value: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawNamedSource {
-    name: String,
-    #[serde(default)]
-    default_value: Option<String>,
-}
-
-impl RawCustomTag {
-    fn into_tag(self, field: &str) -> Result<CustomTag, ConfigError> {
-        match (self.literal, self.environment, self.header) {
-            (Some(RawLiteral { value }), None, None) => Ok(CustomTag::Literal { value }),
-            (None, Some(source), None) => Ok(CustomTag::Environment {
-                name: source.name,
-                default_value: source.default_value,
-            }),
-            (None, None, Some(source)) => Ok(CustomTag::Header {
-                name: source.name,
-                default_value: source.default_value,
-            }),
-            _ => Err(invalid(
-                field,
-                "must set exactly one of literal, environment, header",
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Propagation {
-    #[serde(default = "default_extract")]
-    pub extract: Vec<String>,
-    #[serde(default = "default_inject")]
-    pub inject: Vec<String>,
-}
-
-fn default_extract() -> Vec<String> {
-    ["tracecontext", "baggage", "b3", "b3multi", "xray", "jaeger"]
-        .map(String::from)
-        .to_vec()
-}
-
-fn default_inject() -> Vec<String> {
-    ["tracecontext", "baggage", "b3multi"]
-        .map(String::from)
-        .to_vec()
-}
-
-impl Default for Propagation {
-    fn default() -> Self {
-        Propagation {
-            extract: default_extract(),
-            inject: default_inject(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Collector {
     pub cluster: String,
-    #[serde(default)]
     pub authority: Option<String>,
-    #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
 
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    #[serde(default = "default_max_export_batch_size")]
     pub max_export_batch_size: usize,
-    #[serde(default = "default_scheduled_delay_ms")]
     pub scheduled_delay_ms: u64,
-    #[serde(default = "default_max_queue_size")]
     pub max_queue_size: usize,
-    #[serde(default = "default_max_concurrent_exports")]
     pub max_concurrent_exports: usize,
-}
-
-fn default_max_export_batch_size() -> usize {
-    512
-}
-fn default_scheduled_delay_ms() -> u64 {
-    1000
-}
-fn default_max_queue_size() -> usize {
-    2048
-}
-/// Export throughput is in-flight batches over the collector's round trip: four batches of 512
-/// keep 20,000 spans/s per worker moving through a collector answering within 100 ms.
-fn default_max_concurrent_exports() -> usize {
-    4
 }
 
 impl Default for Batch {
     fn default() -> Self {
         Batch {
-            max_export_batch_size: default_max_export_batch_size(),
-            scheduled_delay_ms: default_scheduled_delay_ms(),
-            max_queue_size: default_max_queue_size(),
-            max_concurrent_exports: default_max_concurrent_exports(),
+            max_export_batch_size: 512,
+            scheduled_delay_ms: 1000,
+            max_queue_size: 2048,
+            // Export throughput is in-flight batches over the collector's round trip: four
+            // batches of 512 keep 20,000 spans/s per worker moving through a collector answering
+            // within 100 ms.
+            max_concurrent_exports: 4,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Retry {
-    #[serde(default = "default_initial_backoff_ms")]
     pub initial_backoff_ms: u64,
-    #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
-    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-}
-
-fn default_initial_backoff_ms() -> u64 {
-    500
-}
-fn default_max_backoff_ms() -> u64 {
-    5000
-}
-fn default_max_attempts() -> u32 {
-    5
 }
 
 impl Default for Retry {
     fn default() -> Self {
         Retry {
-            initial_backoff_ms: default_initial_backoff_ms(),
-            max_backoff_ms: default_max_backoff_ms(),
-            max_attempts: default_max_attempts(),
+            initial_backoff_ms: 500,
+            max_backoff_ms: 5000,
+            max_attempts: 5,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResponseHeaders {
     /// W3C Trace Context Level 2 `traceresponse` on responses.
-    #[serde(default)]
     pub traceresponse: bool,
     /// A response header carrying the trace id, e.g. `x-trace-id`.
-    #[serde(default)]
     pub trace_id_header: Option<String>,
 }
 
-/// The configuration as written, before validation.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    service_name: Option<String>,
-    #[serde(default)]
-    direction: Direction,
-    #[serde(default, rename = "match")]
-    match_: Match,
-    #[serde(default = "default_percentage")]
-    random_sampling_percentage: f64,
-    #[serde(default)]
-    disable_span_reporting: bool,
-    #[serde(default)]
-    custom_tags: BTreeMap<String, RawCustomTag>,
-    #[serde(default)]
-    propagation: Propagation,
-    collector: Collector,
-    #[serde(default)]
-    batch: Batch,
-    #[serde(default)]
-    retry: Retry,
-    #[serde(default)]
-    resource_attributes: BTreeMap<String, String>,
-    #[serde(default)]
-    exclude_paths: Vec<String>,
-    #[serde(default)]
-    record_query: bool,
-    #[serde(default)]
-    record_body_sizes: bool,
-    #[serde(default)]
-    publish_filter_state: bool,
-    #[serde(default = "default_max_tag_length")]
-    max_tag_length: usize,
-    #[serde(default = "default_max_attributes")]
-    max_attributes: usize,
-    #[serde(default = "default_true")]
-    trust_incoming_context: bool,
-    #[serde(default)]
-    baggage_attributes: Vec<String>,
-    #[serde(default)]
-    write_sampling_threshold: bool,
-    #[serde(default)]
-    response_headers: ResponseHeaders,
-}
-
-fn default_percentage() -> f64 {
-    1.0
-}
-fn default_max_tag_length() -> usize {
-    256
-}
-fn default_max_attributes() -> usize {
-    128
-}
-fn default_true() -> bool {
-    true
-}
+const DEFAULT_EXTRACT: [Format; 6] = [
+    Format::TraceContext,
+    Format::Baggage,
+    Format::B3,
+    Format::B3Multi,
+    Format::XRay,
+    Format::Jaeger,
+];
+const DEFAULT_INJECT: [Format; 3] = [Format::TraceContext, Format::Baggage, Format::B3Multi];
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -333,19 +174,25 @@ pub struct Config {
     pub response_headers: ResponseHeaders,
 }
 
-fn formats(field: &str, names: &[String]) -> Result<Vec<Format>, ConfigError> {
+/// A list of propagation format names, each known and listed once.
+fn formats(path: &str, value: &Json) -> Result<Vec<Format>, ConfigError> {
+    let names = fields::list(path, value, fields::string)?;
     let mut formats = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
+        let element = format!("{path}[{i}]");
         let format = Format::from_name(name).ok_or_else(|| {
             invalid(
-                &format!("{field}[{i}]"),
-                format!("unknown format {name:?} (expected one of tracecontext, baggage, b3, b3multi, jaeger, xray)"),
+                &element,
+                format!(
+                    "unknown format {} (expected one of tracecontext, baggage, b3, b3multi, jaeger, xray)",
+                    fields::quoted(name)
+                ),
             )
         })?;
         if formats.contains(&format) {
             return Err(invalid(
-                &format!("{field}[{i}]"),
-                format!("{name:?} is listed twice"),
+                &element,
+                format!("{} is listed twice", fields::quoted(name)),
             ));
         }
         formats.push(format);
@@ -361,6 +208,18 @@ pub fn valid_header_name(name: &str) -> bool {
         })
 }
 
+/// A header name field: lowercased as Envoy stores names, then checked.
+fn header_name(path: &str, value: &Json) -> Result<String, ConfigError> {
+    let name = fields::string(path, value)?.to_ascii_lowercase();
+    if !valid_header_name(&name) {
+        return Err(invalid(
+            path,
+            format!("{} is not a header name", fields::quoted(&name)),
+        ));
+    }
+    Ok(name)
+}
+
 fn at_least(field: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     if value < min {
         return Err(invalid(
@@ -371,14 +230,207 @@ fn at_least(field: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn at_most(field: &str, value: u64, max: u64) -> Result<(), ConfigError> {
-    if value > max {
+/// A whole number in `min..=max`.
+fn bounded(min: u64, max: u64) -> impl Fn(&str, &Json) -> Result<u64, ConfigError> {
+    move |path, value| {
+        let number = fields::integer(path, value, max)?;
+        at_least(path, number, min)?;
+        Ok(number)
+    }
+}
+
+/// A count held in a `usize`: bounded so a 32-bit module never truncates it.
+fn count(min: u64, max: u64) -> impl Fn(&str, &Json) -> Result<usize, ConfigError> {
+    let max = max.min(u32::MAX as u64);
+    move |path, value| bounded(min, max)(path, value).map(|n| n as usize)
+}
+
+fn sampler(path: &str, value: &Json) -> Result<Sampler, ConfigError> {
+    let (percentage, written) = fields::decimal(path, value)?;
+    Sampler::new(percentage).map_err(|reason| invalid(path, format!("{reason}, got {written}")))
+}
+
+fn collector(path: &str, value: &Json) -> Result<Collector, ConfigError> {
+    let mut fields = Fields::of(path, value)?;
+    let cluster = fields.require("cluster", fields::string)?;
+    if cluster.trim().is_empty() {
         return Err(invalid(
-            field,
-            format!("must be at most {max}, got {value}"),
+            &fields::child_path(path, "cluster"),
+            "must name an Envoy cluster",
         ));
     }
-    Ok(())
+    let authority = fields.get("authority", fields::string)?;
+    let timeout_ms = fields.get("timeoutMs", bounded(1, 60_000))?.unwrap_or(5000);
+    let headers = fields
+        .get("headers", |path, value| {
+            fields::map(path, value, |path, value| {
+                let text = fields::string(path, value)?;
+                // A CR or LF here would smuggle extra metadata into every export.
+                if text.bytes().any(|c| c < 0x20 && c != b'\t' || c == 0x7f) {
+                    return Err(invalid(path, "must not contain control characters"));
+                }
+                Ok(text)
+            })
+        })?
+        .unwrap_or_default();
+    if let Some(name) = headers.keys().find(|name| !valid_header_name(name)) {
+        return Err(invalid(
+            &fields::child_path(&fields::child_path(path, "headers"), name),
+            "must be a lowercase header name",
+        ));
+    }
+    fields.finish()?;
+    Ok(Collector {
+        cluster,
+        authority,
+        timeout_ms,
+        headers,
+    })
+}
+
+fn batch(path: &str, value: &Json) -> Result<Batch, ConfigError> {
+    let defaults = Batch::default();
+    let mut fields = Fields::of(path, value)?;
+    let max_export_batch_size = fields
+        .get("maxExportBatchSize", count(1, 1 << 20))?
+        .unwrap_or(defaults.max_export_batch_size);
+    let scheduled_delay_ms = fields
+        .get("scheduledDelayMs", bounded(1, u64::MAX))?
+        .unwrap_or(defaults.scheduled_delay_ms);
+    let max_queue_size = fields
+        .get("maxQueueSize", count(1, 1 << 20))?
+        .unwrap_or(defaults.max_queue_size);
+    let max_concurrent_exports = fields
+        .get("maxConcurrentExports", count(1, 64))?
+        .unwrap_or(defaults.max_concurrent_exports);
+    fields.finish()?;
+    if max_export_batch_size > max_queue_size {
+        return Err(invalid(
+            &fields::child_path(path, "maxExportBatchSize"),
+            format!("must be at most {max_queue_size}, got {max_export_batch_size}"),
+        ));
+    }
+    Ok(Batch {
+        max_export_batch_size,
+        scheduled_delay_ms,
+        max_queue_size,
+        max_concurrent_exports,
+    })
+}
+
+fn retry(path: &str, value: &Json) -> Result<Retry, ConfigError> {
+    let defaults = Retry::default();
+    let mut fields = Fields::of(path, value)?;
+    let initial_backoff_ms = fields
+        .get("initialBackoffMs", bounded(1, u64::MAX))?
+        .unwrap_or(defaults.initial_backoff_ms);
+    let max_backoff_ms = fields
+        .get("maxBackoffMs", bounded(0, u64::MAX))?
+        .unwrap_or(defaults.max_backoff_ms);
+    let max_attempts = fields
+        .get("maxAttempts", bounded(1, u32::MAX as u64))?
+        .map_or(defaults.max_attempts, |n| n as u32);
+    fields.finish()?;
+    at_least(
+        &fields::child_path(path, "maxBackoffMs"),
+        max_backoff_ms,
+        initial_backoff_ms,
+    )?;
+    Ok(Retry {
+        initial_backoff_ms,
+        max_backoff_ms,
+        max_attempts,
+    })
+}
+
+fn response_headers(path: &str, value: &Json) -> Result<ResponseHeaders, ConfigError> {
+    let mut fields = Fields::of(path, value)?;
+    let headers = ResponseHeaders {
+        traceresponse: fields
+            .get("traceresponse", fields::boolean)?
+            .unwrap_or(false),
+        trace_id_header: fields.get("traceIdHeader", header_name)?,
+    };
+    fields.finish()?;
+    Ok(headers)
+}
+
+fn match_(path: &str, value: &Json) -> Result<Match, ConfigError> {
+    let mut fields = Fields::of(path, value)?;
+    let modes = [
+        ("CLIENT_AND_SERVER", MatchMode::ClientAndServer),
+        ("CLIENT", MatchMode::Client),
+        ("SERVER", MatchMode::Server),
+    ];
+    let mode = fields
+        .get("mode", |path, value| fields::choice(path, value, &modes))?
+        .unwrap_or_default();
+    fields.finish()?;
+    Ok(Match { mode })
+}
+
+/// `{"name": ..., "defaultValue": ...}` of an environment or header custom tag.
+fn named_source(
+    path: &str,
+    value: &Json,
+    name: impl Fn(&str, &Json) -> Result<String, ConfigError>,
+) -> Result<(String, Option<String>), ConfigError> {
+    let mut fields = Fields::of(path, value)?;
+    let source = (
+        fields.require("name", name)?,
+        fields.get("defaultValue", fields::string)?,
+    );
+    fields.finish()?;
+    Ok(source)
+}
+
+fn custom_tag(path: &str, value: &Json) -> Result<CustomTag, ConfigError> {
+    let mut fields = Fields::of(path, value)?;
+    let literal = fields.get("literal", |path, value| {
+        let mut fields = Fields::of(path, value)?;
+        let value = fields.require("value", fields::string)?;
+        fields.finish()?;
+        Ok(CustomTag::Literal { value })
+    })?;
+    let environment = fields.get("environment", |path, value| {
+        let (name, default_value) = named_source(path, value, |path, value| {
+            let name = fields::string(path, value)?;
+            if name.is_empty() {
+                return Err(invalid(path, "must not be empty"));
+            }
+            Ok(name)
+        })?;
+        Ok(CustomTag::Environment {
+            name,
+            default_value,
+        })
+    })?;
+    let header = fields.get("header", |path, value| {
+        let (name, default_value) = named_source(path, value, header_name)?;
+        Ok(CustomTag::Header {
+            name,
+            default_value,
+        })
+    })?;
+    fields.finish()?;
+    match (literal, environment, header) {
+        (Some(tag), None, None) | (None, Some(tag), None) | (None, None, Some(tag)) => Ok(tag),
+        _ => Err(invalid(
+            path,
+            "must set exactly one of literal, environment, header",
+        )),
+    }
+}
+
+fn path_prefix(path: &str, value: &Json) -> Result<String, ConfigError> {
+    let prefix = fields::string(path, value)?;
+    if !prefix.starts_with('/') {
+        return Err(invalid(
+            path,
+            format!("must start with '/', got {}", fields::quoted(&prefix)),
+        ));
+    }
+    Ok(prefix)
 }
 
 impl Config {
@@ -389,161 +441,108 @@ impl Config {
                 "is required (the configuration is empty)",
             ));
         }
-        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|error| {
-            let field = crate::json_path::path_at(bytes, error.line(), error.column());
-            invalid(&field, strip_position(&error.to_string()))
-        })?;
-        Config::validate(raw)
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| invalid("(root)", "is not valid UTF-8"))?;
+        let document = json::parse(text).map_err(|error| invalid(&error.path, error.reason))?;
+        Config::read(&document)
     }
 
-    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-        let sampler = Sampler::new(raw.random_sampling_percentage)
-            .map_err(|reason| invalid("randomSamplingPercentage", reason))?;
-        if raw.collector.cluster.trim().is_empty() {
-            return Err(invalid("collector.cluster", "must name an Envoy cluster"));
-        }
-        at_least("collector.timeoutMs", raw.collector.timeout_ms, 1)?;
-        at_most("collector.timeoutMs", raw.collector.timeout_ms, 60_000)?;
-        for (name, value) in &raw.collector.headers {
-            if !valid_header_name(name) {
-                return Err(invalid(
-                    &format!("collector.headers.{name}"),
-                    "must be a lowercase header name",
-                ));
-            }
-            // A CR or LF here would smuggle extra metadata into every export.
-            if value.bytes().any(|c| c < 0x20 && c != b'\t' || c == 0x7f) {
-                return Err(invalid(
-                    &format!("collector.headers.{name}"),
-                    "must not contain control characters",
-                ));
-            }
-        }
-        let batch = &raw.batch;
-        at_least(
-            "batch.maxExportBatchSize",
-            batch.max_export_batch_size as u64,
-            1,
-        )?;
-        at_least("batch.maxQueueSize", batch.max_queue_size as u64, 1)?;
-        at_most("batch.maxQueueSize", batch.max_queue_size as u64, 1 << 20)?;
-        at_most(
-            "batch.maxExportBatchSize",
-            batch.max_export_batch_size as u64,
-            batch.max_queue_size as u64,
-        )?;
-        at_least("batch.scheduledDelayMs", batch.scheduled_delay_ms, 1)?;
-        at_least(
-            "batch.maxConcurrentExports",
-            batch.max_concurrent_exports as u64,
-            1,
-        )?;
-        at_most(
-            "batch.maxConcurrentExports",
-            batch.max_concurrent_exports as u64,
-            64,
-        )?;
-        at_least("retry.initialBackoffMs", raw.retry.initial_backoff_ms, 1)?;
-        at_least(
-            "retry.maxBackoffMs",
-            raw.retry.max_backoff_ms,
-            raw.retry.initial_backoff_ms,
-        )?;
-        at_least("retry.maxAttempts", raw.retry.max_attempts as u64, 1)?;
-        at_least("maxTagLength", raw.max_tag_length as u64, 16)?;
-        at_least("maxAttributes", raw.max_attributes as u64, 1)?;
-        at_most("maxAttributes", raw.max_attributes as u64, 128)?;
-        for (i, path) in raw.exclude_paths.iter().enumerate() {
-            if !path.starts_with('/') {
-                return Err(invalid(
-                    &format!("excludePaths[{i}]"),
-                    format!("must start with '/', got {path:?}"),
-                ));
-            }
-        }
-        let mut custom_tags = Vec::with_capacity(raw.custom_tags.len());
-        for (tag, kind) in raw.custom_tags {
-            let field = format!("customTags.{tag}");
-            let kind = match kind.into_tag(&field)? {
-                CustomTag::Header {
-                    name,
-                    default_value,
-                } => {
-                    let name = name.to_ascii_lowercase();
-                    if !valid_header_name(&name) {
-                        return Err(invalid(
-                            &format!("{field}.header.name"),
-                            format!("{name:?} is not a header name"),
-                        ));
+    /// Reads and checks every field; the first problem found is the error.
+    fn read(document: &Json) -> Result<Config, ConfigError> {
+        let mut fields = Fields::of("(root)", document)?;
+        let directions = [
+            ("auto", Direction::Auto),
+            ("inbound", Direction::Inbound),
+            ("outbound", Direction::Outbound),
+        ];
+        let string_list = |path: &str, value: &Json| fields::list(path, value, fields::string);
+        let string_map = |path: &str, value: &Json| fields::map(path, value, fields::string);
+        let config = Config {
+            service_name: fields
+                .get("serviceName", fields::string)?
+                .filter(|name| !name.is_empty()),
+            direction: fields
+                .get("direction", |path, value| {
+                    fields::choice(path, value, &directions)
+                })?
+                .unwrap_or_default(),
+            match_: fields.get("match", match_)?.unwrap_or_default(),
+            sampler: match fields.get("randomSamplingPercentage", sampler)? {
+                Some(sampler) => sampler,
+                None => Sampler::new(1.0).map_err(|reason| invalid("(root)", reason))?,
+            },
+            disable_span_reporting: fields
+                .get("disableSpanReporting", fields::boolean)?
+                .unwrap_or(false),
+            custom_tags: fields
+                .get("customTags", |path, value| {
+                    let tags = fields::map(path, value, custom_tag)?;
+                    if tags.contains_key("") {
+                        return Err(invalid(path, "tag names must not be empty"));
                     }
-                    CustomTag::Header {
-                        name,
-                        default_value,
-                    }
-                }
-                CustomTag::Environment {
-                    name,
-                    default_value,
-                } if name.is_empty() => {
-                    let _ = default_value;
-                    return Err(invalid(
-                        &format!("{field}.environment.name"),
-                        "must not be empty",
-                    ));
-                }
-                other => other,
-            };
-            if tag.is_empty() {
-                return Err(invalid("customTags", "tag names must not be empty"));
-            }
-            custom_tags.push((tag, kind));
-        }
-        let mut response_headers = raw.response_headers;
-        if let Some(name) = response_headers.trace_id_header.as_mut() {
-            *name = name.to_ascii_lowercase();
-            if !valid_header_name(name) {
-                return Err(invalid(
-                    "responseHeaders.traceIdHeader",
-                    format!("{name:?} is not a header name"),
-                ));
-            }
-        }
+                    Ok(tags)
+                })?
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            extract: Vec::new(),
+            inject: Vec::new(),
+            collector: fields.require("collector", collector)?,
+            batch: fields.get("batch", batch)?.unwrap_or_default(),
+            retry: fields.get("retry", retry)?.unwrap_or_default(),
+            resource_attributes: fields
+                .get("resourceAttributes", string_map)?
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            exclude_paths: fields
+                .get("excludePaths", |path, value| {
+                    fields::list(path, value, path_prefix)
+                })?
+                .unwrap_or_default(),
+            record_query: fields.get("recordQuery", fields::boolean)?.unwrap_or(false),
+            record_body_sizes: fields
+                .get("recordBodySizes", fields::boolean)?
+                .unwrap_or(false),
+            publish_filter_state: fields
+                .get("publishFilterState", fields::boolean)?
+                .unwrap_or(false),
+            max_tag_length: fields
+                .get("maxTagLength", count(16, u32::MAX as u64))?
+                .unwrap_or(256),
+            max_attributes: fields.get("maxAttributes", count(1, 128))?.unwrap_or(128),
+            trust_incoming_context: fields
+                .get("trustIncomingContext", fields::boolean)?
+                .unwrap_or(true),
+            baggage_attributes: fields
+                .get("baggageAttributes", string_list)?
+                .unwrap_or_default(),
+            write_sampling_threshold: fields
+                .get("writeSamplingThreshold", fields::boolean)?
+                .unwrap_or(false),
+            response_headers: fields
+                .get("responseHeaders", response_headers)?
+                .unwrap_or_default(),
+        };
+        let (extract, inject) = fields
+            .get("propagation", |path, value| {
+                let mut fields = Fields::of(path, value)?;
+                let extract = fields.get("extract", formats)?;
+                let inject = fields.get("inject", formats)?;
+                fields.finish()?;
+                Ok((extract, inject))
+            })?
+            .unwrap_or_default();
+        fields.finish()?;
         Ok(Config {
-            service_name: raw.service_name.filter(|s| !s.is_empty()),
-            direction: raw.direction,
-            match_: raw.match_,
-            sampler,
-            disable_span_reporting: raw.disable_span_reporting,
-            custom_tags,
-            extract: formats("propagation.extract", &raw.propagation.extract)?,
-            inject: formats("propagation.inject", &raw.propagation.inject)?,
-            collector: raw.collector,
-            batch: raw.batch,
-            retry: raw.retry,
-            resource_attributes: raw.resource_attributes.into_iter().collect(),
-            exclude_paths: raw.exclude_paths,
-            record_query: raw.record_query,
-            record_body_sizes: raw.record_body_sizes,
-            publish_filter_state: raw.publish_filter_state,
-            max_tag_length: raw.max_tag_length,
-            max_attributes: raw.max_attributes,
-            trust_incoming_context: raw.trust_incoming_context,
-            baggage_attributes: raw.baggage_attributes,
-            write_sampling_threshold: raw.write_sampling_threshold,
-            response_headers,
+            extract: extract.unwrap_or_else(|| DEFAULT_EXTRACT.to_vec()),
+            inject: inject.unwrap_or_else(|| DEFAULT_INJECT.to_vec()),
+            ..config
         })
     }
 
     pub fn sampler(&self) -> Sampler {
         self.sampler.clone()
-    }
-}
-
-/// serde_json appends " at line 1 column 23"; the field path already says where.
-fn strip_position(reason: &str) -> String {
-    match reason.rfind(" at line ") {
-        Some(at) => reason[..at].to_string(),
-        None => reason.to_string(),
     }
 }
 
@@ -678,11 +677,8 @@ mod tests {
     fn errors_name_the_field() {
         let cases: &[(&str, &str)] = &[
             ("", "`collector.cluster`: is required"),
-            ("{}", "missing field `collector`"),
-            (
-                r#"{"collector":{}}"#,
-                "`collector`: missing field `cluster`",
-            ),
+            ("{}", "`collector`: is required"),
+            (r#"{"collector":{}}"#, "`collector.cluster`: is required"),
             (
                 r#"{"collector":{"cluster":" "}}"#,
                 "`collector.cluster`: must name an Envoy cluster",
@@ -745,7 +741,7 @@ mod tests {
             ),
             (
                 r#"{"collector":{"cluster":"c"},"customTags":{"t":{"literal":{}}}}"#,
-                "`customTags.t.literal`: missing field `value`",
+                "`customTags.t.literal.value`: is required",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"excludePaths":["health"]}"#,
@@ -774,6 +770,10 @@ mod tests {
             (
                 r#"{"collector":{"cluster":"c"},"retry":{"initialBackoffMs":100,"maxBackoffMs":50}}"#,
                 "`retry.maxBackoffMs`: must be at least 100, got 50",
+            ),
+            (
+                r#"{"collector":{"cluster":"c","headers":{"a\nb":"x"}}}"#,
+                "`collector.headers.a\\nb`: must be a lowercase header name",
             ),
             ("[1,2]", "invalid type"),
             ("{not json", "key must be a string"),
