@@ -1,9 +1,7 @@
 //! Assembles `ExportTraceServiceRequest` payloads from already-encoded spans. The resource and
 //! scope never change for a plugin, so their bytes are built once.
 
-use super::proto::{common, resource};
-use super::wire::{put_varint, varint_len};
-use prost::Message;
+use super::wire::{put_message, put_str, put_varint, varint_len};
 
 const SPANS_FIELD_TAG: u8 = (2 << 3) | 2;
 const RESOURCE_SPANS_FIELD_TAG: u8 = (1 << 3) | 2;
@@ -16,43 +14,31 @@ pub struct BatchEncoder {
     scope_field: Vec<u8>,
 }
 
-fn string_attribute(key: &str, value: &str) -> common::KeyValue {
-    common::KeyValue {
-        key: key.to_string(),
-        value: Some(common::AnyValue {
-            value: Some(common::any_value::Value::StringValue(value.to_string())),
-        }),
-    }
-}
-
-fn field_bytes(message: &impl Message, field: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    prost::encoding::message::encode(field, message, &mut out);
-    out
-}
-
 impl BatchEncoder {
     pub fn new(
         resource_attributes: &[(String, String)],
         scope_name: &str,
         scope_version: &str,
     ) -> Self {
-        let resource = resource::Resource {
-            attributes: resource_attributes
-                .iter()
-                .map(|(k, v)| string_attribute(k, v))
-                .collect(),
-            dropped_attributes_count: 0,
-        };
-        let scope = common::InstrumentationScope {
-            name: scope_name.to_string(),
-            version: scope_version.to_string(),
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-        };
+        let mut resource_field = Vec::new();
+        // Resource.attributes (1): KeyValue { key (1), value (2): AnyValue { string_value (1) } }.
+        put_message(&mut resource_field, 1, |resource| {
+            for (key, value) in resource_attributes {
+                put_message(resource, 1, |attribute| {
+                    put_str(attribute, 1, key);
+                    put_message(attribute, 2, |any| put_str(any, 1, value));
+                });
+            }
+        });
+        let mut scope_field = Vec::new();
+        // InstrumentationScope { name (1), version (2) }.
+        put_message(&mut scope_field, 1, |scope| {
+            put_str(scope, 1, scope_name);
+            put_str(scope, 2, scope_version);
+        });
         BatchEncoder {
-            resource_field: field_bytes(&resource, 1),
-            scope_field: field_bytes(&scope, 1),
+            resource_field,
+            scope_field,
         }
     }
 
@@ -90,6 +76,7 @@ mod tests {
     use crate::otlp::encode::{encode_span, SpanLimits};
     use crate::otlp::proto::collector::ExportTraceServiceRequest;
     use crate::span::{Attribute, AttributeValue, FinishedSpan, SpanKind, StatusCode};
+    use prost::Message;
 
     fn encoded(n: u8, padding: usize) -> Vec<u8> {
         let pad = "x".repeat(padding);
@@ -145,6 +132,13 @@ mod tests {
             let attrs = &rs.resource.as_ref().unwrap().attributes;
             assert_eq!(attrs[0].key, "service.name");
             assert_eq!(attrs.len(), 2);
+            let value = attrs[1].value.as_ref().and_then(|v| v.value.as_ref());
+            assert_eq!(
+                value,
+                Some(&crate::otlp::proto::common::any_value::Value::StringValue(
+                    "p-1".into()
+                ))
+            );
             assert_eq!(rs.scope_spans.len(), 1);
             let ss = &rs.scope_spans[0];
             assert_eq!(ss.scope.as_ref().unwrap().name, "sidetrace");

@@ -1,17 +1,42 @@
 //! Reading what the collector answered: partial success, and the retry hint of the gRPC rich
 //! error model.
 
-use super::proto::{collector, rpc};
-use prost::Message;
+use super::wire::{FieldReader, FieldValue};
 use std::time::Duration;
 
-/// The number of spans the collector rejected in an otherwise successful export.
+/// Each length-delimited field `field` of `message`, in order; stops at the first malformed byte.
+fn messages(message: &[u8], field: u32) -> impl Iterator<Item = Result<&[u8], &'static str>> {
+    let mut reader = FieldReader::new(message);
+    std::iter::from_fn(move || reader.next_field()).filter_map(move |next| match next {
+        Ok((number, FieldValue::Bytes(bytes))) if number == field => Some(Ok(bytes)),
+        Ok(_) => None,
+        Err(reason) => Some(Err(reason)),
+    })
+}
+
+/// The last varint field `field` of `message` (protobuf's rule for a repeated scalar), or 0.
+fn varint(message: &[u8], field: u32) -> Result<u64, &'static str> {
+    let mut reader = FieldReader::new(message);
+    let mut value = 0;
+    while let Some(next) = reader.next_field() {
+        if let (number, FieldValue::Varint(v)) = next? {
+            if number == field {
+                value = v;
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// The number of spans the collector rejected in an otherwise successful export:
+/// `ExportTraceServiceResponse.partial_success` (1) `.rejected_spans` (1, int64).
 pub fn decode_export_response(bytes: &[u8]) -> Result<u64, String> {
-    let response =
-        collector::ExportTraceServiceResponse::decode(bytes).map_err(|e| e.to_string())?;
-    Ok(response
-        .partial_success
-        .map_or(0, |partial| partial.rejected_spans.max(0) as u64))
+    let mut rejected = 0;
+    for partial_success in messages(bytes, 1) {
+        let partial_success = partial_success.map_err(String::from)?;
+        rejected = (varint(partial_success, 1).map_err(String::from)? as i64).max(0) as u64;
+    }
+    Ok(rejected)
 }
 
 /// The `RetryInfo.retry_delay` in a `grpc-status-details-bin` value, if there is one. On the wire
@@ -23,19 +48,25 @@ pub fn retry_delay_from_status_details(details: &[u8]) -> Option<Duration> {
     retry_delay_from_status(bytes).or_else(|| retry_delay_from_status(details))
 }
 
-fn retry_delay_from_status(details: &[u8]) -> Option<Duration> {
-    let status = rpc::Status::decode(details).ok()?;
-    let info = status
-        .details
-        .iter()
-        .find(|any| any.type_url.ends_with("google.rpc.RetryInfo"))?;
-    let delay = rpc::RetryInfo::decode(info.value.as_slice())
-        .ok()?
-        .retry_delay?;
-    if delay.seconds < 0 || delay.nanos < 0 {
-        return None;
+/// `google.rpc.Status.details` (3) are `Any` messages: `type_url` (1), `value` (2). The
+/// `RetryInfo` one holds `retry_delay` (1), a `Duration` of `seconds` (1) and `nanos` (2).
+fn retry_delay_from_status(status: &[u8]) -> Option<Duration> {
+    for any in messages(status, 3) {
+        let any = any.ok()?;
+        let type_url = messages(any, 1).last()?.ok()?;
+        if !type_url.ends_with(b"google.rpc.RetryInfo") {
+            continue;
+        }
+        let info = messages(any, 2).last().unwrap_or(Ok(&[])).ok()?;
+        let delay = messages(info, 1).last()?.ok()?;
+        let seconds = varint(delay, 1).ok()? as i64;
+        let nanos = varint(delay, 2).ok()? as i64;
+        if seconds < 0 || !(0..1_000_000_000).contains(&nanos) {
+            return None;
+        }
+        return Some(Duration::new(seconds as u64, nanos as u32));
     }
-    Some(Duration::new(delay.seconds as u64, delay.nanos as u32))
+    None
 }
 
 /// Standard base64, padding optional; None for anything else.
@@ -72,18 +103,81 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::proto::{collector, rpc};
+    use prost::Message;
 
     #[test]
     fn partial_success_counts_rejections() {
-        let response = collector::ExportTraceServiceResponse {
-            partial_success: Some(collector::ExportTracePartialSuccess {
-                rejected_spans: 3,
-                error_message: "bad".into(),
-            }),
-        };
-        assert_eq!(decode_export_response(&response.encode_to_vec()), Ok(3));
+        for (rejected_spans, expected) in [(3i64, 3u64), (0, 0), (-5, 0), (1 << 40, 1 << 40)] {
+            let response = collector::ExportTraceServiceResponse {
+                partial_success: Some(collector::ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message: "bad".into(),
+                }),
+            };
+            let mut bytes = response.encode_to_vec();
+            // A field from a newer collector is skipped, as protobuf requires.
+            bytes.extend_from_slice(&[0x1a, 0x02, 0x08, 0x01, 0x21, 1, 2, 3, 4, 5, 6, 7, 8]);
+            assert_eq!(
+                decode_export_response(&bytes),
+                Ok(expected),
+                "{rejected_spans}"
+            );
+        }
         assert_eq!(decode_export_response(&[]), Ok(0));
         assert!(decode_export_response(&[0x0a, 0xff]).is_err());
+        assert!(decode_export_response(&[0x0a, 0x02, 0x08]).is_err());
+    }
+
+    #[test]
+    fn agrees_with_prost_on_damaged_status_details() {
+        let info = rpc::RetryInfo {
+            retry_delay: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 250_000_000,
+            }),
+        };
+        let status = rpc::Status {
+            code: 14,
+            message: "unavailable".into(),
+            details: vec![prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: info.encode_to_vec(),
+            }],
+        }
+        .encode_to_vec();
+        let prost_delay = |bytes: &[u8]| {
+            let status = rpc::Status::decode(bytes).ok()?;
+            let any = status
+                .details
+                .iter()
+                .find(|any| any.type_url.ends_with("google.rpc.RetryInfo"))?;
+            let delay = rpc::RetryInfo::decode(any.value.as_slice())
+                .ok()?
+                .retry_delay?;
+            Some(Duration::new(delay.seconds as u64, delay.nanos as u32))
+        };
+        for cut in 0..=status.len() {
+            let damaged = &status[..cut];
+            assert_eq!(
+                retry_delay_from_status(damaged),
+                prost_delay(damaged),
+                "cut at {cut}"
+            );
+        }
+        for at in 0..status.len() {
+            let mut flipped = status.clone();
+            flipped[at] ^= 0x80;
+            // Fields it does not read (the message's UTF-8) it does not judge, so it may find a
+            // delay where prost refuses the whole message; never a different one.
+            if let Some(expected) = prost_delay(&flipped) {
+                assert_eq!(
+                    retry_delay_from_status(&flipped),
+                    Some(expected),
+                    "flip at {at}"
+                );
+            }
+        }
     }
 
     fn base64_encode(bytes: &[u8]) -> String {
