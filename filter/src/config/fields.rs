@@ -184,7 +184,8 @@ pub fn choice<T: Copy>(
             invalid(
                 path,
                 format!(
-                    "unknown variant `{name}`, expected one of {}",
+                    "unknown variant {}, expected one of {}",
+                    quoted(&name).replace('"', "`"),
                     one_of(&names)
                 ),
             )

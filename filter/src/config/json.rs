@@ -404,4 +404,111 @@ mod tests {
         let fine = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse(&fine).is_ok());
     }
+
+    /// Our tree as serde_json's, numbers read from the text we kept.
+    fn as_serde(value: &Json) -> serde_json::Value {
+        match value {
+            Json::Null => serde_json::Value::Null,
+            Json::Bool(b) => serde_json::Value::Bool(*b),
+            // Integers through serde_json (exact); fractions through std's correctly rounded
+            // parser, as serde_json's own is not without its `float_roundtrip` feature.
+            Json::Number(text) if text.contains(['.', 'e', 'E']) => {
+                text.parse::<f64>().expect("number text").into()
+            }
+            Json::Number(text) => serde_json::from_str(text).expect("number text"),
+            Json::String(text) => serde_json::Value::String(text.clone()),
+            Json::Array(elements) => elements.iter().map(as_serde).collect(),
+            Json::Object(members) => serde_json::Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), as_serde(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| n.into()),
+            any::<u64>().prop_map(|n| n.into()),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| f.into()),
+            any::<String>().prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn json_like_noise() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        const TOKENS: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            "\n",
+            "\"k\"",
+            "\"\"",
+            "\"a\\u00e9\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\ud800\"",
+            "\"\\x\"",
+            "\"\\\"",
+            "\"\u{1}\"",
+            "\"é\"",
+            "0",
+            "01",
+            "-",
+            "-0",
+            "1.5",
+            "1.",
+            ".5",
+            "1e5",
+            "1E+2",
+            "2e-",
+            "1e",
+            "true",
+            "tru",
+            "false",
+            "null",
+            "nul",
+            "\"",
+        ];
+        proptest::collection::vec(proptest::sample::select(TOKENS), 0..12)
+            .prop_map(|tokens| tokens.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Every document serde_json writes, compact or pretty, reads back as the same value.
+        #[test]
+        fn reads_what_serde_json_writes(value in any_json()) {
+            for text in [value.to_string(), serde_json::to_string_pretty(&value).unwrap()] {
+                let parsed = parse(&text).map_err(|e| format!("{text}: {e:?}"));
+                proptest::prop_assert_eq!(parsed.map(|json| as_serde(&json)), Ok(value.clone()));
+            }
+        }
+
+        /// On token soup that is often almost JSON it accepts exactly what serde_json accepts,
+        /// and never panics.
+        #[test]
+        fn accepts_what_serde_json_accepts(text in json_like_noise()) {
+            let ours = parse(&text).map(|json| as_serde(&json)).ok();
+            let theirs = serde_json::from_str::<serde_json::Value>(&text).ok();
+            proptest::prop_assert_eq!(ours, theirs, "{:?}", text);
+        }
+    }
 }

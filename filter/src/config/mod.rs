@@ -826,4 +826,26 @@ mod tests {
             "no value, no tag"
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// A damaged configuration (bytes cut out, or swapped for others) is accepted or refused
+        /// with one line naming a field; it never panics.
+        #[test]
+        fn damaged_configurations_fail_with_one_line(
+            cut in 0..ISSUE_EXAMPLE.len(),
+            len in 0usize..6,
+            replacement in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3),
+        ) {
+            let mut bytes = ISSUE_EXAMPLE.as_bytes().to_vec();
+            let end = (cut + len).min(bytes.len());
+            bytes.splice(cut..end, replacement);
+            if let Err(error) = Config::from_json(&bytes) {
+                let line = error.to_string();
+                proptest::prop_assert!(line.starts_with("sidetrace config: `"), "{}", line);
+                proptest::prop_assert!(!line.contains('\n') && !line.contains('\r'), "{}", line);
+            }
+        }
+    }
 }
