@@ -11,3 +11,10 @@ cargo run --release -q -p sidetrace-mock-host --example cost
 echo
 echo "== Envoy: no tracing vs native OpenTelemetry tracer vs sidetrace"
 .venv/bin/python benches/envoy/run.py "$@"
+echo
+echo "== Envoy: where its CPU goes, per request (perf)"
+if command -v perf >/dev/null 2>&1; then
+    .venv/bin/python benches/envoy/profile.py
+else
+    echo "perf not installed (Debian: apt-get install linux-perf); skipped"
+fi
