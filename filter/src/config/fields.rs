@@ -86,11 +86,24 @@ pub fn string(path: &str, value: &Json) -> Result<String, ConfigError> {
     }
 }
 
-/// A whole number from 0 to `max`, written without a fraction or exponent.
+/// A whole number from 0 to `max`. `512.0` and `5e3` count as whole: a protobuf Struct (Istio's
+/// `pluginConfig`) holds every number as a double, and some converters print it that way.
 pub fn integer(path: &str, value: &Json, max: u64) -> Result<u64, ConfigError> {
     let Json::Number(text) = value else {
         return Err(wrong_type(path, value, "a whole number"));
     };
+    if text.contains(['.', 'e', 'E']) {
+        let (number, _) = decimal(path, value)?;
+        // Doubles are exact integers up to 2^53; past that "whole" cannot be told apart.
+        if number.fract() != 0.0 || !(0.0..=9_007_199_254_740_992.0).contains(&number) {
+            return Err(wrong_type(path, value, "a whole number"));
+        }
+        let number = number as u64;
+        if number > max {
+            return Err(invalid(path, format!("must be at most {max}, got {text}")));
+        }
+        return Ok(number);
+    }
     if !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(wrong_type(path, value, "a whole number"));
     }
@@ -334,7 +347,13 @@ mod tests {
                 10,
                 Err("invalid type: number -1, expected a whole number"),
             ),
-            ("1e3", 10_000, Err("expected a whole number")),
+            ("-1.0", 10, Err("expected a whole number")),
+            ("512.0", 1000, Ok(512)),
+            ("5e3", 10_000, Ok(5000)),
+            ("5.12E2", 1000, Ok(512)),
+            ("0.5e1", 10, Ok(5)),
+            ("5e3", 1000, Err("must be at most 1000, got 5e3")),
+            ("1e300", u64::MAX, Err("expected a whole number")),
         ];
         for (text, max, expected) in cases {
             let got = integer("f", &number(text), *max);
