@@ -73,19 +73,21 @@ fn per_request(scenario: &Scenario) -> (f64, f64) {
     )
 }
 
-/// Host calls and instructions per span for batching and export: 2048 queued spans leave as
-/// four 512-span exports that the collector accepts.
-fn per_exported_span() -> (f64, f64) {
+/// Host calls, instructions and payload bytes per span for batching and export: 2048 queued
+/// spans leave as four 512-span exports that the collector accepts.
+fn per_exported_span() -> (f64, f64, f64) {
     let mut host = host(&config(100, W3C_ONLY));
     for _ in 0..2048 {
         host.exchange(INBOUND, &request(None), 200).unwrap();
     }
     let (calls_before, fuel_before) = host.cost();
     let mut exported = 0;
+    let mut payload_bytes = 0;
     for _ in 0..50 {
         host.advance_ms(100);
         host.tick().unwrap();
         for call in host.take_grpc_calls() {
+            payload_bytes += call.payload.len();
             host.grpc_respond_ok(call.token, &[]).unwrap();
             exported += 1;
         }
@@ -95,6 +97,7 @@ fn per_exported_span() -> (f64, f64) {
     (
         (calls - calls_before) as f64 / 2048.0,
         (fuel - fuel_before) as f64 / 2048.0,
+        payload_bytes as f64 / 2048.0,
     )
 }
 
@@ -151,9 +154,10 @@ fn main() {
         let (calls, fuel) = per_request(scenario);
         println!("{:<40} {calls:>16.1} {fuel:>18.0}", scenario.name);
     }
-    let (calls, fuel) = per_exported_span();
+    let (calls, fuel, bytes) = per_exported_span();
     println!(
         "{:<40} {calls:>16.3} {fuel:>18.0}",
         "batching + export, per span"
     );
+    println!("\nOTLP bytes per exported span (server span, W3C, mock host's request): {bytes:.0}");
 }
