@@ -27,14 +27,7 @@ impl Setter for Discard {
 
 fn main() {
     let formats: Vec<Format> = match std::env::args().nth(1).as_deref() {
-        Some("all") => vec![
-            Format::TraceContext,
-            Format::Baggage,
-            Format::B3,
-            Format::B3Multi,
-            Format::XRay,
-            Format::Jaeger,
-        ],
+        Some("all") => sidetrace::config::DEFAULT_EXTRACT.to_vec(),
         _ => vec![Format::TraceContext],
     };
     let tracer = Tracer {

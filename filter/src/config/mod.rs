@@ -136,7 +136,8 @@ pub struct ResponseHeaders {
     pub trace_id_header: Option<String>,
 }
 
-const DEFAULT_EXTRACT: [Format; 6] = [
+/// `propagation.extract` when unset: every format sidetrace reads.
+pub const DEFAULT_EXTRACT: [Format; 6] = [
     Format::TraceContext,
     Format::Baggage,
     Format::B3,
@@ -144,7 +145,8 @@ const DEFAULT_EXTRACT: [Format; 6] = [
     Format::XRay,
     Format::Jaeger,
 ];
-const DEFAULT_INJECT: [Format; 3] = [Format::TraceContext, Format::Baggage, Format::B3Multi];
+/// `propagation.inject` when unset.
+pub const DEFAULT_INJECT: [Format; 3] = [Format::TraceContext, Format::Baggage, Format::B3Multi];
 
 /// Validated configuration.
 #[derive(Debug, Clone)]

@@ -129,23 +129,29 @@ mod tests {
         assert!(decode_export_response(&[0x0a, 0x02, 0x08]).is_err());
     }
 
+    /// A `RetryInfo` detail as the gRPC rich error model packs it.
+    fn retry_info(seconds: i64, nanos: i32) -> prost_types::Any {
+        let info = rpc::RetryInfo {
+            retry_delay: Some(prost_types::Duration { seconds, nanos }),
+        };
+        prost_types::Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: info.encode_to_vec(),
+        }
+    }
+
+    fn status(code: i32, message: &str, details: Vec<prost_types::Any>) -> Vec<u8> {
+        rpc::Status {
+            code,
+            message: message.into(),
+            details,
+        }
+        .encode_to_vec()
+    }
+
     #[test]
     fn agrees_with_prost_on_damaged_status_details() {
-        let info = rpc::RetryInfo {
-            retry_delay: Some(prost_types::Duration {
-                seconds: 1,
-                nanos: 250_000_000,
-            }),
-        };
-        let status = rpc::Status {
-            code: 14,
-            message: "unavailable".into(),
-            details: vec![prost_types::Any {
-                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                value: info.encode_to_vec(),
-            }],
-        }
-        .encode_to_vec();
+        let status = status(14, "unavailable", vec![retry_info(1, 250_000_000)]);
         let prost_delay = |bytes: &[u8]| {
             let status = rpc::Status::decode(bytes).ok()?;
             let any = status
@@ -212,36 +218,19 @@ mod tests {
 
     #[test]
     fn finds_the_retry_delay() {
-        let info = rpc::RetryInfo {
-            retry_delay: Some(prost_types::Duration {
-                seconds: 2,
-                nanos: 500_000_000,
-            }),
+        let debug_info = prost_types::Any {
+            type_url: "type.googleapis.com/google.rpc.DebugInfo".into(),
+            value: vec![],
         };
-        let status = rpc::Status {
-            code: 8,
-            message: "slow down".into(),
-            details: vec![
-                prost_types::Any {
-                    type_url: "type.googleapis.com/google.rpc.DebugInfo".into(),
-                    value: vec![],
-                },
-                prost_types::Any {
-                    type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                    value: info.encode_to_vec(),
-                },
-            ],
-        };
+        let slow_down = status(8, "slow down", vec![debug_info, retry_info(2, 500_000_000)]);
         assert_eq!(
-            retry_delay_from_status_details(&status.encode_to_vec()),
+            retry_delay_from_status_details(&slow_down),
             Some(Duration::from_millis(2500))
         );
-        let none = rpc::Status {
-            code: 8,
-            message: String::new(),
-            details: vec![],
-        };
-        assert_eq!(retry_delay_from_status_details(&none.encode_to_vec()), None);
+        assert_eq!(
+            retry_delay_from_status_details(&status(8, "", vec![])),
+            None
+        );
         assert_eq!(retry_delay_from_status_details(b"\xff\xff"), None);
     }
 }
