@@ -365,6 +365,14 @@ mod tests {
                 r#"{"collector":{"cluster":"c","headers":{"a\nb":"x"}}}"#,
                 "`collector.headers.a\\nb`: must be a lowercase header name",
             ),
+            (
+                r#"{"collector":{"cluster":"c"},"randomSamplingPercentage":1e501}"#,
+                "`randomSamplingPercentage`: must be between 0 and 100, got 1e501",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"batch":{"maxQueueSize":1e501}}"#,
+                "`batch.maxQueueSize`: invalid type: number 1e501, expected a whole number",
+            ),
             ("[1,2]", "invalid type"),
             ("{not json", "key must be a string"),
         ];
