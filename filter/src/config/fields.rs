@@ -2,7 +2,7 @@
 //! error. Each struct of the configuration takes its known fields, then `finish` rejects whatever
 //! is left, so a typo never silently does nothing.
 
-use super::json::{render_path, Json, PathStep};
+use super::json::{Json, ROOT};
 use super::{invalid, ConfigError};
 use std::collections::BTreeMap;
 
@@ -15,15 +15,15 @@ pub struct Fields<'j> {
 
 /// A field's path below `parent` (`(root)` is the document itself).
 pub fn child_path(parent: &str, key: &str) -> String {
-    if parent == "(root)" || parent.is_empty() {
-        render_path([PathStep::Key(key)])
+    if parent == ROOT || parent.is_empty() {
+        key.to_string()
     } else {
-        render_path([PathStep::Key(parent), PathStep::Key(key)])
+        format!("{parent}.{key}")
     }
 }
 
 fn index_path(parent: &str, index: usize) -> String {
-    render_path([PathStep::Key(parent), PathStep::Index(index)])
+    format!("{parent}[{index}]")
 }
 
 /// What a value is, for "expected X, got Y" reasons; strings are quoted and cut short so the

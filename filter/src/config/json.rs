@@ -46,31 +46,29 @@ enum Step {
     Index(usize),
 }
 
+/// How errors about the document as a whole name their place.
+pub const ROOT: &str = "(root)";
+
 /// `collector.headers.x-org`, `propagation.inject[1]`, or `(root)`.
-pub fn render_path<'a>(steps: impl IntoIterator<Item = PathStep<'a>>) -> String {
+fn render_path(steps: &[Step]) -> String {
     let mut path = String::new();
     for step in steps {
         match step {
-            PathStep::Key(key) => {
+            Step::Key(key) => {
                 if !path.is_empty() {
                     path.push('.');
                 }
                 path.push_str(key);
             }
-            PathStep::Index(index) => {
+            Step::Index(index) => {
                 let _ = write!(path, "[{index}]");
             }
         }
     }
     if path.is_empty() {
-        path.push_str("(root)");
+        path.push_str(ROOT);
     }
     path
-}
-
-pub enum PathStep<'a> {
-    Key(&'a str),
-    Index(usize),
 }
 
 struct Parser<'a> {
@@ -82,10 +80,7 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn error(&self, reason: &'static str) -> SyntaxError {
         SyntaxError {
-            path: render_path(self.path.iter().map(|step| match step {
-                Step::Key(key) => PathStep::Key(key),
-                Step::Index(index) => PathStep::Index(*index),
-            })),
+            path: render_path(&self.path),
             reason,
         }
     }

@@ -273,14 +273,14 @@ impl Config {
             ));
         }
         let text =
-            std::str::from_utf8(bytes).map_err(|_| invalid("(root)", "is not valid UTF-8"))?;
+            std::str::from_utf8(bytes).map_err(|_| invalid(json::ROOT, "is not valid UTF-8"))?;
         let document = json::parse(text).map_err(|error| invalid(&error.path, error.reason))?;
         Config::read(&document)
     }
 
     /// Reads and checks every field; the first problem found is the error.
     fn read(document: &Json) -> Result<Config, ConfigError> {
-        let mut fields = Fields::of("(root)", document)?;
+        let mut fields = Fields::of(json::ROOT, document)?;
         let directions = [
             ("auto", Direction::Auto),
             ("inbound", Direction::Inbound),
@@ -300,7 +300,7 @@ impl Config {
             match_: fields.get("match", match_)?.unwrap_or_default(),
             sampler: match fields.get("randomSamplingPercentage", sampler)? {
                 Some(sampler) => sampler,
-                None => Sampler::new(1.0).map_err(|reason| invalid("(root)", reason))?,
+                None => Sampler::new(1.0).map_err(|reason| invalid(json::ROOT, reason))?,
             },
             disable_span_reporting: fields
                 .get("disableSpanReporting", fields::boolean)?
