@@ -22,7 +22,7 @@ pub fn child_path(parent: &str, key: &str) -> String {
     }
 }
 
-fn index_path(parent: &str, index: usize) -> String {
+pub fn index_path(parent: &str, index: usize) -> String {
     format!("{parent}[{index}]")
 }
 

@@ -10,7 +10,7 @@ fn formats(path: &str, value: &Json) -> Result<Vec<Format>, ConfigError> {
     let names = fields::list(path, value, fields::string)?;
     let mut formats = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        let element = format!("{path}[{i}]");
+        let element = fields::index_path(path, i);
         let format = Format::from_name(name).ok_or_else(|| {
             invalid(
                 &element,
