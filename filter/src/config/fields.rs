@@ -41,14 +41,26 @@ fn describe(value: &Json) -> String {
 
 /// `"text"` with quotes, backslashes and control characters escaped, at most 64 characters.
 pub fn quoted(text: &str) -> String {
-    let mut out = String::from("\"");
+    delimited(text, '"')
+}
+
+/// `` `name` ``, escaped as `quoted` is: for names echoed back from the document.
+fn backticked(text: &str) -> String {
+    delimited(text, '`')
+}
+
+fn delimited(text: &str, delimiter: char) -> String {
+    let mut out = String::from(delimiter);
     for (count, c) in text.chars().enumerate() {
         if count == 64 {
             out.push_str("...");
             break;
         }
         match c {
-            '"' => out.push_str("\\\""),
+            c if c == delimiter => {
+                out.push('\\');
+                out.push(c);
+            }
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
@@ -59,7 +71,7 @@ pub fn quoted(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('"');
+    out.push(delimiter);
     out
 }
 
@@ -121,7 +133,7 @@ pub fn integer(path: &str, value: &Json, max: u64) -> Result<u64, ConfigError> {
 /// A JSON number as the nearest-enough f64 for a percentage: exact for up to 15 significant
 /// digits with an exponent within ±22 (every percentage anyone writes), within an ulp or two
 /// beyond that. The text is already checked against JSON's grammar.
-pub fn decimal(path: &str, value: &Json) -> Result<(f64, String), ConfigError> {
+pub fn decimal<'j>(path: &str, value: &'j Json) -> Result<(f64, &'j str), ConfigError> {
     let Json::Number(text) = value else {
         return Err(wrong_type(path, value, "a number"));
     };
@@ -171,7 +183,7 @@ pub fn decimal(path: &str, value: &Json) -> Result<(f64, String), ConfigError> {
     } else {
         number = number / scale(-22) / scale(exponent + 22);
     }
-    Ok((if negative { -number } else { number }, text.clone()))
+    Ok((if negative { -number } else { number }, text))
 }
 
 pub fn boolean(path: &str, value: &Json) -> Result<bool, ConfigError> {
@@ -198,7 +210,7 @@ pub fn choice<T: Copy>(
                 path,
                 format!(
                     "unknown variant {}, expected one of {}",
-                    quoted(&name).replace('"', "`"),
+                    backticked(&name),
                     one_of(&names)
                 ),
             )
@@ -311,7 +323,7 @@ impl<'j> Fields<'j> {
                     &child_path(&self.path, name),
                     format!(
                         "unknown field {}, expected one of {}",
-                        quoted(name).replace('"', "`"),
+                        backticked(name),
                         one_of(&self.known)
                     ),
                 ))
@@ -395,7 +407,8 @@ mod tests {
             "123.456e-5",
             "0.1000000000000000055511151231257827",
         ] {
-            let (got, written) = decimal("f", &number(text)).unwrap();
+            let value = number(text);
+            let (got, written) = decimal("f", &value).unwrap();
             let want: f64 = text.parse().unwrap();
             assert_eq!(written, text);
             let close = got == want || ((got - want) / want).abs() < 1e-15;
@@ -465,5 +478,6 @@ mod tests {
     fn quoting_keeps_one_line() {
         assert_eq!(quoted("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u{1}\"");
         assert!(quoted(&"x".repeat(100)).ends_with("...\""));
+        assert_eq!(backticked("a`b\n\"c"), "`a\\`b\\n\"c`");
     }
 }
