@@ -19,15 +19,13 @@ wasm-target:
 # The release build is size-tuned in Cargo.toml; wasm-opt trims it further when installed.
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p sidetrace
-	python3 filter/trim_exports.py $(WASM_BUILT) $(WASM).trimmed
 	@if command -v wasm-opt >/dev/null 2>&1; then \
 		wasm-opt -O3 --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 			--enable-nontrapping-float-to-int --enable-mutable-globals \
-			$(WASM).trimmed -o $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+			$(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); \
 	else \
-		echo "wasm-opt not found: using the unoptimised module"; cp $(WASM).trimmed $(WASM); \
+		echo "wasm-opt not found: using the unoptimised module"; cp $(WASM_BUILT) $(WASM); \
 	fi
-	@rm -f $(WASM).trimmed
 	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes"
 
 venv: $(VENV)/.installed

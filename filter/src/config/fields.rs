@@ -56,23 +56,34 @@ fn delimited(text: &str, delimiter: char) -> String {
             out.push_str("...");
             break;
         }
-        match c {
-            c if c == delimiter => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32));
-            }
-            c => out.push(c),
+        if c == delimiter {
+            out.push('\\');
         }
+        push_escaped(&mut out, c);
     }
     out.push(delimiter);
     out
+}
+
+/// `text` with backslashes and control characters escaped, so a name taken from the document
+/// cannot split the log line it is echoed in.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        c => out.push(c),
+    }
 }
 
 pub fn wrong_type(path: &str, value: &Json, expected: &str) -> ConfigError {

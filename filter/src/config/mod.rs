@@ -29,14 +29,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
-    // Keys come from the document: a newline in one must not split the log line.
-    let field = if field.chars().any(char::is_control) {
-        field.escape_default().to_string()
-    } else {
-        field.to_string()
-    };
     ConfigError {
-        field,
+        // Keys come from the document: a newline in one must not split the log line.
+        field: fields::escaped(field),
         reason: reason.into(),
     }
 }

@@ -73,8 +73,15 @@ pub fn put_message(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8
     let body_len = out.len() - slot - 1;
     if body_len < 0x80 {
         out[slot] = body_len as u8;
-        return;
+    } else {
+        widen_length_slot(out, slot, body_len);
     }
+}
+
+/// Writes a length that needs more than the one byte reserved at `slot`, shifting the body up.
+/// Kept out of line: `put_message` is inlined at every nested message, and this is the rare path.
+#[inline(never)]
+fn widen_length_slot(out: &mut Vec<u8>, slot: usize, body_len: usize) {
     let mut prefix = [0u8; 10];
     let prefix_len = varint_len(body_len as u64);
     let mut value = body_len as u64;
@@ -83,7 +90,11 @@ pub fn put_message(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8
         value >>= 7;
     }
     out[slot] = prefix[0];
-    out.splice(slot + 1..slot + 1, prefix[1..prefix_len].iter().copied());
+    let body_start = slot + 1;
+    let extra = prefix_len - 1;
+    out.resize(out.len() + extra, 0);
+    out.copy_within(body_start..body_start + body_len, body_start + extra);
+    out[body_start..body_start + extra].copy_from_slice(&prefix[1..prefix_len]);
 }
 
 /// One field's value as read off the wire.

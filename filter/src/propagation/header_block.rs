@@ -127,7 +127,8 @@ impl Getter for HeaderBlock {
     }
 }
 
-/// The proxy-wasm serialization of `pairs`, as a host produces it (for tests and the mock host).
+/// The proxy-wasm serialization of `pairs`: what a host hands over for a header map, and what it
+/// takes as a gRPC call's initial metadata.
 pub fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());

@@ -1,40 +1,44 @@
-//! Small typed wrappers over host calls. Header values are read as bytes: the SDK's string
-//! variants abort the VM on a non-UTF-8 value, which a hostile client can send.
+//! Typed wrappers over the host calls of `abi`. Header values are read as bytes: a hostile client
+//! can send a value that is not UTF-8, and that must never abort the VM.
 
-use crate::propagation::{Getter, HeaderBlock, Setter};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
-use std::time::UNIX_EPOCH;
+use super::abi;
+use crate::propagation::{header_block, Getter, HeaderBlock, Setter};
 
-extern "C" {
-    // The SDK's wrapper copies every name and value into its own heap strings; this reads the
-    // host's serialized map as one buffer.
-    fn proxy_get_header_map_pairs(
-        map_type: u32,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> u32;
+/// Takes ownership of a buffer the host filled: the host obtained it from
+/// `proxy_on_memory_allocate`, which hands out a leaked boxed slice of exactly `size` bytes.
+fn take_host_buffer(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if status != abi::OK {
+        return None;
+    }
+    if data.is_null() || size == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: see above; the allocation is handed back once, here.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// Request headers as one map, fetched with a single host call and indexed in place. Values
 /// that are not UTF-8 cannot carry valid trace context and are left out; their count is
 /// returned.
 pub fn request_headers() -> (HeaderBlock, u32) {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer it obtained from `proxy_on_memory_allocate` (the SDK's
-    // export, which hands out a forgotten `Vec<u8>` of exactly `size` bytes) and its length, so
-    // ownership of that allocation passes to us; the SDK's own `get_map_bytes` does the same.
-    let bytes = unsafe {
-        let status =
-            proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size);
-        if status != 0 || data.is_null() {
-            Vec::new()
-        } else {
-            Vec::from_raw_parts(data, size, size)
-        }
-    };
-    HeaderBlock::parse(bytes)
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    // SAFETY: the host writes a buffer pointer and its length into the two locals.
+    let status =
+        unsafe { abi::proxy_get_header_map_pairs(abi::REQUEST_HEADERS, &mut data, &mut size) };
+    HeaderBlock::parse(take_host_buffer(status, data, size).unwrap_or_default())
+}
+
+fn set_header(map_type: u32, name: &str, value: &str) {
+    // SAFETY: both slices outlive the call; the host copies them.
+    unsafe {
+        abi::proxy_replace_header_map_value(
+            map_type,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        );
+    }
 }
 
 /// Writes headers straight into the proxy's request header map. Removing a header the request
@@ -45,22 +49,76 @@ pub struct RequestHeaderWriter<'a> {
 
 impl Setter for RequestHeaderWriter<'_> {
     fn set(&mut self, name: &str, value: &str) {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        set_header(abi::REQUEST_HEADERS, name, value);
     }
 
     fn remove(&mut self, name: &str) {
         if self.received.get(name).is_some() {
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            // SAFETY: the name outlives the call.
+            unsafe {
+                abi::proxy_remove_header_map_value(abi::REQUEST_HEADERS, name.as_ptr(), name.len());
+            }
         }
     }
 }
 
 pub fn set_response_header(name: &str, value: &str) {
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+    set_header(abi::RESPONSE_HEADERS, name, value);
+}
+
+/// A value of the gRPC callout's trailing metadata, during `proxy_on_grpc_receive_trailing_metadata`.
+pub fn grpc_trailer(name: &str) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    // SAFETY: the name outlives the call; the host writes a buffer pointer and length.
+    let status = unsafe {
+        abi::proxy_get_header_map_value(
+            abi::GRPC_TRAILING_METADATA,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    take_host_buffer(status, data, size)
+}
+
+fn buffer(buffer_type: u32, size: usize) -> Vec<u8> {
+    let (mut data, mut returned) = (std::ptr::null_mut(), 0);
+    // SAFETY: the host writes a buffer pointer and length into the two locals.
+    let status =
+        unsafe { abi::proxy_get_buffer_bytes(buffer_type, 0, size, &mut data, &mut returned) };
+    take_host_buffer(status, data, returned).unwrap_or_default()
+}
+
+/// The plugin's configuration, during `proxy_on_configure`.
+pub fn plugin_configuration(size: usize) -> Vec<u8> {
+    buffer(abi::PLUGIN_CONFIGURATION, size)
+}
+
+/// The message a gRPC callout received, during `proxy_on_grpc_receive`.
+pub fn grpc_message(size: usize) -> Vec<u8> {
+    buffer(abi::GRPC_RECEIVE_BUFFER, size)
+}
+
+/// A property path travels as its segments joined by NUL bytes.
+fn property_path(path: &[&str]) -> Vec<u8> {
+    let mut joined = Vec::with_capacity(path.iter().map(|s| s.len() + 1).sum());
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 {
+            joined.push(0);
+        }
+        joined.extend_from_slice(segment.as_bytes());
+    }
+    joined
 }
 
 pub fn property_bytes(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+    let path = property_path(path);
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    // SAFETY: the path outlives the call; the host writes a buffer pointer and length.
+    let status =
+        unsafe { abi::proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    take_host_buffer(status, data, size)
 }
 
 pub fn property_string(path: &[&str]) -> Option<String> {
@@ -77,24 +135,102 @@ pub fn property_int(path: &[&str]) -> Option<i64> {
 }
 
 pub fn set_filter_state(name: &str, value: &[u8]) {
-    let _ = hostcalls::set_property(vec![name], Some(value));
+    // SAFETY: both slices outlive the call; the host copies them.
+    unsafe {
+        abi::proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len());
+    }
 }
 
 pub fn now_unix_nanos() -> u64 {
-    let now = hostcalls::get_current_time().unwrap_or(UNIX_EPOCH);
-    now.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    let mut now = 0;
+    // SAFETY: the host writes one u64.
+    unsafe { abi::proxy_get_current_time_nanoseconds(&mut now) };
+    now
+}
+
+pub fn set_tick_period_ms(period: u32) {
+    // SAFETY: a plain value call.
+    unsafe { abi::proxy_set_tick_period_milliseconds(period) };
+}
+
+/// Tells the host a root context that answered `false` to `proxy_on_done` has finished.
+pub fn done() {
+    // SAFETY: a plain call.
+    unsafe { abi::proxy_done() };
+}
+
+pub fn define_metric(metric_type: u32, name: &str) -> Option<u32> {
+    let mut id = 0;
+    // SAFETY: the name outlives the call; the host writes one u32.
+    let status =
+        unsafe { abi::proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) };
+    (status == abi::OK).then_some(id)
+}
+
+pub fn increment_metric(id: u32, delta: i64) {
+    // SAFETY: a plain value call.
+    unsafe { abi::proxy_increment_metric(id, delta) };
+}
+
+/// Opens a gRPC stream to `target` (a serialized `GrpcService` or a cluster name) and sends
+/// `message` as its only message. Returns the stream's token, or the host's failure status.
+pub fn send_grpc_message(
+    target: &[u8],
+    service: &str,
+    method: &str,
+    metadata: &[(&[u8], &[u8])],
+    message: &[u8],
+) -> Result<u32, u32> {
+    let metadata = if metadata.is_empty() {
+        Vec::new()
+    } else {
+        header_block::serialize(metadata)
+    };
+    let mut token = 0;
+    // SAFETY: every slice outlives the call; the host copies them and writes one u32.
+    let status = unsafe {
+        abi::proxy_grpc_stream(
+            target.as_ptr(),
+            target.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            metadata.as_ptr(),
+            metadata.len(),
+            &mut token,
+        )
+    };
+    if status != abi::OK {
+        return Err(status);
+    }
+    // SAFETY: the message outlives the call; the host copies it.
+    let status = unsafe { abi::proxy_grpc_send(token, message.as_ptr(), message.len(), 1) };
+    if status != abi::OK {
+        cancel_grpc(token);
+        return Err(status);
+    }
+    Ok(token)
+}
+
+pub fn cancel_grpc(token: u32) {
+    // SAFETY: a plain value call.
+    unsafe { abi::proxy_grpc_cancel(token) };
+}
+
+pub fn log(level: u32, message: &str) {
+    // SAFETY: the message outlives the call; the host copies it.
+    unsafe { abi::proxy_log(level, message.as_ptr(), message.len()) };
 }
 
 pub fn log_error(message: &str) {
-    let _ = hostcalls::log(proxy_wasm::types::LogLevel::Error, message);
+    log(abi::LOG_ERROR, message);
 }
 
 pub fn log_info(message: &str) {
-    let _ = hostcalls::log(proxy_wasm::types::LogLevel::Info, message);
+    log(abi::LOG_INFO, message);
 }
 
 pub fn log_warn(message: &str) {
-    let _ = hostcalls::log(proxy_wasm::types::LogLevel::Warn, message);
+    log(abi::LOG_WARN, message);
 }

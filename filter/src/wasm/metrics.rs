@@ -2,9 +2,9 @@
 //! `wasmcustom.`). Defined once per VM; exporter counts are pushed as deltas of its own exact
 //! statistics, so the host's numbers can never drift from the exporter's.
 
+use super::abi::{METRIC_COUNTER, METRIC_GAUGE};
+use super::host;
 use crate::export::ExportStats;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 use std::cell::{Cell, RefCell};
 
 pub const SPANS_STARTED: &str = "sidetrace.spans_started";
@@ -34,8 +34,8 @@ thread_local! {
     static IDS: Cell<Option<MetricIds>> = const { Cell::new(None) };
 }
 
-fn define(kind: MetricType, name: &str) -> u32 {
-    hostcalls::define_metric(kind, name).unwrap_or(u32::MAX)
+fn define(kind: u32, name: &str) -> u32 {
+    host::define_metric(kind, name).unwrap_or(u32::MAX)
 }
 
 /// The VM's metric ids, defined on first use.
@@ -45,15 +45,15 @@ pub fn ids() -> MetricIds {
             return ids;
         }
         let ids = MetricIds {
-            spans_started: define(MetricType::Counter, SPANS_STARTED),
-            spans_sampled: define(MetricType::Counter, SPANS_SAMPLED),
-            spans_exported: define(MetricType::Counter, SPANS_EXPORTED),
-            spans_dropped: define(MetricType::Counter, SPANS_DROPPED),
-            spans_queued: define(MetricType::Gauge, SPANS_QUEUED),
-            export_requests: define(MetricType::Counter, EXPORT_REQUESTS),
-            export_failures: define(MetricType::Counter, EXPORT_FAILURES),
-            invalid_context: define(MetricType::Counter, INVALID_CONTEXT),
-            outbound_without_context: define(MetricType::Counter, OUTBOUND_WITHOUT_CONTEXT),
+            spans_started: define(METRIC_COUNTER, SPANS_STARTED),
+            spans_sampled: define(METRIC_COUNTER, SPANS_SAMPLED),
+            spans_exported: define(METRIC_COUNTER, SPANS_EXPORTED),
+            spans_dropped: define(METRIC_COUNTER, SPANS_DROPPED),
+            spans_queued: define(METRIC_GAUGE, SPANS_QUEUED),
+            export_requests: define(METRIC_COUNTER, EXPORT_REQUESTS),
+            export_failures: define(METRIC_COUNTER, EXPORT_FAILURES),
+            invalid_context: define(METRIC_COUNTER, INVALID_CONTEXT),
+            outbound_without_context: define(METRIC_COUNTER, OUTBOUND_WITHOUT_CONTEXT),
         };
         cell.set(Some(ids));
         ids
@@ -97,7 +97,7 @@ pub fn flush_pending() {
 
 pub fn add(id: u32, delta: i64) {
     if delta != 0 && id != u32::MAX {
-        let _ = hostcalls::increment_metric(id, delta);
+        host::increment_metric(id, delta);
     }
 }
 

@@ -8,13 +8,8 @@ use crate::config::Config;
 use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
 use crate::otlp::{decode_export_response, grpc_service_target, retry_delay_from_status_details};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
 const METHOD: &str = "Export";
@@ -53,6 +48,7 @@ impl Shared {
 
 /// One export on the wire: a gRPC stream carrying a single request message.
 struct InFlight {
+    token: u32,
     batch_id: u64,
     deadline_ms: u64,
     rejected_spans: u64,
@@ -61,8 +57,8 @@ struct InFlight {
 
 pub struct SidetraceRoot {
     shared: Option<Rc<Shared>>,
-    /// gRPC stream token → the export it carries.
-    in_flight: HashMap<u32, InFlight>,
+    /// Exports on the wire, at most `batch.maxConcurrentExports`: a list is all it takes.
+    in_flight: Vec<InFlight>,
     /// Set once `on_done` asked us to finish: no new batches wait for the schedule.
     draining: bool,
 }
@@ -71,7 +67,7 @@ impl SidetraceRoot {
     pub fn new() -> Self {
         SidetraceRoot {
             shared: None,
-            in_flight: HashMap::new(),
+            in_flight: Vec::new(),
             draining: false,
         }
     }
@@ -87,19 +83,12 @@ impl SidetraceRoot {
         };
         let now = Self::now_ms();
         let collector = &shared.plugin.config.collector;
-        let metadata: Vec<(&str, &[u8])> = collector
+        let metadata: Vec<(&[u8], &[u8])> = collector
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
-        let target_bytes = grpc_service_target(&collector.cluster, collector.authority.as_deref());
-        let target = match std::str::from_utf8(&target_bytes) {
-            Ok(target) => target,
-            Err(_) => {
-                host::log_warn("sidetrace: `collector.authority` too long to pass to Envoy; using the cluster's own");
-                collector.cluster.as_str()
-            }
-        };
+        let target = grpc_service_target(&collector.cluster, collector.authority.as_deref());
         loop {
             let encoder = &shared.plugin.encoder;
             let dispatch = shared
@@ -109,29 +98,21 @@ impl SidetraceRoot {
             let Some(dispatch) = dispatch else { break };
             // A stream, not a unary callout: Envoy hands a stream's trailing metadata to the
             // module (the RetryInfo of RESOURCE_EXHAUSTED lives there); a unary callout gets none.
-            let sent = hostcalls::open_grpc_stream(target, SERVICE, METHOD, metadata.clone())
-                .and_then(|token| {
-                    hostcalls::send_grpc_stream_message(token, Some(&dispatch.payload), true)
-                        .map(|_| token)
-                        .inspect_err(|_| {
-                            let _ = hostcalls::cancel_grpc_stream(token);
-                        })
-                });
+            let sent =
+                host::send_grpc_message(&target, SERVICE, METHOD, &metadata, &dispatch.payload);
             match sent {
                 Ok(token) => {
-                    self.in_flight.insert(
+                    self.in_flight.push(InFlight {
                         token,
-                        InFlight {
-                            batch_id: dispatch.batch_id,
-                            deadline_ms: now + collector.timeout_ms,
-                            rejected_spans: 0,
-                            retry_delay_ms: None,
-                        },
-                    );
+                        batch_id: dispatch.batch_id,
+                        deadline_ms: now + collector.timeout_ms,
+                        rejected_spans: 0,
+                        retry_delay_ms: None,
+                    });
                 }
                 Err(status) => {
                     host::log_warn(&format!(
-                        "sidetrace: export to cluster `{}` could not start ({status:?}); will retry",
+                        "sidetrace: export to cluster `{}` could not start (status {status}); will retry",
                         collector.cluster
                     ));
                     shared
@@ -155,7 +136,7 @@ impl SidetraceRoot {
             .complete(batch_id, outcome, Self::now_ms());
         self.flush();
         if self.draining && self.in_flight.is_empty() {
-            self.done();
+            host::done();
         }
     }
 
@@ -166,12 +147,12 @@ impl SidetraceRoot {
         let overdue: Vec<u32> = self
             .in_flight
             .iter()
-            .filter(|(_, e)| now >= e.deadline_ms)
-            .map(|(token, _)| *token)
+            .filter(|export| now >= export.deadline_ms)
+            .map(|export| export.token)
             .collect();
         for token in overdue {
-            let _ = hostcalls::cancel_grpc_stream(token);
-            if let Some(export) = self.in_flight.remove(&token) {
+            host::cancel_grpc(token);
+            if let Some(export) = self.take_in_flight(token) {
                 self.complete(
                     export.batch_id,
                     Outcome::Failure {
@@ -181,6 +162,14 @@ impl SidetraceRoot {
                 );
             }
         }
+    }
+
+    fn take_in_flight(&mut self, token: u32) -> Option<InFlight> {
+        let at = self
+            .in_flight
+            .iter()
+            .position(|export| export.token == token)?;
+        Some(self.in_flight.swap_remove(at))
     }
 
     fn exporter_settings(config: &Config) -> ExportSettings {
@@ -196,15 +185,14 @@ impl SidetraceRoot {
             },
         }
     }
-}
 
-impl Context for SidetraceRoot {
-    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
-        let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, message_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let Some(export) = self.in_flight.get_mut(&token_id) else {
+    pub fn on_grpc_message(&mut self, token_id: u32, message_size: usize) {
+        let body = host::grpc_message(message_size);
+        let Some(export) = self
+            .in_flight
+            .iter_mut()
+            .find(|export| export.token == token_id)
+        else {
             return;
         };
         match decode_export_response(&body) {
@@ -215,14 +203,13 @@ impl Context for SidetraceRoot {
         }
     }
 
-    fn on_grpc_stream_trailing_metadata(&mut self, token_id: u32, _num_elements: u32) {
-        let details = hostcalls::get_map_value_bytes(
-            MapType::GrpcReceiveTrailingMetadata,
-            "grpc-status-details-bin",
-        )
-        .ok()
-        .flatten();
-        if let Some(export) = self.in_flight.get_mut(&token_id) {
+    pub fn on_grpc_trailing_metadata(&mut self, token_id: u32) {
+        let details = host::grpc_trailer("grpc-status-details-bin");
+        if let Some(export) = self
+            .in_flight
+            .iter_mut()
+            .find(|export| export.token == token_id)
+        {
             export.retry_delay_ms = details
                 .as_deref()
                 .and_then(retry_delay_from_status_details)
@@ -230,8 +217,8 @@ impl Context for SidetraceRoot {
         }
     }
 
-    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
-        let Some(export) = self.in_flight.remove(&token_id) else {
+    pub fn on_grpc_close(&mut self, token_id: u32, status_code: u32) {
+        let Some(export) = self.take_in_flight(token_id) else {
             return;
         };
         let outcome = if status_code == GRPC_OK {
@@ -250,7 +237,8 @@ impl Context for SidetraceRoot {
         self.complete(export.batch_id, outcome);
     }
 
-    fn on_done(&mut self) -> bool {
+    /// `false` while exports are still on the wire; `host::done` follows when they settle.
+    pub fn on_done(&mut self) -> bool {
         super::metrics::flush_pending();
         let Some(shared) = self.shared.clone() else {
             return true;
@@ -286,11 +274,9 @@ impl Context for SidetraceRoot {
         }
         false
     }
-}
 
-impl RootContext for SidetraceRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+    pub fn on_configure(&mut self, configuration_size: usize) -> bool {
+        let bytes = host::plugin_configuration(configuration_size);
         let config = match Config::from_json(&bytes) {
             Ok(config) => config,
             Err(error) => {
@@ -313,22 +299,19 @@ impl RootContext for SidetraceRoot {
             ids: RefCell::new(ids),
             stats: StatsPublisher::new(),
         }));
-        self.set_tick_period(Duration::from_millis(tick));
+        host::set_tick_period_ms(tick as u32);
         true
     }
 
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         super::metrics::flush_pending();
         self.expire_overdue();
         self.flush();
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(SidetraceStream::new(shared)))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// A stream of this plugin; none before a configuration was accepted, so an unconfigured
+    /// plugin lets traffic through untouched.
+    pub fn new_stream(&self) -> Option<SidetraceStream> {
+        Some(SidetraceStream::new(self.shared.clone()?))
     }
 }

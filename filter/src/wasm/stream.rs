@@ -10,8 +10,6 @@ use crate::http_span::{Exchange, SpanDecorations};
 use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
 use crate::tracer::SpanStart;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 pub struct SidetraceStream {
@@ -166,12 +164,8 @@ impl SidetraceStream {
             .or_else(listener_kind)
             .unwrap_or(SpanKind::Server)
     }
-}
 
-impl Context for SidetraceStream {}
-
-impl HttpContext for SidetraceStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    pub fn on_request_headers(&mut self) {
         let plugin = &self.shared.plugin;
         let (request, unreadable) = host::request_headers();
         let kind = Self::span_kind(plugin);
@@ -212,16 +206,15 @@ impl HttpContext for SidetraceStream {
                 request,
             });
         }
-        Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    pub fn on_response_headers(&mut self) {
         let Some(value) = self
             .trace_response
             .as_ref()
             .and_then(|v| std::str::from_utf8(v).ok())
         else {
-            return Action::Continue;
+            return;
         };
         let response_headers = &self.shared.plugin.config.response_headers;
         if response_headers.traceresponse {
@@ -231,10 +224,9 @@ impl HttpContext for SidetraceStream {
             // The trace id is the second field of a version-00 traceparent.
             host::set_response_header(name, &value[3..35]);
         }
-        Action::Continue
     }
 
-    fn on_log(&mut self) {
+    pub fn on_log(&mut self) {
         if let Some(recording) = self.recording.take() {
             self.finish(recording);
         }

@@ -890,31 +890,108 @@ fn default_batching_sustains_25000_spans_per_second_without_drops() {
 }
 
 /// Hosts call an exported callback on every event it names (body callbacks on every chunk):
-/// the module exports only the ones sidetrace acts on.
+/// the module exports exactly the callbacks sidetrace acts on, and what the ABI requires.
 #[test]
 fn only_the_callbacks_in_use_are_exported() {
     let mut host = configured("");
-    let exports = host.exports();
-    for needed in [
+    let mut exports = host.exports();
+    exports.retain(|name| name != "memory");
+    exports.sort();
+    let mut expected = vec![
+        "_initialize",
+        "proxy_abi_version_0_2_1",
+        "proxy_on_memory_allocate",
+        "proxy_on_vm_start",
+        "proxy_on_context_create",
+        "proxy_on_configure",
+        "proxy_on_tick",
         "proxy_on_request_headers",
         "proxy_on_response_headers",
         "proxy_on_log",
+        "proxy_on_done",
         "proxy_on_delete",
-        "proxy_on_tick",
         "proxy_on_grpc_receive",
+        "proxy_on_grpc_receive_trailing_metadata",
         "proxy_on_grpc_close",
-    ] {
-        assert!(exports.iter().any(|e| e == needed), "{needed} missing");
+    ];
+    expected.sort();
+    assert_eq!(exports, expected);
+}
+
+/// A plugin whose configuration was refused has no streams: its requests pass untouched.
+#[test]
+fn a_refused_configuration_leaves_traffic_untouched() {
+    let mut host = MockHost::load().unwrap();
+    assert!(!host.configure(r#"{"collector":{}}"#).unwrap());
+    let traceparent = w3c(TRACE, CALLER, "01");
+    let stream = host.new_stream().unwrap();
+    let headers = request("/orders/7", &[("traceparent", &traceparent)]);
+    let action = host.request_headers(stream, &headers).unwrap();
+    assert_eq!(action, sidetrace_mock_host::Action::Continue);
+    assert_eq!(
+        host.request_header(stream, "traceparent"),
+        Some(traceparent)
+    );
+    assert_eq!(host.request_header(stream, "x-b3-traceid"), None);
+    host.set_stream_int_property(stream, &["response", "code"], 200);
+    host.response_headers(stream, &[(":status", "200")])
+        .unwrap();
+    host.finish_stream(stream).unwrap();
+    host.advance_ms(1000);
+    host.tick().unwrap();
+    assert!(host.grpc_calls().is_empty());
+}
+
+/// Streams overlap and end in any order; each keeps its own trace through to its span.
+#[test]
+fn overlapping_streams_ending_out_of_order_keep_their_own_spans() {
+    let mut host = configured("");
+    let parents: Vec<String> = (0..6).map(|i| format!("{:016x}", 0x1000 + i)).collect();
+    let mut streams = Vec::new();
+    for parent in &parents {
+        let stream = host.new_stream().unwrap();
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+        let traceparent = w3c(TRACE, parent, "01");
+        host.request_headers(stream, &request("/", &[("traceparent", &traceparent)]))
+            .unwrap();
+        streams.push((stream, parent.clone()));
     }
-    for unused in [
-        "proxy_on_request_body",
-        "proxy_on_response_body",
-        "proxy_on_request_trailers",
-        "proxy_on_downstream_data",
-        "proxy_on_http_call_response",
-    ] {
-        assert!(!exports.iter().any(|e| e == unused), "{unused} exported");
+    for at in [3, 0, 5, 1, 4, 2] {
+        let (stream, parent) = &streams[at];
+        // The status tells the spans apart in the export.
+        host.set_stream_int_property(*stream, &["response", "code"], 200 + at as i64);
+        host.finish_stream(*stream).unwrap();
+        assert!(
+            host.request_header(*stream, "traceparent").is_some(),
+            "{parent}"
+        );
     }
+    let exported: Vec<Span> = flush(&mut host)
+        .iter()
+        .flat_map(|(_, request)| spans(request))
+        .collect();
+    assert_eq!(exported.len(), parents.len());
+    for span in exported {
+        let Some(Value::IntValue(status)) = attr(&span, "http.response.status_code") else {
+            panic!("no status on {span:?}");
+        };
+        let at = (status - 200) as usize;
+        assert_eq!(hex(&span.parent_span_id), parents[at], "stream {at}");
+        assert_eq!(hex(&span.trace_id), TRACE);
+    }
+}
+
+/// gRPC callbacks for a stream the module never opened (or already closed) change nothing.
+#[test]
+fn grpc_callbacks_for_unknown_streams_are_ignored() {
+    let mut host = configured("");
+    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    host.grpc_respond_ok(9999, &ok_response()).unwrap();
+    host.grpc_respond_error(9998, 14, "unavailable").unwrap();
+    let exports = flush(&mut host);
+    assert_eq!(exports.len(), 1);
+    assert_eq!(metric(&host, "export_failures"), 0);
+    assert_counts_reconcile(&host);
 }
 
 /// Each span property is a host call: a span reads only what it will carry.
