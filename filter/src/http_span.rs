@@ -51,6 +51,16 @@ pub fn flags_worth_reading(status_code: Option<u32>) -> bool {
     status_code.is_none_or(|code| code == 0 || code >= 400)
 }
 
+/// A response's `:status` value: three digits, as HTTP/1.1 and HTTP/2 both require.
+pub fn parse_status(value: &[u8]) -> Option<u32> {
+    match value {
+        [a, b, c] if value.iter().all(u8::is_ascii_digit) => {
+            Some(u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0'))
+        }
+        _ => None,
+    }
+}
+
 impl<'a> Exchange<'a> {
     pub fn method(&self) -> &'a str {
         self.request.get(":method").unwrap_or("GET")
@@ -254,6 +264,22 @@ fn protocol_version(protocol: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::propagation::Headers;
+
+    #[test]
+    fn status_is_three_digits() {
+        let cases: [(&[u8], Option<u32>); 7] = [
+            (b"200", Some(200)),
+            (b"503", Some(503)),
+            (b"099", Some(99)),
+            (b"20", None),
+            (b"2000", None),
+            (b"2x0", None),
+            (b"", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_status(value), expected, "{value:?}");
+        }
+    }
 
     #[test]
     fn reads_only_the_properties_a_span_will_carry() {

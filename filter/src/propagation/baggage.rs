@@ -90,7 +90,8 @@ fn is_value_octet(c: u8) -> bool {
     matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
 }
 
-/// Decodes `%XX`; malformed escapes stay as written, invalid UTF-8 is replaced.
+/// Decodes `%XX`; malformed escapes stay as written, and so does a value whose escapes decode
+/// to invalid UTF-8.
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -108,7 +109,7 @@ pub fn percent_decode(text: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
 /// Encodes everything outside the W3C value octets, and `%` itself.
@@ -178,6 +179,8 @@ mod tests {
         assert_eq!(parsed(&[]), Ok(None));
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        // Escapes that decode to invalid UTF-8 leave the value as it was written.
+        assert_eq!(percent_decode("bad%FF%C3"), "bad%FF%C3");
     }
 
     #[test]

@@ -112,6 +112,14 @@ impl Plugin {
         }
     }
 
+    /// Whether spans are recorded, when the answer does not depend on their kind.
+    pub fn records_whatever_kind(&self) -> Option<bool> {
+        if self.config.disable_span_reporting {
+            return Some(false);
+        }
+        (self.config.match_.mode == MatchMode::ClientAndServer).then_some(true)
+    }
+
     pub fn is_excluded(&self, path: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or(path);
         self.config

@@ -61,6 +61,8 @@ pub struct SidetraceRoot {
     in_flight: Vec<InFlight>,
     /// Set once `on_done` asked us to finish: no new batches wait for the schedule.
     draining: bool,
+    /// Nothing more to do: the host may forget this context.
+    finished: bool,
 }
 
 impl SidetraceRoot {
@@ -69,6 +71,7 @@ impl SidetraceRoot {
             shared: None,
             in_flight: Vec::new(),
             draining: false,
+            finished: false,
         }
     }
 
@@ -135,7 +138,8 @@ impl SidetraceRoot {
             .borrow_mut()
             .complete(batch_id, outcome, Self::now_ms());
         self.flush();
-        if self.draining && self.in_flight.is_empty() {
+        if self.draining && self.in_flight.is_empty() && !self.finished {
+            self.finished = true;
             host::done();
         }
     }
@@ -237,8 +241,17 @@ impl SidetraceRoot {
         self.complete(export.batch_id, outcome);
     }
 
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// `false` while exports are still on the wire; `host::done` follows when they settle.
     pub fn on_done(&mut self) -> bool {
+        self.finished = self.retire();
+        self.finished
+    }
+
+    fn retire(&mut self) -> bool {
         super::metrics::flush_pending();
         let Some(shared) = self.shared.clone() else {
             return true;

@@ -25,6 +25,8 @@ struct Recording {
     start: SpanStart,
     start_unix_nanos: u64,
     request: HeaderBlock,
+    /// From the response's `:status`, when response headers passed through the filter.
+    status_code: Option<u32>,
 }
 
 impl SidetraceStream {
@@ -52,7 +54,9 @@ impl SidetraceStream {
         let end_unix_nanos = host::now_unix_nanos();
         // Each property is a host call that costs about a microsecond in Envoy: read only what
         // this span will carry.
-        let status_code = host::property_int(&["response", "code"]).map(|c| c as u32);
+        let status_code = recording
+            .status_code
+            .or_else(|| host::property_int(&["response", "code"]).map(|c| c as u32));
         let mut flags = String::new();
         if crate::http_span::flags_worth_reading(status_code) {
             if let Some(bits) = host::property_int(&["response", "flags"]) {
@@ -168,7 +172,6 @@ impl SidetraceStream {
     pub fn on_request_headers(&mut self) {
         let plugin = &self.shared.plugin;
         let (request, unreadable) = host::request_headers();
-        let kind = Self::span_kind(plugin);
         let start = plugin
             .tracer
             .start(&request, &mut self.shared.ids.borrow_mut(), || {
@@ -176,9 +179,18 @@ impl SidetraceStream {
             });
 
         let invalid = start.incoming.invalid as i64 + unreadable as i64;
-        let orphan = kind == SpanKind::Client && start.incoming.context.is_none();
+        let without_context = start.incoming.context.is_none();
+        // The listener's direction costs a host call when the config leaves it to the listener:
+        // it is read only when something depends on it (a span to record, the count of outbound
+        // calls without context, a match mode). An unsampled request with context needs none.
+        let recorded_whatever_kind = plugin.records_whatever_kind();
+        let kind = (start.is_sampled() || without_context || recorded_whatever_kind.is_none())
+            .then(|| Self::span_kind(plugin));
+        let orphan = without_context && kind == Some(SpanKind::Client);
         let path = request.get(":path").unwrap_or("/");
-        let recorded = plugin.records(kind) && !plugin.is_excluded(path);
+        let recorded = kind.map_or(recorded_whatever_kind == Some(true), |kind| {
+            plugin.records(kind)
+        }) && !plugin.is_excluded(path);
         metrics::count(|pending| {
             pending.invalid_context += invalid;
             pending.outbound_without_context += orphan as i64;
@@ -198,17 +210,21 @@ impl SidetraceStream {
             ));
         }
 
-        if recorded && start.is_sampled() {
+        if let (true, true, Some(kind)) = (recorded, start.is_sampled(), kind) {
             self.recording = Some(Recording {
                 kind,
                 start,
                 start_unix_nanos: host::now_unix_nanos(),
                 request,
+                status_code: None,
             });
         }
     }
 
     pub fn on_response_headers(&mut self) {
+        if let Some(recording) = &mut self.recording {
+            recording.status_code = host::response_status();
+        }
         let Some(value) = self
             .trace_response
             .as_ref()
@@ -226,7 +242,8 @@ impl SidetraceStream {
         }
     }
 
-    pub fn on_log(&mut self) {
+    /// The stream is over (after Envoy's access log): its span, if recorded, is finished.
+    pub fn on_done(&mut self) {
         if let Some(recording) = self.recording.take() {
             self.finish(recording);
         }

@@ -295,6 +295,8 @@ fn add_properties(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_property",
         |mut caller: C, ptr: i32, len: i32, ret_ptr: i32, ret_size: i32| -> Result<i32> {
             let path = read(&mut caller, ptr, len)?;
+            let read_path = String::from_utf8_lossy(&path).replace('\0', ".");
+            caller.data_mut().properties_read.push(read_path);
             let state = caller.data();
             let value = state
                 .streams

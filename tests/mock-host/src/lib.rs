@@ -298,16 +298,28 @@ impl MockHost {
         ))
     }
 
-    /// The stream ends: `on_log`, then `on_done` and `on_delete`, as Envoy does.
+    /// The stream ends: `on_log`, then `on_done` and `on_delete`, as Envoy does; like Envoy, a
+    /// callback the module does not export is skipped.
     pub fn finish_stream(&mut self, stream: u32) -> Result<()> {
         self.set_context(stream);
-        let log = self.func::<i32, ()>("proxy_on_log")?;
-        log.call(&mut self.store, stream as i32)?;
+        if let Some(log) = self.optional_func::<i32, ()>("proxy_on_log") {
+            log.call(&mut self.store, stream as i32)?;
+        }
         let done = self.func::<i32, i32>("proxy_on_done")?;
         done.call(&mut self.store, stream as i32)?;
-        let delete = self.func::<i32, ()>("proxy_on_delete")?;
-        delete.call(&mut self.store, stream as i32)?;
+        if let Some(delete) = self.optional_func::<i32, ()>("proxy_on_delete") {
+            delete.call(&mut self.store, stream as i32)?;
+        }
         Ok(())
+    }
+
+    fn optional_func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        name: &str,
+    ) -> Option<TypedFunc<P, R>> {
+        self.instance
+            .get_typed_func::<P, R>(&mut self.store, name)
+            .ok()
     }
 
     /// A whole exchange: request headers, response headers with `status`, end of stream.
@@ -433,6 +445,11 @@ impl MockHost {
             &mut self.store,
             (ROOT_CONTEXT as i32, token as i32, status as i32),
         )
+    }
+
+    /// Property paths read so far (`xds.listener_direction`, ...), and forgets them.
+    pub fn take_properties_read(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.store.data_mut().properties_read)
     }
 
     /// Streams the module cancelled (exports past their deadline).

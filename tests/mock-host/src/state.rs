@@ -52,6 +52,8 @@ pub struct HostState {
     pub done_called: bool,
     /// Calls the module made into the host (imports), counted by a call hook.
     pub host_calls: u64,
+    /// Every property path the module asked for, in order (segments joined by `.`).
+    pub properties_read: Vec<String>,
 }
 
 impl Default for HostState {
@@ -77,6 +79,7 @@ impl Default for HostState {
             logs: Vec::new(),
             done_called: false,
             host_calls: 0,
+            properties_read: Vec::new(),
         }
     }
 }

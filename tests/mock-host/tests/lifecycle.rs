@@ -907,9 +907,7 @@ fn only_the_callbacks_in_use_are_exported() {
         "proxy_on_tick",
         "proxy_on_request_headers",
         "proxy_on_response_headers",
-        "proxy_on_log",
         "proxy_on_done",
-        "proxy_on_delete",
         "proxy_on_grpc_receive",
         "proxy_on_grpc_receive_trailing_metadata",
         "proxy_on_grpc_close",
@@ -992,6 +990,46 @@ fn grpc_callbacks_for_unknown_streams_are_ignored() {
     assert_eq!(exports.len(), 1);
     assert_eq!(metric(&host, "export_failures"), 0);
     assert_counts_reconcile(&host);
+}
+
+/// A property read costs Envoy a buffer handed into the VM: the listener's direction is read
+/// only when something depends on it.
+#[test]
+fn the_listener_direction_is_read_only_when_something_depends_on_it() {
+    let cases = [
+        (
+            "",
+            Some("00"),
+            false,
+            "unsampled, with the caller's context",
+        ),
+        ("", Some("01"), true, "sampled: the span's kind"),
+        ("", None, true, "no context: counted if outbound"),
+        (
+            r#""match":{"mode":"SERVER"}"#,
+            Some("00"),
+            true,
+            "a match mode",
+        ),
+        (r#""direction":"inbound""#, Some("01"), false, "configured"),
+    ];
+    for (extra, flags, read, why) in cases {
+        let mut host = configured(extra);
+        let traceparent = flags.map(|flags| w3c(TRACE, CALLER, flags));
+        let headers: Vec<(&str, &str)> = traceparent
+            .iter()
+            .map(|value| ("traceparent", value.as_str()))
+            .collect();
+        host.take_properties_read();
+        let stream = host.new_stream().unwrap();
+        host.request_headers(stream, &request("/", &headers))
+            .unwrap();
+        let direction_read = host
+            .take_properties_read()
+            .contains(&"xds.listener_direction".to_string());
+        assert_eq!(direction_read, read, "{why}");
+        host.finish_stream(stream).unwrap();
+    }
 }
 
 /// Each span property is a host call: a span reads only what it will carry.

