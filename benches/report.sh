@@ -12,6 +12,13 @@ echo
 echo "== Envoy: no tracing vs native OpenTelemetry tracer vs sidetrace"
 .venv/bin/python benches/envoy/run.py "$@"
 echo
+echo "== Envoy: instructions per request (callgrind; deterministic)"
+if command -v valgrind >/dev/null 2>&1; then
+    .venv/bin/python benches/envoy/instructions.py
+else
+    echo "valgrind not installed (Debian: apt-get install valgrind); skipped"
+fi
+echo
 echo "== Envoy: where its CPU goes, per request (perf)"
 if command -v perf >/dev/null 2>&1; then
     .venv/bin/python benches/envoy/profile.py

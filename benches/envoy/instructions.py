@@ -29,7 +29,7 @@ import run  # noqa: E402
 from run import OtlpReceiver, envoy_config, free_port  # noqa: E402
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
-                    "native 1%", "sidetrace in 1%", "sidetrace out 1%"]
+                    "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir"]
 
 
 def envoy_binary():
@@ -51,11 +51,11 @@ def wait_until_serving(url, process, timeout=300):
 
 
 def count(variant, requests, receiver, workdir):
-    name, kind, percentage, direction, propagation = variant
+    name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
     config_path = os.path.join(workdir, "envoy.yaml")
     with open(config_path, "w") as out:
-        out.write(envoy_config(kind, percentage, direction, port, admin, receiver.port, propagation))
+        out.write(envoy_config(kind, percentage, direction, port, admin, receiver.port, extra))
     profile = os.path.join(workdir, "callgrind.out")
     for stale in glob.glob(profile + "*"):
         os.remove(stale)

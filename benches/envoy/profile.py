@@ -39,10 +39,10 @@ def where(dso):
 
 
 def profile(variant, seconds):
-    name, kind, percentage, direction, propagation = variant
+    name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
     with OtlpReceiver(count_only=True) as receiver:
-        config = envoy_config(kind, percentage, direction, port, admin, receiver.port, propagation)
+        config = envoy_config(kind, percentage, direction, port, admin, receiver.port, extra)
         with Envoy(config, f"profile-{kind}", log_level="warning") as envoy:
             url = f"http://127.0.0.1:{port}/bench/item"
             # Long enough for V8 to move the module's hot functions to its optimizing tier.

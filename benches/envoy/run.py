@@ -9,8 +9,10 @@ tracer's (ratio of medians, and the median of per-round ratios), plus spans rece
 not assertions.
 
 sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
-row runs its defaults (six formats read, three written). The "wasm floor" row is a Rust
-proxy-wasm filter that does nothing: what Envoy charges for hosting any such filter.
+row runs its defaults (six formats read, three written); the "dir" row has the listener's
+direction in its config (`direction: inbound`) instead of reading it per request. The "wasm
+floor" row is a Rust proxy-wasm filter that does nothing: what Envoy charges for hosting any
+such filter.
 
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
@@ -36,7 +38,10 @@ import yaml  # noqa: E402
 
 # sidetrace does the native tracer's work (W3C tracecontext in and out) unless the row says
 # "all formats" (its defaults: read six formats, write tracecontext + baggage + b3multi).
-W3C_ONLY = {"extract": ["tracecontext"], "inject": ["tracecontext"]}
+W3C_ONLY = {"propagation": {"extract": ["tracecontext"], "inject": ["tracecontext"]}}
+# The listener's direction from the config instead of a property read per stream, as the native
+# tracer takes it from the listener's config.
+W3C_ONLY_INBOUND = dict(W3C_ONLY, direction="inbound")
 VARIANTS = [
     ("none", None, None, "INBOUND", None),
     ("wasm floor (no-op)", "noop", None, "INBOUND", None),
@@ -45,6 +50,7 @@ VARIANTS = [
     ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND", W3C_ONLY),
     ("native 1%", "native", 1, "INBOUND", None),
     ("sidetrace in 1%", "sidetrace", 1, "INBOUND", W3C_ONLY),
+    ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
 ]
@@ -60,7 +66,7 @@ def wasm_filter(name, wasm, configuration):
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
 
 
-def envoy_config(kind, percentage, direction, port, admin, collector_port, propagation=None):
+def envoy_config(kind, percentage, direction, port, admin, collector_port, extra=None):
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "bench",
@@ -79,8 +85,7 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, propa
         }
     if kind == "sidetrace":
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
-        if propagation:
-            config["propagation"] = propagation
+        config.update(extra or {})
         hcm["http_filters"].insert(0, wasm_filter("sidetrace", paths.wasm_path(), config))
     if kind == "noop":
         hcm["http_filters"].insert(0, wasm_filter("noop", NOOP_WASM, None))
@@ -111,10 +116,10 @@ def parse_wrk(text):
     return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), latency_ms("50"), latency_ms("99")
 
 
-def measure(name, kind, percentage, direction, seconds, connections, receiver, propagation=None):
+def measure(name, kind, percentage, direction, seconds, connections, receiver, extra=None):
     port, admin = free_port(), free_port()
     receiver.clear()
-    config = envoy_config(kind, percentage, direction, port, admin, receiver.port, propagation)
+    config = envoy_config(kind, percentage, direction, port, admin, receiver.port, extra)
     with Envoy(config, f"bench-{kind}", log_level="warning") as envoy:
         url = f"http://127.0.0.1:{port}/bench/item"
         # Long enough for V8 to move the module's hot functions to its optimizing tier.
@@ -177,9 +182,9 @@ def main():
     results = {name: [] for name, *_ in VARIANTS}
     with OtlpReceiver() as receiver:
         for round_index in range(rounds):
-            for name, kind, percentage, direction, propagation in VARIANTS:
+            for name, kind, percentage, direction, extra in VARIANTS:
                 results[name].append(measure(name, kind, percentage, direction, seconds, args.connections, receiver,
-                                             propagation))
+                                             extra))
                 print(f"round {round_index + 1}/{rounds} {name:<20} {results[name][-1]['cpu_us_per_req']:.2f} µs/req", file=sys.stderr, flush=True)
     median = {name: {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[0][k]
                      for k in runs[0]} for name, runs in results.items()}
