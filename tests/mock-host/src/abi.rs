@@ -346,6 +346,20 @@ fn add_grpc(linker: &mut Linker<HostState>) -> Result<()> {
         ret_token: i32,
     ) -> Result<i32> {
         if caller.data().refuse_grpc {
+            if caller.data().close_refused_inline {
+                // As an async client may: the failure reaches the close callback before the
+                // call that opened the stream returns.
+                let token = caller.data().next_token;
+                caller.data_mut().next_token += 1;
+                let root = caller.data().current_context;
+                if let Some(close) = caller
+                    .get_export("proxy_on_grpc_close")
+                    .and_then(|export| export.into_func())
+                {
+                    let close = close.typed::<(i32, i32, i32), ()>(&caller)?;
+                    close.call(&mut caller, (root as i32, token as i32, 14))?;
+                }
+            }
             return Ok(INTERNAL_FAILURE);
         }
         let cluster = read_string(&mut caller, cluster_ptr, cluster_len)?;

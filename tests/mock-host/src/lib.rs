@@ -390,6 +390,14 @@ impl MockHost {
     /// Makes the next `proxy_grpc_call` fail as Envoy does for an unknown cluster.
     pub fn refuse_grpc_calls(&mut self, refuse: bool) {
         self.store.data_mut().refuse_grpc = refuse;
+        self.store.data_mut().close_refused_inline = false;
+    }
+
+    /// Refuses gRPC calls, reporting each refusal to the module's close callback from inside the
+    /// refused call, re-entering the module.
+    pub fn refuse_grpc_calls_closing_inline(&mut self) {
+        self.store.data_mut().refuse_grpc = true;
+        self.store.data_mut().close_refused_inline = true;
     }
 
     /// The collector answered OK with `body` (an encoded ExportTraceServiceResponse): the

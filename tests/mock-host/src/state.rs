@@ -39,6 +39,8 @@ pub struct HostState {
     pub grpc_calls: Vec<GrpcCall>,
     pub next_token: u32,
     pub refuse_grpc: bool,
+    /// With `refuse_grpc`: call the module's `proxy_on_grpc_close` from inside the refused call.
+    pub close_refused_inline: bool,
     pub grpc_receive_buffer: Vec<u8>,
     /// Streams opened and not yet ended by the module.
     pub open_streams: HashMap<u32, GrpcCall>,
@@ -69,6 +71,7 @@ impl Default for HostState {
             grpc_calls: Vec::new(),
             next_token: 1,
             refuse_grpc: false,
+            close_refused_inline: false,
             grpc_receive_buffer: Vec::new(),
             open_streams: HashMap::new(),
             cancelled: Vec::new(),
