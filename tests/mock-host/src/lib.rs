@@ -317,9 +317,7 @@ impl MockHost {
         &mut self,
         name: &str,
     ) -> Option<TypedFunc<P, R>> {
-        self.instance
-            .get_typed_func::<P, R>(&mut self.store, name)
-            .ok()
+        self.func(name).ok()
     }
 
     /// A whole exchange: request headers, response headers with `status`, end of stream.

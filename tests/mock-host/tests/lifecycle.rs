@@ -537,43 +537,42 @@ fn non_retryable_failures_and_partial_success_drop_and_count() {
     assert_counts_reconcile(&host);
 }
 
+/// A refused callout waits for the next attempt. A host may also report the refusal to the close
+/// callback before the refused call returns: the module is inside its own tick then, and must
+/// neither crash nor count the batch twice.
 #[test]
 fn a_refused_callout_is_retried_later() {
-    let mut host =
-        configured(r#""retry":{"initialBackoffMs":100,"maxBackoffMs":100,"maxAttempts":3}"#);
-    host.refuse_grpc_calls(true);
-    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
-    assert!(flush(&mut host).is_empty());
-    assert_eq!(metric(&host, "spans_queued"), 1);
-    assert!(host
-        .log_lines_at_least(3)
-        .iter()
-        .any(|l| l.contains("could not start")));
-    host.refuse_grpc_calls(false);
-    let calls = flush(&mut host);
-    assert_eq!(calls.len(), 1);
-    host.grpc_respond_ok(calls[0].0, &ok_response()).unwrap();
-    assert_eq!(metric(&host, "spans_exported"), 1);
-    assert_counts_reconcile(&host);
-}
-
-/// A host may report a refused stream to the close callback before the refused call returns:
-/// the module is inside its own tick then, and must neither crash nor count the batch twice.
-#[test]
-fn a_refusal_reported_from_inside_the_call_is_retried_once() {
-    let mut host =
-        configured(r#""retry":{"initialBackoffMs":100,"maxBackoffMs":100,"maxAttempts":3}"#);
-    host.refuse_grpc_calls_closing_inline();
-    host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
-    assert!(flush(&mut host).is_empty());
-    assert_eq!(metric(&host, "spans_queued"), 1);
-    assert_eq!(metric(&host, "spans_dropped"), 0);
-    host.refuse_grpc_calls(false);
-    let calls = flush(&mut host);
-    assert_eq!(calls.len(), 1);
-    host.grpc_respond_ok(calls[0].0, &ok_response()).unwrap();
-    assert_eq!(metric(&host, "spans_exported"), 1);
-    assert_counts_reconcile(&host);
+    for inline_close in [false, true] {
+        let mut host =
+            configured(r#""retry":{"initialBackoffMs":100,"maxBackoffMs":100,"maxAttempts":3}"#);
+        if inline_close {
+            host.refuse_grpc_calls_closing_inline();
+        } else {
+            host.refuse_grpc_calls(true);
+        }
+        host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+        assert!(flush(&mut host).is_empty());
+        assert_eq!(
+            metric(&host, "spans_queued"),
+            1,
+            "inline close: {inline_close}"
+        );
+        assert_eq!(
+            metric(&host, "spans_dropped"),
+            0,
+            "inline close: {inline_close}"
+        );
+        assert!(host
+            .log_lines_at_least(3)
+            .iter()
+            .any(|l| l.contains("could not start")));
+        host.refuse_grpc_calls(false);
+        let calls = flush(&mut host);
+        assert_eq!(calls.len(), 1);
+        host.grpc_respond_ok(calls[0].0, &ok_response()).unwrap();
+        assert_eq!(metric(&host, "spans_exported"), 1);
+        assert_counts_reconcile(&host);
+    }
 }
 
 #[test]
