@@ -168,6 +168,12 @@ impl SidetraceRoot {
         }
     }
 
+    fn in_flight_mut(&mut self, token: u32) -> Option<&mut InFlight> {
+        self.in_flight
+            .iter_mut()
+            .find(|export| export.token == token)
+    }
+
     fn take_in_flight(&mut self, token: u32) -> Option<InFlight> {
         let at = self
             .in_flight
@@ -191,15 +197,10 @@ impl SidetraceRoot {
     }
 
     pub fn on_grpc_message(&mut self, token_id: u32, message_size: usize) {
-        let body = host::grpc_message(message_size);
-        let Some(export) = self
-            .in_flight
-            .iter_mut()
-            .find(|export| export.token == token_id)
-        else {
+        let Some(export) = self.in_flight_mut(token_id) else {
             return;
         };
-        match decode_export_response(&body) {
+        match decode_export_response(&host::grpc_message(message_size)) {
             Ok(rejected) => export.rejected_spans = rejected,
             Err(reason) => {
                 host::log_warn(&format!("sidetrace: unreadable export response: {reason}"))
@@ -209,11 +210,7 @@ impl SidetraceRoot {
 
     pub fn on_grpc_trailing_metadata(&mut self, token_id: u32) {
         let details = host::grpc_trailer("grpc-status-details-bin");
-        if let Some(export) = self
-            .in_flight
-            .iter_mut()
-            .find(|export| export.token == token_id)
-        {
+        if let Some(export) = self.in_flight_mut(token_id) {
             export.retry_delay_ms = details
                 .as_deref()
                 .and_then(retry_delay_from_status_details)
