@@ -12,16 +12,19 @@ echo
 echo "== Envoy: no tracing vs native OpenTelemetry tracer vs sidetrace"
 .venv/bin/python benches/envoy/run.py "$@"
 echo
+# Runs a benchmark that needs an optional tool, or says how to get the tool.
+with_tool() {
+    local tool=$1 package=$2
+    shift 2
+    if command -v "$tool" >/dev/null 2>&1; then
+        "$@"
+    else
+        echo "$tool not installed (Debian: apt-get install $package); skipped"
+    fi
+}
+
 echo "== Envoy: instructions per request (callgrind; deterministic)"
-if command -v valgrind >/dev/null 2>&1; then
-    .venv/bin/python benches/envoy/instructions.py
-else
-    echo "valgrind not installed (Debian: apt-get install valgrind); skipped"
-fi
+with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py
 echo
 echo "== Envoy: where its CPU goes, per request (perf)"
-if command -v perf >/dev/null 2>&1; then
-    .venv/bin/python benches/envoy/profile.py
-else
-    echo "perf not installed (Debian: apt-get install linux-perf); skipped"
-fi
+with_tool perf linux-perf .venv/bin/python benches/envoy/profile.py
