@@ -103,8 +103,7 @@ def main():
     variants = [v for v in run.VARIANTS if v[0] in wanted]
     if "none" not in wanted:
         variants.insert(0, run.VARIANTS[0])
-    subprocess.run(["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p", "sidetrace-noop-filter"],
-                   cwd=run.paths.REPO, check=True)
+    run.build_probe_filter()
     per_request = {}
     with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
         for variant in variants:

@@ -76,6 +76,7 @@ def main():
     if shutil.which("perf") is None:
         sys.exit("perf is not installed (Debian: apt-get install linux-perf)")
     names = args.variant or DEFAULT_VARIANTS
+    run.build_probe_filter()
     variants = {v[0]: v for v in run.VARIANTS}
     unknown = [n for n in names if n not in variants]
     if unknown:

@@ -11,8 +11,8 @@ not assertions.
 sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
 row runs its defaults (six formats read, three written); the "dir" row has the listener's
 direction in its config (`direction: inbound`) instead of reading it per request. The "wasm
-floor" row is a Rust proxy-wasm filter that does nothing: what Envoy charges for hosting any
-such filter.
+floor" row is `benches/probe-filter` with nothing to do: what Envoy charges for hosting a filter
+with sidetrace's callbacks (`host_calls.py` prices each host call on top of it).
 
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
@@ -44,7 +44,7 @@ W3C_ONLY = {"propagation": {"extract": ["tracecontext"], "inject": ["tracecontex
 W3C_ONLY_INBOUND = dict(W3C_ONLY, direction="inbound")
 VARIANTS = [
     ("none", None, None, "INBOUND", None),
-    ("wasm floor (no-op)", "noop", None, "INBOUND", None),
+    ("wasm floor (no-op)", "probe", None, "INBOUND", None),
     ("native 100%", "native", 100, "INBOUND", None),
     ("sidetrace in 100%", "sidetrace", 100, "INBOUND", W3C_ONLY),
     ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND", W3C_ONLY),
@@ -54,14 +54,24 @@ VARIANTS = [
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
 ]
-NOOP_WASM = os.path.join(paths.REPO, "target", "wasm32-wasip1", "release", "sidetrace_noop_filter.wasm")
+PROBE_WASM = os.path.join(paths.REPO, "target", "wasm32-wasip1", "release", "sidetrace_probe_filter.wasm")
+
+
+def build_probe_filter(features=None):
+    """Builds `benches/probe-filter`; `features` (a list) replaces its default callbacks."""
+    command = ["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p", "sidetrace-probe-filter"]
+    if features is not None:
+        command += ["--no-default-features", "--features", ",".join(features)] if features else ["--no-default-features"]
+    subprocess.run(command, cwd=paths.REPO, check=True)
+    return PROBE_WASM
 
 
 def wasm_filter(name, wasm, configuration):
     config = {"name": name, "root_id": name,
               "vm_config": {"vm_id": name, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm}}}}
     if configuration is not None:
-        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(configuration)}
+        value = configuration if isinstance(configuration, str) else json.dumps(configuration)
+        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value}
     return {"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
 
@@ -87,8 +97,10 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
         config.update(extra or {})
         hcm["http_filters"].insert(0, wasm_filter("sidetrace", paths.wasm_path(), config))
-    if kind == "noop":
-        hcm["http_filters"].insert(0, wasm_filter("noop", NOOP_WASM, None))
+    if kind == "probe":
+        # `extra`: {"wasm": a build of the probe filter, "calls": its configuration}.
+        extra = extra or {}
+        hcm["http_filters"].insert(0, wasm_filter("probe", extra.get("wasm", PROBE_WASM), extra.get("calls", "")))
     return yaml.safe_dump({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
@@ -177,8 +189,7 @@ def main():
         return
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 5)
-    subprocess.run(["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p", "sidetrace-noop-filter"],
-                   cwd=paths.REPO, check=True)
+    build_probe_filter()
     results = {name: [] for name, *_ in VARIANTS}
     with OtlpReceiver() as receiver:
         for round_index in range(rounds):

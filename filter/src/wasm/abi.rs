@@ -53,6 +53,13 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    pub fn proxy_add_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     pub fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
 
     pub fn proxy_get_property(

@@ -199,7 +199,7 @@ impl SidetraceStream {
 
         plugin
             .tracer
-            .inject(&start, &mut RequestHeaderWriter { received: &request });
+            .inject(&start, &mut RequestHeaderWriter::new(&request, unreadable));
         if plugin.config.publish_filter_state {
             Self::publish_context(&start.context);
         }

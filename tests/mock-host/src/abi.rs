@@ -82,6 +82,8 @@ fn write_header(
 ) -> Result<i32> {
     let key = read_string(&mut caller, key.0, key.1)?;
     let value = read(&mut caller, value.0, value.1)?;
+    let call = if replace { "replace" } else { "add" };
+    caller.data_mut().header_writes.push((call, key.clone()));
     let Some(target) = header_map(caller.data_mut(), map) else {
         return Ok(NOT_FOUND);
     };
@@ -279,6 +281,10 @@ fn add_headers(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_remove_header_map_value",
         |mut caller: C, map: i32, key_ptr: i32, key_len: i32| -> Result<i32> {
             let key = read_string(&mut caller, key_ptr, key_len)?;
+            caller
+                .data_mut()
+                .header_writes
+                .push(("remove", key.clone()));
             let Some(target) = header_map(caller.data_mut(), map) else {
                 return Ok(NOT_FOUND);
             };

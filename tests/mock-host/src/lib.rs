@@ -458,6 +458,11 @@ impl MockHost {
         std::mem::take(&mut self.store.data_mut().properties_read)
     }
 
+    /// The header writes made since the last call: (`add`, `replace` or `remove`, name).
+    pub fn take_header_writes(&mut self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut self.store.data_mut().header_writes)
+    }
+
     /// Streams the module cancelled (exports past their deadline).
     pub fn cancelled_grpc_streams(&self) -> &[u32] {
         &self.store.data().cancelled

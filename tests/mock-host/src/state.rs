@@ -56,6 +56,8 @@ pub struct HostState {
     pub host_calls: u64,
     /// Every property path the module asked for, in order (segments joined by `.`).
     pub properties_read: Vec<String>,
+    /// Every header write the module made, in order: (`add`, `replace` or `remove`, name).
+    pub header_writes: Vec<(&'static str, String)>,
 }
 
 impl Default for HostState {
@@ -83,6 +85,7 @@ impl Default for HostState {
             done_called: false,
             host_calls: 0,
             properties_read: Vec::new(),
+            header_writes: Vec::new(),
         }
     }
 }

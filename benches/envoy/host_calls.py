@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""What each proxy-wasm host call costs Envoy, counted under callgrind, and the least a filter
+doing the native tracer's work must therefore add per request.
+
+`benches/probe-filter` makes only the host calls its configuration names, on every request's
+headers; each row below is that filter making four calls of one kind, against the same filter
+with nothing to do, counted like `instructions.py` (3,000 HTTP/1.1 requests after a warm-up,
+every thread). The floor rows build the filter with fewer stream callbacks exported, which
+prices the callbacks themselves. The native tracer's rows are measured in the same run.
+
+The lower bounds add up calls only (no wasm code, no export): what a proxy-wasm filter cannot
+avoid paying in Envoy 1.40's ABI 0.2.1 to (a) propagate W3C context on an unsampled request
+without context, and (b) record a server span carrying what the native tracer's span carries
+(request headers, status, protocol, peer address, start and end time) and write traceparent.
+
+    .venv/bin/python benches/envoy/host_calls.py
+    .venv/bin/python benches/envoy/host_calls.py --requests 1000 --no-native
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import instructions  # noqa: E402
+import run  # noqa: E402
+from run import OtlpReceiver  # noqa: E402
+
+CALLS_PER_ROW = 4
+# Configuration word of the probe filter -> what the row prices.
+CALLS = [
+    ("absent", "header read, header absent (no value handed over)"),
+    ("present", "header read, header present (`:path`)"),
+    ("pairs", "all request headers at once (h2load's 6 headers)"),
+    ("property", "attribute read (`request.protocol`)"),
+    ("replace", "header replace (traceparent-sized value)"),
+    ("add", "header add (traceparent-sized value)"),
+    ("remove", "header remove, header absent"),
+    ("time", "current time"),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--no-native", action="store_true", help="skip the native tracer's rows")
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control", "h2load"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not installed (Debian: valgrind, nghttp2-client)")
+    with tempfile.TemporaryDirectory() as builds:
+        # Each floor exports one stream callback more than the one before.
+        floors = {}
+        for name, features in [("context + request headers", []), ("+ done", ["done"]),
+                               ("+ response headers", ["done", "response-headers"])]:
+            floors[name] = os.path.join(builds, f"probe-{len(features)}.wasm")
+            shutil.copy(run.build_probe_filter(features), floors[name])
+        full = floors["+ response headers"]
+
+        def probe(calls, wasm=full):
+            return ("probe", "probe", None, "INBOUND", {"wasm": wasm, "calls": calls})
+
+        counted = {}
+        with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
+            def count(key, variant):
+                counted[key] = instructions.count(variant, args.requests, receiver, workdir)
+                print(f"{key:<28} {counted[key]:>10,.0f} instructions/request", file=sys.stderr, flush=True)
+
+            count("none", run.VARIANTS[0])
+            for name, wasm in floors.items():
+                count(name, probe("", wasm))
+            for word, _ in CALLS:
+                count(word, probe(f"{word}:{CALLS_PER_ROW}"))
+            if not args.no_native:
+                for variant in run.VARIANTS:
+                    if variant[0] in ("native 1%", "native 100%"):
+                        count(variant[0], variant)
+
+    none = counted["none"]
+    floor = counted["+ response headers"]
+    print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
+          f"after 1000 to warm up; all threads")
+    print(f"\n{'stream callbacks exported (nothing done)':<52} {'added/request':>14}")
+    previous = none
+    for name in floors:
+        print(f"  {name:<50} {counted[name] - none:>14,.0f}   (this callback: {counted[name] - previous:,.0f})")
+        previous = counted[name]
+    cost = {word: (counted[word] - floor) / CALLS_PER_ROW for word, _ in CALLS}
+    print(f"\n{'host call, made on every request':<52} {'per call':>14}")
+    for word, label in CALLS:
+        print(f"  {label:<50} {cost[word]:>14,.0f}")
+    print("  (a value handed back costs a call into the VM's allocator: present - absent = "
+          f"{cost['present'] - cost['absent']:,.0f})")
+
+    floor_added = floor - none
+    unsampled = floor_added + cost["absent"] + cost["add"]
+    sampled = floor_added + cost["pairs"] + cost["add"] + cost["present"] + 2 * cost["property"] + 2 * cost["time"]
+    print("\nleast a filter must add, host calls only:")
+    rows = [("unsampled, no incoming context: callbacks + traceparent probed + written", unsampled, "native 1%"),
+            ("server span as native's: callbacks + headers + traceparent written + :status "
+             "+ protocol + peer + 2 clock reads", sampled, "native 100%")]
+    for label, bound, native_name in rows:
+        line = f"  {label}: {bound:,.0f}"
+        if native_name in counted:
+            native = counted[native_name] - none
+            line += f"; {native_name} adds {native:,.0f} ({bound / native:.2f}x)"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

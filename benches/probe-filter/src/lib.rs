@@ -1,0 +1,216 @@
+//! A proxy-wasm HTTP filter that does nothing but the host calls its configuration names, on
+//! every request's headers. With an empty configuration it is the floor: what Envoy charges for
+//! hosting a filter with sidetrace's callbacks. With `present:4` it adds four header reads, and
+//! the difference is what one read costs. It speaks the ABI directly, like sidetrace, so the
+//! floor includes no SDK dispatch.
+//!
+//! Configuration: whitespace-separated `call:count`, e.g. `absent:4 time:2`.
+
+#[cfg(target_arch = "wasm32")]
+mod filter {
+    use std::cell::RefCell;
+
+    const REQUEST_HEADERS: u32 = 0;
+    const PLUGIN_CONFIGURATION: u32 = 7;
+
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_buffer_bytes(
+            kind: u32,
+            start: usize,
+            max: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+        fn proxy_get_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        fn proxy_replace_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_add_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        fn proxy_get_property(
+            path: *const u8,
+            path_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    }
+
+    /// One kind of host call, as the configuration names it.
+    #[derive(Clone, Copy)]
+    enum Call {
+        /// A request header the request does not have: no value to hand over.
+        Absent,
+        /// A request header it has (`:path`): the host allocates a buffer in the VM for it.
+        Present,
+        /// All request headers at once.
+        Pairs,
+        /// An attribute (`request.protocol`).
+        Property,
+        Replace,
+        Add,
+        /// Removing a header the request does not have.
+        Remove,
+        Time,
+    }
+
+    const TRACEPARENT: &[u8] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    impl Call {
+        fn parse(name: &str) -> Option<Call> {
+            Some(match name {
+                "absent" => Call::Absent,
+                "present" => Call::Present,
+                "pairs" => Call::Pairs,
+                "property" => Call::Property,
+                "replace" => Call::Replace,
+                "add" => Call::Add,
+                "remove" => Call::Remove,
+                "time" => Call::Time,
+                _ => return None,
+            })
+        }
+
+        fn make(self) {
+            let (mut data, mut size) = (std::ptr::null_mut(), 0);
+            // SAFETY: every slice outlives its call; buffers the host fills are released below.
+            unsafe {
+                match self {
+                    Call::Absent => proxy_get_header_map_value(
+                        REQUEST_HEADERS,
+                        b"x-absent".as_ptr(),
+                        8,
+                        &mut data,
+                        &mut size,
+                    ),
+                    Call::Present => proxy_get_header_map_value(
+                        REQUEST_HEADERS,
+                        b":path".as_ptr(),
+                        5,
+                        &mut data,
+                        &mut size,
+                    ),
+                    Call::Pairs => {
+                        proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size)
+                    }
+                    Call::Property => {
+                        proxy_get_property(b"request\0protocol".as_ptr(), 16, &mut data, &mut size)
+                    }
+                    Call::Replace => proxy_replace_header_map_value(
+                        REQUEST_HEADERS,
+                        b"x-probe".as_ptr(),
+                        7,
+                        TRACEPARENT.as_ptr(),
+                        TRACEPARENT.len(),
+                    ),
+                    Call::Add => proxy_add_header_map_value(
+                        REQUEST_HEADERS,
+                        b"x-probe".as_ptr(),
+                        7,
+                        TRACEPARENT.as_ptr(),
+                        TRACEPARENT.len(),
+                    ),
+                    Call::Remove => {
+                        proxy_remove_header_map_value(REQUEST_HEADERS, b"x-absent".as_ptr(), 8)
+                    }
+                    Call::Time => {
+                        let mut now = 0;
+                        proxy_get_current_time_nanoseconds(&mut now)
+                    }
+                };
+            }
+            release(data, size);
+        }
+    }
+
+    fn release(data: *mut u8, size: usize) {
+        if !data.is_null() && size > 0 {
+            // SAFETY: the host obtained it from `proxy_on_memory_allocate` below.
+            drop(unsafe { Vec::from_raw_parts(data, size, size) });
+        }
+    }
+
+    thread_local! {
+        static CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+        let mut buffer = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(size));
+        buffer.as_mut_ptr()
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_vm_start(_: u32, _: usize) -> u32 {
+        1
+    }
+
+    /// Refuses a configuration it cannot read, so a mistyped benchmark fails instead of
+    /// measuring nothing.
+    #[no_mangle]
+    pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
+        let (mut data, mut returned) = (std::ptr::null_mut(), 0);
+        // SAFETY: the host writes a buffer pointer and its length.
+        unsafe { proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, &mut data, &mut returned) };
+        let text = if data.is_null() || returned == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: as in `release`.
+            unsafe { Vec::from_raw_parts(data, returned, returned) }
+        };
+        let mut calls = Vec::new();
+        for item in String::from_utf8_lossy(&text).split_whitespace() {
+            let Some((name, count)) = item.split_once(':') else {
+                return 0;
+            };
+            let (Some(call), Ok(count)) = (Call::parse(name), count.parse::<usize>()) else {
+                return 0;
+            };
+            calls.extend(std::iter::repeat(call).take(count));
+        }
+        CALLS.with(|c| *c.borrow_mut() = calls);
+        1
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_context_create(_: u32, _: u32) {}
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_headers(_: u32, _: usize, _: u32) -> u32 {
+        CALLS.with(|calls| calls.borrow().iter().for_each(|call| call.make()));
+        0
+    }
+
+    #[cfg(feature = "response-headers")]
+    #[no_mangle]
+    pub extern "C" fn proxy_on_response_headers(_: u32, _: usize, _: u32) -> u32 {
+        0
+    }
+
+    #[cfg(feature = "done")]
+    #[no_mangle]
+    pub extern "C" fn proxy_on_done(_: u32) -> u32 {
+        1
+    }
+}
