@@ -26,5 +26,8 @@ with_tool() {
 echo "== Envoy: instructions per request (callgrind; deterministic)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py
 echo
+echo "== Envoy: what each host call costs, and the least a filter must add (callgrind)"
+with_tool valgrind valgrind .venv/bin/python benches/envoy/host_calls.py
+echo
 echo "== Envoy: where its CPU goes, per request (perf)"
 with_tool perf linux-perf .venv/bin/python benches/envoy/profile.py

@@ -4,7 +4,6 @@
 
 use super::json::{Json, ROOT};
 use super::{invalid, ConfigError};
-use std::collections::BTreeMap;
 
 pub struct Fields<'j> {
     path: String,
@@ -244,22 +243,24 @@ pub fn list<T>(
         .collect()
 }
 
-/// An object used as a map, each value read by `read`; keys sorted, a repeated key an error.
+/// An object used as a map, each value read by `read`, in the order written; a repeated key is
+/// an error. (A list, not a tree: these maps hold a handful of entries, read once.)
 pub fn map<T>(
     path: &str,
     value: &Json,
     read: impl Fn(&str, &Json) -> Result<T, ConfigError>,
-) -> Result<BTreeMap<String, T>, ConfigError> {
+) -> Result<Vec<(String, T)>, ConfigError> {
     let Json::Object(members) = value else {
         return Err(wrong_type(path, value, "an object"));
     };
-    let mut map = BTreeMap::new();
+    let mut map: Vec<(String, T)> = Vec::with_capacity(members.len());
     for (key, value) in members {
         let value_path = child_path(path, key);
         let read_value = read(&value_path, value)?;
-        if map.insert(key.clone(), read_value).is_some() {
+        if map.iter().any(|(seen, _)| seen == key) {
             return Err(invalid(&value_path, "is set twice"));
         }
+        map.push((key.clone(), read_value));
     }
     Ok(map)
 }

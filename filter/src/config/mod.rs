@@ -10,7 +10,6 @@ mod read;
 use crate::context::Format;
 use crate::sampling::Sampler;
 pub use custom_tags::{resolve_custom_tags, CustomTagValues, HeaderTag};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// One line naming the field and the reason.
@@ -79,7 +78,8 @@ pub struct Collector {
     pub cluster: String,
     pub authority: Option<String>,
     pub timeout_ms: u64,
-    pub headers: BTreeMap<String, String>,
+    /// gRPC metadata sent with every export, in the order configured.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,12 +215,8 @@ mod tests {
         );
         assert_eq!(config.inject, [Format::TraceContext, Format::B3Multi]);
         assert_eq!(
-            config
-                .collector
-                .headers
-                .get("x-scope-orgid")
-                .map(String::as_str),
-            Some("tenant-a")
+            config.collector.headers,
+            [("x-scope-orgid".to_string(), "tenant-a".to_string())]
         );
         assert_eq!(config.custom_tags.len(), 3);
         assert_eq!(config.exclude_paths.len(), 5);
@@ -390,9 +386,10 @@ mod tests {
         assert_eq!(
             values.fixed,
             vec![
-                ("cluster".into(), "east-1".into()),
-                ("env".into(), "production".into())
-            ]
+                ("env".into(), "production".into()),
+                ("cluster".into(), "east-1".into())
+            ],
+            "in the order configured"
         );
         assert_eq!(
             values.from_headers,

@@ -104,7 +104,7 @@ fn collector(path: &str, value: &Json) -> Result<Collector, ConfigError> {
             })
         })?
         .unwrap_or_default();
-    if let Some(name) = headers.keys().find(|name| !valid_header_name(name)) {
+    if let Some((name, _)) = headers.iter().find(|(name, _)| !valid_header_name(name)) {
         return Err(invalid(
             &fields::child_path(&fields::child_path(path, "headers"), name),
             "must be a lowercase header name",
@@ -308,14 +308,12 @@ impl Config {
             custom_tags: fields
                 .get("customTags", |path, value| {
                     let tags = fields::map(path, value, custom_tag)?;
-                    if tags.contains_key("") {
+                    if tags.iter().any(|(name, _)| name.is_empty()) {
                         return Err(invalid(path, "tag names must not be empty"));
                     }
                     Ok(tags)
                 })?
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+                .unwrap_or_default(),
             extract: Vec::new(),
             inject: Vec::new(),
             collector: fields.require("collector", collector)?,
@@ -323,9 +321,7 @@ impl Config {
             retry: fields.get("retry", retry)?.unwrap_or_default(),
             resource_attributes: fields
                 .get("resourceAttributes", string_map)?
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+                .unwrap_or_default(),
             exclude_paths: fields
                 .get("excludePaths", |path, value| {
                     fields::list(path, value, path_prefix)
