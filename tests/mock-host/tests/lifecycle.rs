@@ -1114,7 +1114,9 @@ fn injected_headers_are_added_when_absent_and_replaced_when_present() {
         r#""propagation":{"extract":["tracecontext","b3"],"inject":["tracecontext","b3multi"]}"#;
     let parent = w3c(TRACE, CALLER, "01");
     let single = format!("{TRACE}-{CALLER}-1");
-    let cases: [(&str, Vec<(&str, Vec<u8>)>, bool); 4] = [
+    // (case, headers besides the request line, whether every header is readable)
+    type Case<'a> = (&'a str, Vec<(&'a str, Vec<u8>)>, bool);
+    let cases: [Case; 4] = [
         ("no context", vec![], true),
         (
             "traceparent",
