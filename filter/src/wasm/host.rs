@@ -50,9 +50,11 @@ pub struct RequestHeaderWriter<'a> {
     /// Unless every received header was readable, a name missing from `received` may still be in
     /// the request (with a value that is not UTF-8), and must be replaced or removed.
     complete: bool,
-    /// Hashes of the names written so far: a second write of a name replaces the first. A hash
-    /// collision only costs a replace.
-    written: Vec<u64>,
+    /// Fingerprints of the names written so far: a second write of a name replaces the first.
+    /// Equal names always match; unequal ones that collide, or writes past the last slot, only
+    /// cost a replace.
+    written: [u64; 8],
+    writes: usize,
 }
 
 impl<'a> RequestHeaderWriter<'a> {
@@ -60,27 +62,42 @@ impl<'a> RequestHeaderWriter<'a> {
         RequestHeaderWriter {
             received,
             complete: unreadable == 0,
-            written: Vec::new(),
+            written: [0; 8],
+            writes: 0,
         }
     }
 
-    fn may_hold(&self, name: &str) -> bool {
-        !self.complete || self.received.get(name).is_some()
+    /// Whether the request may already hold `name`, whose fingerprint `print` computes.
+    fn may_hold(&self, name: &str, print: impl Fn() -> u64) -> bool {
+        !self.complete
+            || self.received.get(name).is_some()
+            || self.writes > self.written.len()
+            || (self.writes > 0 && self.written[..self.writes].contains(&print()))
+    }
+
+    fn note_written(&mut self, print: u64) {
+        if let Some(slot) = self.written.get_mut(self.writes) {
+            *slot = print;
+        }
+        self.writes += 1;
     }
 }
 
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The name's length and last four bytes: trace header names differ in one or the other.
+fn fingerprint(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let tail = bytes.len().checked_sub(4).map_or(0, |at| {
+        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    });
+    (bytes.len() as u64) << 32 | tail as u64
 }
 
 impl Setter for RequestHeaderWriter<'_> {
     // Out of line: every format's injection is instantiated for this writer.
     #[inline(never)]
     fn set(&mut self, name: &str, value: &str) {
-        let hash = name_hash(name);
-        if self.may_hold(name) || self.written.contains(&hash) {
+        let print = fingerprint(name);
+        if self.may_hold(name, || print) {
             set_header(abi::REQUEST_HEADERS, name, value);
         } else {
             // SAFETY: both slices outlive the call; the host copies them.
@@ -94,12 +111,12 @@ impl Setter for RequestHeaderWriter<'_> {
                 );
             }
         }
-        self.written.push(hash);
+        self.note_written(print);
     }
 
     #[inline(never)]
     fn remove(&mut self, name: &str) {
-        if self.may_hold(name) || self.written.contains(&name_hash(name)) {
+        if self.may_hold(name, || fingerprint(name)) {
             // SAFETY: the name outlives the call.
             unsafe {
                 abi::proxy_remove_header_map_value(abi::REQUEST_HEADERS, name.as_ptr(), name.len());
