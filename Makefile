@@ -57,7 +57,7 @@ fmt:
 lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy -p sidetrace -p sidetrace-mock-host --all-targets -- -D warnings
-	cargo clippy -p sidetrace --lib --release --target $(WASM_TARGET) -- -D warnings
+	cargo clippy -p sidetrace -p sidetrace-probe-filter --lib --release --target $(WASM_TARGET) -- -D warnings
 
 clean:
 	cargo clean

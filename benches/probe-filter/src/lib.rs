@@ -187,7 +187,7 @@ mod filter {
             let (Some(call), Ok(count)) = (Call::parse(name), count.parse::<usize>()) else {
                 return 0;
             };
-            calls.extend(std::iter::repeat(call).take(count));
+            calls.extend(std::iter::repeat_n(call, count));
         }
         CALLS.with(|c| *c.borrow_mut() = calls);
         1
