@@ -47,9 +47,7 @@ def main():
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--no-native", action="store_true", help="skip the native tracer's rows")
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "h2load"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} not installed (Debian: valgrind, nghttp2-client)")
+    instructions.require_tools()
     with tempfile.TemporaryDirectory() as builds:
         # Each floor exports one stream callback more than the one before.
         floors = {}

@@ -91,14 +91,18 @@ def count(variant, requests, receiver, workdir):
     return total / requests
 
 
+def require_tools():
+    for tool in ("valgrind", "callgrind_control", "h2load"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not installed (Debian: valgrind, nghttp2-client)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--variant", action="append", help="a row name of run.py (repeatable)")
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "h2load"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} not installed (Debian: valgrind, nghttp2-client)")
+    require_tools()
     wanted = args.variant or DEFAULT_VARIANTS
     variants = [v for v in run.VARIANTS if v[0] in wanted]
     if "none" not in wanted:
