@@ -16,6 +16,7 @@ pub mod resource;
 pub mod route;
 pub mod sampling;
 pub mod span;
+pub mod span_facts;
 pub mod tracer;
 
 #[cfg(target_arch = "wasm32")]

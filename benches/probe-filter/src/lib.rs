@@ -52,6 +52,14 @@ mod filter {
             size: *mut usize,
         ) -> u32;
         fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+        fn proxy_call_foreign_function(
+            name: *const u8,
+            name_size: usize,
+            arguments: *const u8,
+            arguments_size: usize,
+            results: *mut *mut u8,
+            results_size: *mut usize,
+        ) -> u32;
     }
 
     /// One kind of host call, as the configuration names it.
@@ -70,6 +78,8 @@ mod filter {
         /// Removing a header the request does not have.
         Remove,
         Time,
+        /// Envoy's `expr_evaluate` foreign function on the expression configured after `|`.
+        Expression,
     }
 
     const TRACEPARENT: &[u8] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -85,6 +95,7 @@ mod filter {
                 "add" => Call::Add,
                 "remove" => Call::Remove,
                 "time" => Call::Time,
+                "expr" => Call::Expression,
                 _ => return None,
             })
         }
@@ -135,6 +146,22 @@ mod filter {
                         let mut now = 0;
                         proxy_get_current_time_nanoseconds(&mut now)
                     }
+                    Call::Expression => {
+                        let token = TOKEN.with(|t| *t.borrow()).to_le_bytes();
+                        let status = proxy_call_foreign_function(
+                            b"expr_evaluate".as_ptr(),
+                            13,
+                            token.as_ptr(),
+                            4,
+                            &mut data,
+                            &mut size,
+                        );
+                        // A failed evaluation would price the failure, not the call: stop.
+                        if status != 0 {
+                            std::arch::wasm32::unreachable();
+                        }
+                        status
+                    }
                 };
             }
             release(data, size);
@@ -150,6 +177,11 @@ mod filter {
 
     thread_local! {
         static CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
+        /// Calls made when the stream is done (words prefixed `done.`), after the response.
+        static DONE_CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
+        static TOKEN: RefCell<u32> = const { RefCell::new(0) };
+        /// Root contexts are done too, when Envoy stops; they have no stream to read from.
+        static ROOTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     }
 
     #[no_mangle]
@@ -179,22 +211,55 @@ mod filter {
             // SAFETY: as in `release`.
             unsafe { Vec::from_raw_parts(data, returned, returned) }
         };
-        let mut calls = Vec::new();
-        for item in String::from_utf8_lossy(&text).split_whitespace() {
+        let text = String::from_utf8_lossy(&text);
+        let (words, expression) = text.split_once('|').unwrap_or((&text, ""));
+        if !expression.trim().is_empty() {
+            let expression = expression.trim();
+            let (mut out, mut out_size) = (std::ptr::null_mut(), 0);
+            // SAFETY: as for the other host calls.
+            let status = unsafe {
+                proxy_call_foreign_function(
+                    b"expr_create".as_ptr(),
+                    11,
+                    expression.as_ptr(),
+                    expression.len(),
+                    &mut out,
+                    &mut out_size,
+                )
+            };
+            if status != 0 || out_size != 4 {
+                return 0;
+            }
+            // SAFETY: the host wrote four bytes there.
+            let token = unsafe { std::ptr::read_unaligned(out as *const u32) };
+            release(out, out_size);
+            TOKEN.with(|t| *t.borrow_mut() = token);
+        }
+        let (mut calls, mut done_calls) = (Vec::new(), Vec::new());
+        for item in words.split_whitespace() {
             let Some((name, count)) = item.split_once(':') else {
                 return 0;
+            };
+            let (list, name) = match name.strip_prefix("done.") {
+                Some(name) => (&mut done_calls, name),
+                None => (&mut calls, name),
             };
             let (Some(call), Ok(count)) = (Call::parse(name), count.parse::<usize>()) else {
                 return 0;
             };
-            calls.extend(std::iter::repeat_n(call, count));
+            list.extend(std::iter::repeat_n(call, count));
         }
         CALLS.with(|c| *c.borrow_mut() = calls);
+        DONE_CALLS.with(|c| *c.borrow_mut() = done_calls);
         1
     }
 
     #[no_mangle]
-    pub extern "C" fn proxy_on_context_create(_: u32, _: u32) {}
+    pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
+        if parent_id == 0 {
+            ROOTS.with(|roots| roots.borrow_mut().push(context_id));
+        }
+    }
 
     #[no_mangle]
     pub extern "C" fn proxy_on_request_headers(_: u32, _: usize, _: u32) -> u32 {
@@ -210,7 +275,11 @@ mod filter {
 
     #[cfg(feature = "done")]
     #[no_mangle]
-    pub extern "C" fn proxy_on_done(_: u32) -> u32 {
+    pub extern "C" fn proxy_on_done(context_id: u32) -> u32 {
+        if ROOTS.with(|roots| roots.borrow().contains(&context_id)) {
+            return 1;
+        }
+        DONE_CALLS.with(|calls| calls.borrow().iter().for_each(|call| call.make()));
         1
     }
 }

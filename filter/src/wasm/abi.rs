@@ -75,6 +75,16 @@ extern "C" {
         value_size: usize,
     ) -> u32;
 
+    /// Envoy's extensions beyond the ABI, by name (`expr_create`, `expr_evaluate`, ...).
+    pub fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        arguments: *const u8,
+        arguments_size: usize,
+        results: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
+
     pub fn proxy_define_metric(
         metric_type: u32,
         name: *const u8,

@@ -201,6 +201,41 @@ pub fn property_int(path: &[&str]) -> Option<i64> {
     Some(i64::from_le_bytes(array))
 }
 
+/// Calls one of the host's foreign functions; `None` when the host has no such function or it
+/// failed.
+fn foreign_call(name: &str, arguments: &[u8]) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    // SAFETY: both slices outlive the call; the host writes a buffer pointer and length.
+    let status = unsafe {
+        abi::proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    take_host_buffer(status, data, size)
+}
+
+/// Compiles a CEL expression over the stream's attributes (Envoy's `expr_create`), for this
+/// root context's streams to evaluate; its token, or `None` if the host cannot.
+pub fn expression_create(text: &str) -> Option<u32> {
+    let token = foreign_call("expr_create", text.as_bytes())?;
+    Some(u32::from_le_bytes(token.as_slice().try_into().ok()?))
+}
+
+/// Evaluates a compiled expression against the current stream (Envoy's `expr_evaluate`); the
+/// value serialized as an attribute read would hand it over.
+pub fn expression_evaluate(token: u32) -> Option<Vec<u8>> {
+    foreign_call("expr_evaluate", &token.to_le_bytes())
+}
+
+pub fn expression_delete(token: u32) {
+    foreign_call("expr_delete", &token.to_le_bytes());
+}
+
 pub fn set_filter_state(name: &str, value: &[u8]) {
     // SAFETY: both slices outlive the call; the host copies them.
     unsafe {

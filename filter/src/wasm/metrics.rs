@@ -16,6 +16,9 @@ pub const EXPORT_REQUESTS: &str = "sidetrace.export_requests";
 pub const EXPORT_FAILURES: &str = "sidetrace.export_failures";
 pub const INVALID_CONTEXT: &str = "sidetrace.invalid_context";
 pub const OUTBOUND_WITHOUT_CONTEXT: &str = "sidetrace.outbound_without_context";
+/// Spans whose facts took one attribute read each: the host evaluates no expressions, or the
+/// stream lacked one of them (no route matched, no response).
+pub const FACTS_READ_ONE_BY_ONE: &str = "sidetrace.facts_read_one_by_one";
 
 #[derive(Clone, Copy)]
 pub struct MetricIds {
@@ -28,6 +31,7 @@ pub struct MetricIds {
     pub export_failures: u32,
     pub invalid_context: u32,
     pub outbound_without_context: u32,
+    pub facts_read_one_by_one: u32,
 }
 
 thread_local! {
@@ -54,6 +58,7 @@ pub fn ids() -> MetricIds {
             export_failures: define(METRIC_COUNTER, EXPORT_FAILURES),
             invalid_context: define(METRIC_COUNTER, INVALID_CONTEXT),
             outbound_without_context: define(METRIC_COUNTER, OUTBOUND_WITHOUT_CONTEXT),
+            facts_read_one_by_one: define(METRIC_COUNTER, FACTS_READ_ONE_BY_ONE),
         };
         cell.set(Some(ids));
         ids
@@ -67,11 +72,17 @@ pub struct PendingCounts {
     pub spans_started: i64,
     pub invalid_context: i64,
     pub outbound_without_context: i64,
+    pub facts_read_one_by_one: i64,
 }
 
 thread_local! {
     static PENDING: Cell<PendingCounts> = const {
-        Cell::new(PendingCounts { spans_started: 0, invalid_context: 0, outbound_without_context: 0 })
+        Cell::new(PendingCounts {
+            spans_started: 0,
+            invalid_context: 0,
+            outbound_without_context: 0,
+            facts_read_one_by_one: 0,
+        })
     };
 }
 
@@ -93,6 +104,7 @@ pub fn flush_pending() {
         ids.outbound_without_context,
         pending.outbound_without_context,
     );
+    add(ids.facts_read_one_by_one, pending.facts_read_one_by_one);
 }
 
 pub fn add(id: u32, delta: i64) {

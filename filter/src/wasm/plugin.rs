@@ -8,6 +8,7 @@ use crate::otlp::{BatchEncoder, SpanLimits};
 use crate::propagation::composite::Propagator;
 use crate::resource::{self, NodeInfo};
 use crate::span::SpanKind;
+use crate::span_facts::{self, FactsQuery};
 use crate::tracer::Tracer;
 
 pub struct Plugin {
@@ -21,6 +22,31 @@ pub struct Plugin {
     pub baggage_attributes: Vec<(String, String)>,
     pub limits: SpanLimits,
     pub encoder: BatchEncoder,
+    /// The compiled expressions that read a finished span's facts in one host call, one per
+    /// `FactsQuery::all`; `None` when the host evaluates no expressions.
+    pub facts: Option<[u32; 6]>,
+}
+
+/// Compiles every query's expression, or none: a host that cannot evaluate one cannot be
+/// relied on for the others.
+fn compile_fact_expressions(body_sizes: bool) -> Option<[u32; 6]> {
+    let mut tokens = [0; 6];
+    for query in FactsQuery::all(body_sizes) {
+        match host::expression_create(&span_facts::expression(&query)) {
+            Some(token) => tokens[query.index()] = token,
+            None => {
+                tokens[..query.index()]
+                    .iter()
+                    .for_each(|t| host::expression_delete(*t));
+                host::log_info(
+                    "sidetrace: the host compiles no CEL expressions; \
+                     span facts are read one attribute at a time",
+                );
+                return None;
+            }
+        }
+    }
+    Some(tokens)
 }
 
 /// Envoy's `xds.listener_direction`: 1 inbound, 2 outbound, 0 unspecified. Read per stream:
@@ -96,8 +122,14 @@ impl Plugin {
             },
             encoder,
             tracer,
+            facts: compile_fact_expressions(config.record_body_sizes),
             config,
         }
+    }
+
+    /// The compiled expression answering `query`.
+    pub fn facts_expression(&self, query: &FactsQuery) -> Option<u32> {
+        Some(self.facts?[query.index()])
     }
 
     /// Whether spans of `kind` are recorded (Telemetry API `match.mode`, `disableSpanReporting`).
@@ -120,11 +152,26 @@ impl Plugin {
         (self.config.match_.mode == MatchMode::ClientAndServer).then_some(true)
     }
 
+    /// Whether a stream may leave its span's kind to be read with its other facts at the end.
+    pub fn kind_can_wait(&self) -> bool {
+        self.kind.is_none() && self.facts.is_some()
+    }
+
     pub fn is_excluded(&self, path: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or(path);
         self.config
             .exclude_paths
             .iter()
             .any(|excluded| excluded == path)
+    }
+}
+
+/// A reconfigured plugin's expressions would otherwise stay compiled in the host for the VM's
+/// life.
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        for token in self.facts.iter().flatten() {
+            host::expression_delete(*token);
+        }
     }
 }

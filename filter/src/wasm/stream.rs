@@ -9,6 +9,7 @@ use crate::envoy_flags;
 use crate::http_span::{Exchange, SpanDecorations};
 use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
+use crate::span_facts::{FactsQuery, SpanFacts};
 use crate::tracer::SpanStart;
 use std::rc::Rc;
 
@@ -21,11 +22,14 @@ pub struct SidetraceStream {
 }
 
 struct Recording {
-    kind: SpanKind,
+    /// `None` until the end when the listener's direction is read with the span's other facts.
+    kind: Option<SpanKind>,
+    /// The request came without trace context: counted at the end if the span turns out a client.
+    without_context: bool,
     start: SpanStart,
     start_unix_nanos: u64,
     request: HeaderBlock,
-    /// From the response's `:status`, when response headers passed through the filter.
+    /// From the response's `:status`, read only when the facts are read one by one.
     status_code: Option<u32>,
 }
 
@@ -49,56 +53,93 @@ impl SidetraceStream {
         );
     }
 
+    /// The span's facts from the proxy, in one expression evaluation when the host has them
+    /// compiled, else one attribute read each. Also settles a kind left for the end.
+    fn read_facts(&self, recording: &Recording) -> (SpanKind, SpanFacts) {
+        let plugin = &self.shared.plugin;
+        let query = FactsQuery {
+            kind: recording.kind,
+            grpc: crate::http_span::is_grpc_request(&recording.request),
+            body_sizes: plugin.config.record_body_sizes,
+        };
+        let answered = plugin
+            .facts_expression(&query)
+            .and_then(host::expression_evaluate)
+            .and_then(|answer| SpanFacts::decode(&query, &answer));
+        if let Some(facts) = answered {
+            let kind = recording.kind.or(facts.kind).unwrap_or(SpanKind::Server);
+            return (kind, facts);
+        }
+        metrics::count(|pending| pending.facts_read_one_by_one += 1);
+        let kind = recording.kind.unwrap_or_else(|| Self::span_kind(plugin));
+        (
+            kind,
+            Self::facts_one_by_one(kind, &query, recording.status_code),
+        )
+    }
+
+    /// Each property read costs Envoy ~11,600 instructions (it hands the value over in a buffer
+    /// it allocates by calling back into the VM): only what the span will carry is read.
+    fn facts_one_by_one(kind: SpanKind, query: &FactsQuery, status: Option<u32>) -> SpanFacts {
+        let is_client = kind == SpanKind::Client;
+        let body_size = |path: [&str; 2]| {
+            query
+                .body_sizes
+                .then(|| host::property_int(&path))
+                .flatten()
+        };
+        SpanFacts {
+            kind: None,
+            status_code: status
+                .or_else(|| host::property_int(&["response", "code"]).map(|c| c as u32)),
+            protocol: host::property_string(&["request", "protocol"]),
+            route_name: host::property_string(&["xds", "route_name"]),
+            downstream_peer: (!is_client)
+                .then(|| host::property_string(&["source", "address"]))
+                .flatten(),
+            upstream_address: is_client
+                .then(|| host::property_string(&["upstream", "address"]))
+                .flatten(),
+            upstream_cluster: is_client
+                .then(|| host::property_string(&["xds", "cluster_name"]))
+                .flatten(),
+            grpc_status: query
+                .grpc
+                .then(|| host::property_int(&["response", "grpc_status"]))
+                .flatten()
+                .map(|c| c as u32),
+            request_body_size: body_size(["request", "size"]),
+            response_body_size: body_size(["response", "size"]),
+        }
+    }
+
     fn finish(&mut self, recording: Recording) {
         let plugin = &self.shared.plugin;
         let end_unix_nanos = host::now_unix_nanos();
-        // Each property read costs Envoy ~10,000 instructions (it hands the value over in a buffer
-        // it allocates by calling back into the VM): read only what this span will carry.
-        let status_code = recording
-            .status_code
-            .or_else(|| host::property_int(&["response", "code"]).map(|c| c as u32));
+        let (kind, facts) = self.read_facts(&recording);
+        if recording.kind.is_none() && recording.without_context && kind == SpanKind::Client {
+            metrics::count(|pending| pending.outbound_without_context += 1);
+        }
+        let status_code = facts.status_code;
         let mut flags = String::new();
         if crate::http_span::flags_worth_reading(status_code) {
             if let Some(bits) = host::property_int(&["response", "flags"]) {
                 envoy_flags::short_codes(bits as u64, &mut flags);
             }
         }
-        let is_client = recording.kind == SpanKind::Client;
-        let protocol = host::property_string(&["request", "protocol"]);
-        let downstream_peer = (!is_client)
-            .then(|| host::property_string(&["source", "address"]))
-            .flatten();
-        let upstream_address = is_client
-            .then(|| host::property_string(&["upstream", "address"]))
-            .flatten();
-        let upstream_cluster = is_client
-            .then(|| host::property_string(&["xds", "cluster_name"]))
-            .flatten();
-        let route_name = host::property_string(&["xds", "route_name"]);
-        let grpc_status = crate::http_span::is_grpc_request(&recording.request)
-            .then(|| host::property_int(&["response", "grpc_status"]))
-            .flatten()
-            .map(|c| c as u32);
-        let body_size = |path: [&str; 2]| {
-            plugin
-                .config
-                .record_body_sizes
-                .then(|| host::property_int(&path))
-                .flatten()
-        };
         let exchange = Exchange {
-            kind: recording.kind,
+            kind,
             request: &recording.request,
-            route_name: route_name.as_deref(),
-            protocol: protocol.as_deref(),
+            route_name: facts.route_name.as_deref(),
+            protocol: facts.protocol.as_deref(),
             status_code,
-            grpc_status,
+            grpc_status: facts.grpc_status,
             response_flags: &flags,
-            downstream_peer: downstream_peer.as_deref(),
-            upstream_address: upstream_address.as_deref(),
-            upstream_cluster: upstream_cluster.as_deref(),
-            request_body_size: body_size(["request", "size"]),
-            response_body_size: body_size(["response", "size"]),
+            downstream_peer: facts.downstream_peer.as_deref(),
+            upstream_address: facts.upstream_address.as_deref(),
+            upstream_cluster: facts.upstream_cluster.as_deref(),
+            request_body_size: facts.request_body_size,
+            response_body_size: facts.response_body_size,
         };
 
         let baggage_values: Vec<(&str, &str)> = match &recording.start.incoming.baggage {
@@ -147,7 +188,7 @@ impl SidetraceStream {
             sampled: true,
             random: context.random,
             name: &name,
-            kind: recording.kind,
+            kind,
             start_unix_nanos: recording.start_unix_nanos,
             end_unix_nanos: end_unix_nanos.max(recording.start_unix_nanos),
             attributes: &attributes,
@@ -180,17 +221,25 @@ impl SidetraceStream {
 
         let invalid = start.incoming.invalid as i64 + unreadable as i64;
         let without_context = start.incoming.context.is_none();
+        let path = request.get(":path").unwrap_or("/");
+        let excluded = plugin.is_excluded(path);
         // The listener's direction costs a host call when the config leaves it to the listener:
         // it is read only when something depends on it (a span to record, the count of outbound
-        // calls without context, a match mode). An unsampled request with context needs none.
+        // calls without context, a match mode). An unsampled request with context needs none. A
+        // span recorded whatever its kind reads it at the end, with its other facts, in one call.
         let recorded_whatever_kind = plugin.records_whatever_kind();
-        let kind = (start.is_sampled() || without_context || recorded_whatever_kind.is_none())
-            .then(|| Self::span_kind(plugin));
+        let kind_at_end = start.is_sampled()
+            && recorded_whatever_kind == Some(true)
+            && !excluded
+            && plugin.kind_can_wait();
+        let kind = (!kind_at_end
+            && (start.is_sampled() || without_context || recorded_whatever_kind.is_none()))
+        .then(|| Self::span_kind(plugin));
         let orphan = without_context && kind == Some(SpanKind::Client);
-        let path = request.get(":path").unwrap_or("/");
-        let recorded = kind.map_or(recorded_whatever_kind == Some(true), |kind| {
-            plugin.records(kind)
-        }) && !plugin.is_excluded(path);
+        let recorded = kind_at_end
+            || kind.map_or(recorded_whatever_kind == Some(true), |kind| {
+                plugin.records(kind)
+            }) && !excluded;
         metrics::count(|pending| {
             pending.invalid_context += invalid;
             pending.outbound_without_context += orphan as i64;
@@ -210,9 +259,10 @@ impl SidetraceStream {
             ));
         }
 
-        if let Some(kind) = kind.filter(|_| recorded && start.is_sampled()) {
+        if recorded && start.is_sampled() {
             self.recording = Some(Recording {
                 kind,
+                without_context,
                 start,
                 start_unix_nanos: host::now_unix_nanos(),
                 request,
@@ -222,7 +272,11 @@ impl SidetraceStream {
     }
 
     pub fn on_response_headers(&mut self) {
-        if let Some(recording) = &mut self.recording {
+        if let Some(recording) = self
+            .recording
+            .as_mut()
+            .filter(|_| self.shared.plugin.facts.is_none())
+        {
             recording.status_code = host::response_status();
         }
         let Some(value) = self

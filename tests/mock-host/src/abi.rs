@@ -98,6 +98,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
     add_proxy_basics(linker)?;
     add_headers(linker)?;
     add_properties(linker)?;
+    add_foreign_functions(linker)?;
     add_grpc(linker)?;
     add_metrics(linker)?;
     add_wasi(linker)?;
@@ -330,6 +331,78 @@ fn add_properties(linker: &mut Linker<HostState>) -> Result<()> {
                     Ok(OK)
                 }
                 None => Ok(NOT_FOUND),
+            }
+        },
+    )?;
+    Ok(())
+}
+
+/// An attribute as `proxy_get_property` finds it: the stream's, else the host's.
+fn attribute(state: &HostState, dotted: &str) -> Option<Vec<u8>> {
+    let path = dotted.replace('.', "\0").into_bytes();
+    state
+        .streams
+        .get(&state.current_context)
+        .and_then(|s| s.properties.get(&path))
+        .or_else(|| state.properties.get(&path))
+        .cloned()
+}
+
+/// Envoy's CEL foreign functions (`expressions` has the subset understood).
+fn add_foreign_functions(linker: &mut Linker<HostState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |mut caller: C,
+         name_ptr: i32,
+         name_len: i32,
+         args_ptr: i32,
+         args_len: i32,
+         ret_ptr: i32,
+         ret_size: i32|
+         -> Result<i32> {
+            let name = read_string(&mut caller, name_ptr, name_len)?;
+            let arguments = read(&mut caller, args_ptr, args_len)?;
+            if !caller.data().expressions_supported {
+                return Ok(NOT_FOUND);
+            }
+            let token = |arguments: &[u8]| -> Option<usize> {
+                Some(u32::from_le_bytes(arguments.try_into().ok()?) as usize)
+            };
+            match name.as_str() {
+                "expr_create" => {
+                    let text = String::from_utf8(arguments).unwrap_or_default();
+                    if !crate::expressions::parses(&text) {
+                        return Ok(BAD_ARGUMENT);
+                    }
+                    let expressions = &mut caller.data_mut().expressions;
+                    expressions.push(Some(text));
+                    let token = (expressions.len() - 1) as u32;
+                    hand_back(&mut caller, &token.to_le_bytes(), ret_ptr, ret_size)
+                }
+                "expr_evaluate" => {
+                    let state = caller.data();
+                    let Some(Some(text)) = token(&arguments).and_then(|t| state.expressions.get(t))
+                    else {
+                        return Ok(NOT_FOUND);
+                    };
+                    let text = text.clone();
+                    let answer = crate::expressions::evaluate(&text, &|a| attribute(state, a));
+                    caller.data_mut().expressions_evaluated.push(text);
+                    match answer {
+                        Some(answer) => hand_back(&mut caller, &answer, ret_ptr, ret_size),
+                        None => Ok(INTERNAL_FAILURE),
+                    }
+                }
+                "expr_delete" => {
+                    if let Some(slot) =
+                        token(&arguments).and_then(|t| caller.data_mut().expressions.get_mut(t))
+                    {
+                        *slot = None;
+                    }
+                    Ok(OK)
+                }
+                _ => Ok(NOT_FOUND),
             }
         },
     )?;

@@ -4,6 +4,7 @@
 //! recording everything the module asks of the host.
 
 mod abi;
+mod expressions;
 mod state;
 
 pub use state::{GrpcCall, LogEntry};
@@ -454,6 +455,21 @@ impl MockHost {
     }
 
     /// Property paths read so far (`xds.listener_direction`, ...), and forgets them.
+    /// Makes the host one without Envoy's CEL foreign functions; call before `configure`.
+    pub fn without_expressions(&mut self) {
+        self.store.data_mut().expressions_supported = false;
+    }
+
+    /// Expressions the module has compiled and not deleted.
+    pub fn live_expressions(&self) -> usize {
+        self.store.data().expressions.iter().flatten().count()
+    }
+
+    /// Expressions evaluated since the last call, as their text.
+    pub fn take_expressions_evaluated(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.store.data_mut().expressions_evaluated)
+    }
+
     pub fn take_properties_read(&mut self) -> Vec<String> {
         std::mem::take(&mut self.store.data_mut().properties_read)
     }

@@ -58,6 +58,12 @@ pub struct HostState {
     pub properties_read: Vec<String>,
     /// Every header write the module made, in order: (`add`, `replace` or `remove`, name).
     pub header_writes: Vec<(&'static str, String)>,
+    /// Whether `expr_create` and friends exist, as in Envoy; some hosts have none.
+    pub expressions_supported: bool,
+    /// Compiled expressions; a token is an index, a deleted one `None`.
+    pub expressions: Vec<Option<String>>,
+    /// Evaluations made, in order, as the expression's text.
+    pub expressions_evaluated: Vec<String>,
 }
 
 impl Default for HostState {
@@ -86,6 +92,9 @@ impl Default for HostState {
             host_calls: 0,
             properties_read: Vec::new(),
             header_writes: Vec::new(),
+            expressions_supported: true,
+            expressions: Vec::new(),
+            expressions_evaluated: Vec::new(),
         }
     }
 }

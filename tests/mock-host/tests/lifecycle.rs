@@ -1011,28 +1011,76 @@ fn grpc_callbacks_for_unknown_streams_are_ignored() {
 }
 
 /// A property read costs Envoy a buffer handed into the VM: the listener's direction is read
-/// only when something depends on it.
+/// only when something depends on it, and a span recorded whatever its kind reads it at the end
+/// with its other facts, when the host evaluates expressions.
 #[test]
 fn the_listener_direction_is_read_only_when_something_depends_on_it() {
+    // (config, incoming flags, host evaluates expressions, read at the request, why)
     let cases = [
         (
             "",
             Some("00"),
+            true,
             false,
             "unsampled, with the caller's context",
         ),
-        ("", Some("01"), true, "sampled: the span's kind"),
-        ("", None, true, "no context: counted if outbound"),
+        (
+            "",
+            Some("01"),
+            true,
+            false,
+            "sampled: its kind is read with its facts",
+        ),
+        (
+            "",
+            Some("01"),
+            false,
+            true,
+            "sampled, no expressions: the span's kind",
+        ),
+        (
+            r#""randomSamplingPercentage":0"#,
+            None,
+            true,
+            true,
+            "unsampled, no context: counted if outbound",
+        ),
+        (
+            "",
+            None,
+            true,
+            false,
+            "sampled, no context: counted at the end",
+        ),
         (
             r#""match":{"mode":"SERVER"}"#,
             Some("00"),
             true,
+            true,
             "a match mode",
         ),
-        (r#""direction":"inbound""#, Some("01"), false, "configured"),
+        (
+            r#""match":{"mode":"SERVER"}"#,
+            Some("01"),
+            true,
+            true,
+            "a match mode, sampled",
+        ),
+        (
+            r#""direction":"inbound""#,
+            Some("01"),
+            true,
+            false,
+            "configured",
+        ),
     ];
-    for (extra, flags, read, why) in cases {
-        let mut host = configured(extra);
+    for (extra, flags, expressions, read, why) in cases {
+        let mut host =
+            MockHost::load_with_env(&[("CLUSTER_NAME", "east-1")]).expect("load sidetrace.wasm");
+        if !expressions {
+            host.without_expressions();
+        }
+        assert!(host.configure(&config(extra)).unwrap());
         let traceparent = flags.map(|flags| w3c(TRACE, CALLER, flags));
         let headers: Vec<(&str, &str)> = traceparent
             .iter()
@@ -1040,14 +1088,174 @@ fn the_listener_direction_is_read_only_when_something_depends_on_it() {
             .collect();
         host.take_properties_read();
         let stream = host.new_stream().unwrap();
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], OUTBOUND);
+        host.set_stream_property(stream, &["request", "protocol"], b"HTTP/1.1");
+        host.set_stream_property(stream, &["source", "address"], b"10.0.0.7:51234");
+        host.set_stream_property(stream, &["upstream", "address"], b"10.0.0.9:8080");
+        host.set_stream_property(stream, &["xds", "cluster_name"], b"outbound|payments");
+        host.set_stream_property(stream, &["xds", "route_name"], b"payments");
         host.request_headers(stream, &request("/", &headers))
             .unwrap();
         let direction_read = host
             .take_properties_read()
             .contains(&"xds.listener_direction".to_string());
         assert_eq!(direction_read, read, "{why}");
+        host.set_stream_int_property(stream, &["response", "code"], 200);
         host.finish_stream(stream).unwrap();
+        let evaluated = host.take_expressions_evaluated();
+        let at_end = host.take_properties_read();
+        let new_root_sampled = flags.is_none() && !extra.contains("randomSamplingPercentage");
+        let sampled = (flags == Some("01") || new_root_sampled) && !extra.contains("SERVER");
+        if sampled {
+            assert_eq!(
+                evaluated.len(),
+                expressions as usize,
+                "{why}: {evaluated:?}"
+            );
+            assert_eq!(
+                evaluated
+                    .iter()
+                    .any(|e| e.contains("xds.listener_direction")),
+                !read && !extra.contains("direction"),
+                "{why}"
+            );
+            if expressions {
+                assert_eq!(
+                    at_end,
+                    Vec::<String>::new(),
+                    "{why}: one call for every fact"
+                );
+            }
+            let exported = spans(&flush(&mut host)[0].1);
+            assert_eq!(
+                exported[0].kind,
+                if extra.contains("inbound") { 2 } else { 3 },
+                "{why}: server 2, client 3"
+            );
+            assert_eq!(
+                attr(&exported[0], "network.protocol.version"),
+                Some(Value::StringValue("1.1".into())),
+                "{why}"
+            );
+        } else {
+            assert!(evaluated.is_empty(), "{why}: no span, no facts");
+            flush(&mut host);
+        }
+        if flags.is_none() {
+            assert_eq!(
+                metric(&host, "outbound_without_context"),
+                1,
+                "{why}: the listener is outbound"
+            );
+        }
     }
+}
+
+/// Envoy answers one CEL expression with every fact a span records; a host without expressions
+/// gets the same spans from one attribute read per fact. Both paths, same facts, compared.
+#[test]
+fn span_facts_are_the_same_read_in_one_expression_or_one_by_one() {
+    let run = |expressions: bool| {
+        let mut host =
+            MockHost::load_with_env(&[("CLUSTER_NAME", "east-1")]).expect("load sidetrace.wasm");
+        if !expressions {
+            host.without_expressions();
+        }
+        assert!(host
+            .configure(&config(r#""recordBodySizes":true"#))
+            .unwrap());
+        assert_eq!(host.live_expressions(), if expressions { 6 } else { 0 });
+        // (direction, gRPC, status, route name)
+        let exchanges = [
+            (INBOUND, false, 200, Some("checkout")),
+            (OUTBOUND, false, 503, None),
+            (OUTBOUND, true, 200, Some("payments")),
+            (INBOUND, true, 200, None),
+        ];
+        for (direction, grpc, status, route) in exchanges {
+            let stream = host.new_stream().unwrap();
+            host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
+            host.set_stream_property(stream, &["request", "protocol"], b"HTTP/2");
+            host.set_stream_property(stream, &["source", "address"], b"10.0.0.7:51234");
+            host.set_stream_property(stream, &["upstream", "address"], b"10.0.0.9:8080");
+            host.set_stream_property(stream, &["xds", "cluster_name"], b"outbound|payments");
+            if let Some(route) = route {
+                host.set_stream_property(stream, &["xds", "route_name"], route.as_bytes());
+            }
+            let content_type = if grpc {
+                "application/grpc"
+            } else {
+                "text/plain"
+            };
+            host.request_headers(stream, &request("/pay", &[("content-type", content_type)]))
+                .unwrap();
+            host.response_headers(stream, &[(":status", &status.to_string())])
+                .unwrap();
+            host.set_stream_int_property(stream, &["response", "code"], status);
+            host.set_stream_int_property(stream, &["response", "flags"], 0x20);
+            host.set_stream_int_property(stream, &["response", "grpc_status"], 14);
+            host.set_stream_int_property(stream, &["request", "size"], 12);
+            host.set_stream_int_property(stream, &["response", "size"], 34);
+            host.finish_stream(stream).unwrap();
+        }
+        let evaluated = host.take_expressions_evaluated().len();
+        let exported = spans(&flush(&mut host)[0].1);
+        assert_eq!(exported.len(), exchanges.len());
+        let facts: Vec<_> = exported
+            .iter()
+            .map(|span| {
+                let mut attributes: Vec<String> = span
+                    .attributes
+                    .iter()
+                    .filter(|a| !a.key.starts_with("istio.") && a.key != "node_id")
+                    .map(|a| format!("{}={:?}", a.key, a.value))
+                    .collect();
+                attributes.sort();
+                (
+                    span.kind,
+                    span.name.clone(),
+                    span.status.clone(),
+                    attributes,
+                )
+            })
+            .collect();
+        (facts, evaluated, metric(&host, "facts_read_one_by_one"))
+    };
+    let (one_call, evaluations, fallbacks) = run(true);
+    let (one_by_one, none, every_span) = run(false);
+    assert_eq!((evaluations, none), (4, 0));
+    assert_eq!(
+        (fallbacks, every_span),
+        (2, 4),
+        "spans without a route fall back, and all of them on a host without expressions"
+    );
+    assert_eq!(one_call, one_by_one);
+    let (kind, name, _, attributes) = &one_call[2];
+    assert_eq!(*kind, SpanKind::Client as i32);
+    assert_eq!(name, "GET payments", "{attributes:?}");
+    for expected in [
+        "server.address",
+        "envoy.upstream_cluster",
+        "rpc.grpc.status_code",
+        "http.request.body.size",
+        "network.protocol.version",
+    ] {
+        assert!(
+            attributes.iter().any(|a| a.starts_with(expected)),
+            "{expected} missing from {attributes:?}"
+        );
+    }
+}
+
+/// Expressions are compiled once per configuration, and a replaced configuration's are deleted.
+#[test]
+fn a_reconfigured_plugin_leaves_no_expressions_behind() {
+    let mut host = configured("");
+    assert_eq!(host.live_expressions(), 6);
+    assert!(host
+        .configure(&config(r#""recordBodySizes":true"#))
+        .unwrap());
+    assert_eq!(host.live_expressions(), 6);
 }
 
 /// Each span property is a host call: a span reads only what it will carry.
