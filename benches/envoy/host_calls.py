@@ -11,7 +11,8 @@ prices the callbacks themselves. The native tracer's rows are measured in the sa
 The lower bounds add up calls only (no wasm code, no export): what a proxy-wasm filter cannot
 avoid paying in Envoy 1.40's ABI 0.2.1 to (a) propagate W3C context on an unsampled request
 without context, and (b) record a server span carrying what the native tracer's span carries
-(request headers, status, protocol, peer address, start and end time) and write traceparent.
+(request headers, status, protocol, peer address, start and end time) and write traceparent,
+reading the facts one attribute at a time or all at once through Envoy's `expr_evaluate`.
 
     .venv/bin/python benches/envoy/host_calls.py
     .venv/bin/python benches/envoy/host_calls.py --requests 1000 --no-native
@@ -29,17 +30,27 @@ import run  # noqa: E402
 from run import OtlpReceiver  # noqa: E402
 
 CALLS_PER_ROW = 4
-# Configuration word of the probe filter -> what the row prices.
-CALLS = [
-    ("absent", "header read, header absent (no value handed over)"),
-    ("present", "header read, header present (`:path`)"),
-    ("pairs", "all request headers at once (h2load's 6 headers)"),
-    ("property", "attribute read (`request.protocol`)"),
-    ("replace", "header replace (traceparent-sized value)"),
-    ("add", "header add (traceparent-sized value)"),
-    ("remove", "header remove, header absent"),
-    ("time", "current time"),
-]
+# The facts the native tracer's span carries from the stream's end, as one CEL expression.
+NATIVE_FACTS = "[response.code, request.protocol, source.address]"
+# Row key -> (probe filter configuration word, CEL expression it evaluates, what the row prices).
+CALLS = {
+    "absent": ("absent", None, "header read, header absent (no value handed over)"),
+    "present": ("present", None, "header read, header present (`:path`)"),
+    "pairs": ("pairs", None, "all request headers at once (h2load's 6 headers)"),
+    "property": ("property", None, "attribute read (`request.protocol`)"),
+    "replace": ("replace", None, "header replace (traceparent-sized value)"),
+    "add": ("add", None, "header add (traceparent-sized value)"),
+    "remove": ("remove", None, "header remove, header absent"),
+    "time": ("time", None, "current time"),
+    "expr": ("done.expr", "[1]", "CEL expression evaluated at the stream's end (`[1]`)"),
+    "expr3": ("done.expr", NATIVE_FACTS, f"the same, `{NATIVE_FACTS}`"),
+}
+
+
+def probe_configuration(key):
+    word, expression, _ = CALLS[key]
+    configuration = f"{word}:{CALLS_PER_ROW}"
+    return f"{configuration} | {expression}" if expression else configuration
 
 
 def main():
@@ -69,8 +80,8 @@ def main():
             count("none", run.VARIANTS[0])
             for name, wasm in floors.items():
                 count(name, probe("", wasm))
-            for word, _ in CALLS:
-                count(word, probe(f"{word}:{CALLS_PER_ROW}"))
+            for key in CALLS:
+                count(key, probe(probe_configuration(key)))
             if not args.no_native:
                 for variant in run.VARIANTS:
                     if variant[0] in ("native 1%", "native 100%"):
@@ -85,20 +96,23 @@ def main():
     for name in floors:
         print(f"  {name:<50} {counted[name] - none:>14,.0f}   (this callback: {counted[name] - previous:,.0f})")
         previous = counted[name]
-    cost = {word: (counted[word] - floor) / CALLS_PER_ROW for word, _ in CALLS}
+    cost = {key: (counted[key] - floor) / CALLS_PER_ROW for key in CALLS}
     print(f"\n{'host call, made on every request':<52} {'per call':>14}")
-    for word, label in CALLS:
-        print(f"  {label:<50} {cost[word]:>14,.0f}")
+    for key, (_, _, label) in CALLS.items():
+        print(f"  {label:<50} {cost[key]:>14,.0f}")
     print("  (a value handed back costs a call into the VM's allocator: present - absent = "
           f"{cost['present'] - cost['absent']:,.0f})")
 
     floor_added = floor - none
     unsampled = floor_added + cost["absent"] + cost["add"]
-    sampled = floor_added + cost["pairs"] + cost["add"] + cost["present"] + 2 * cost["property"] + 2 * cost["time"]
+    read_one_by_one = floor_added + cost["pairs"] + cost["add"] + cost["present"] + 2 * cost["property"] \
+        + 2 * cost["time"]
+    one_expression = floor_added + cost["pairs"] + cost["add"] + cost["expr3"] + 2 * cost["time"]
     print("\nleast a filter must add, host calls only:")
     rows = [("unsampled, no incoming context: callbacks + traceparent probed + written", unsampled, "native 1%"),
-            ("server span as native's: callbacks + headers + traceparent written + :status "
-             "+ protocol + peer + 2 clock reads", sampled, "native 100%")]
+            ("server span as native's, facts read one by one: callbacks + headers + traceparent written "
+             "+ :status + protocol + peer + 2 clock reads", read_one_by_one, "native 100%"),
+            ("the same span, its end-of-stream facts in one CEL expression", one_expression, "native 100%")]
     for label, bound, native_name in rows:
         line = f"  {label}: {bound:,.0f}"
         if native_name in counted:

@@ -4,7 +4,10 @@
 //! the difference is what one read costs. It speaks the ABI directly, like sidetrace, so the
 //! floor includes no SDK dispatch.
 //!
-//! Configuration: whitespace-separated `call:count`, e.g. `absent:4 time:2`.
+//! Configuration: whitespace-separated `call:count`, e.g. `absent:4 time:2`, made on request
+//! headers; `done.call:count` makes them when the stream is done instead, when the response's
+//! attributes exist. `expr` evaluates the CEL expression written after a `|` (Envoy's
+//! `expr_evaluate`), e.g. `done.expr:4 | [response.code, request.protocol]`.
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
