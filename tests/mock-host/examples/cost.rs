@@ -57,18 +57,19 @@ fn request(traceparent: Option<&str>) -> Vec<(&str, &str)> {
     headers
 }
 
+const ENVOY_FACTS: [(&[&str], &[u8]); 5] = [
+    (&["request", "protocol"], b"HTTP/1.1"),
+    (&["source", "address"], b"10.0.0.7:51234"),
+    (&["xds", "route_name"], b"default"),
+    (&["upstream", "address"], b"10.0.0.9:8080"),
+    (&["xds", "cluster_name"], b"outbound|8080||payments"),
+];
+
 /// One request with the facts Envoy has for every stream (its protocol, peer, route and, going
 /// out, upstream), so that a span's facts read as they would in Envoy.
 fn exchange(host: &mut MockHost, direction: i64, headers: &[(&str, &str)]) {
     let stream = host.new_stream().unwrap();
-    let facts: [(&[&str], &[u8]); 5] = [
-        (&["request", "protocol"], b"HTTP/1.1"),
-        (&["source", "address"], b"10.0.0.7:51234"),
-        (&["xds", "route_name"], b"default"),
-        (&["upstream", "address"], b"10.0.0.9:8080"),
-        (&["xds", "cluster_name"], b"outbound|8080||payments"),
-    ];
-    for (path, value) in facts {
+    for (path, value) in ENVOY_FACTS {
         host.set_stream_property(stream, path, value);
     }
     host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
@@ -77,6 +78,38 @@ fn exchange(host: &mut MockHost, direction: i64, headers: &[(&str, &str)]) {
     host.response_headers(stream, &[(":status", "200")])
         .unwrap();
     host.finish_stream(stream).unwrap();
+}
+
+/// Where a request's wasm instructions go, callback by callback: (context creation, request
+/// headers, response headers, stream end), averaged.
+fn per_callback(scenario: &Scenario) -> [f64; 4] {
+    let mut host = host(&scenario.config);
+    let headers = request(scenario.traceparent);
+    exchange(&mut host, scenario.direction, &headers);
+    let mut spent = [0u64; 4];
+    for _ in 0..REQUESTS {
+        let mut mark = host.cost().1;
+        let mut lap = |host: &MockHost, at: usize| {
+            let now = host.cost().1;
+            spent[at] += now - mark;
+            mark = now;
+        };
+        let stream = host.new_stream().unwrap();
+        lap(&host, 0);
+        for (path, value) in ENVOY_FACTS {
+            host.set_stream_property(stream, path, value);
+        }
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], scenario.direction);
+        host.request_headers(stream, &headers).unwrap();
+        lap(&host, 1);
+        host.set_stream_int_property(stream, &["response", "code"], 200);
+        host.response_headers(stream, &[(":status", "200")])
+            .unwrap();
+        lap(&host, 2);
+        host.finish_stream(stream).unwrap();
+        lap(&host, 3);
+    }
+    spent.map(|fuel| fuel as f64 / REQUESTS as f64)
 }
 
 /// Host calls and instructions per request, exports excluded.
@@ -175,6 +208,17 @@ fn main() {
     for scenario in &scenarios {
         let (calls, fuel) = per_request(scenario);
         println!("{:<40} {calls:>16.1} {fuel:>18.0}", scenario.name);
+    }
+    println!(
+        "\n{:<40} {:>9} {:>9} {:>9} {:>9}",
+        "wasm instructions by callback", "create", "request", "response", "end"
+    );
+    for scenario in &scenarios {
+        let [create, request, response, end] = per_callback(scenario);
+        println!(
+            "{:<40} {create:>9.0} {request:>9.0} {response:>9.0} {end:>9.0}",
+            scenario.name
+        );
     }
     let (calls, fuel, bytes) = per_exported_span();
     println!(
