@@ -29,5 +29,8 @@ echo
 echo "== Envoy: what each host call costs, and the least a filter must add (callgrind)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/host_calls.py
 echo
+echo "== Envoy: an attribute read and a CEL expression evaluation in CPU time (/proc)"
+.venv/bin/python benches/envoy/host_call_times.py
+echo
 echo "== Envoy: where its CPU goes, per request (perf)"
 with_tool perf linux-perf .venv/bin/python benches/envoy/profile.py

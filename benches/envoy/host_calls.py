@@ -43,7 +43,7 @@ CALLS = {
     "remove": ("remove", None, "header remove, header absent"),
     "time": ("time", None, "current time"),
     "expr": ("done.expr", "[1]", "CEL expression evaluated at the stream's end (`[1]`)"),
-    "expr3": ("done.expr", NATIVE_FACTS, f"the same, `{NATIVE_FACTS}`"),
+    "expr3": ("done.expr", NATIVE_FACTS, "the same, listing the 3 facts of the native span"),
 }
 
 
