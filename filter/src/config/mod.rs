@@ -162,7 +162,7 @@ pub struct Config {
     pub exclude_paths: Vec<String>,
     pub record_query: bool,
     /// `http.request.body.size` / `http.response.body.size`: opt-in in the HTTP conventions,
-    /// and two property lookups per span.
+    /// and two more attributes in every span's facts.
     pub record_body_sizes: bool,
     /// Trace id, span id and decision as filter state for access logs: three host calls per
     /// request, worth paying only where the log format prints them.
