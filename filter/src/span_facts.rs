@@ -9,6 +9,7 @@
 //! functions, or an answer that does not decode, leaves the caller to read the facts one by one.
 
 use crate::span::SpanKind;
+use std::borrow::Cow;
 
 /// Which expression a stream needs. Each combination is compiled once, at configure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,32 +95,33 @@ pub fn expression(query: &FactsQuery) -> String {
     }
 }
 
-/// The answer to one query. Strings are `None` when empty.
+/// The answer to one query. Strings are `None` when empty; decoded ones borrow from the host's
+/// answer, those read one by one are owned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SpanFacts {
+pub struct SpanFacts<'a> {
     /// The span's kind, when the query left it to the listener's direction.
     pub kind: Option<SpanKind>,
     pub status_code: Option<u32>,
-    pub protocol: Option<String>,
-    pub route_name: Option<String>,
-    pub downstream_peer: Option<String>,
-    pub upstream_address: Option<String>,
-    pub upstream_cluster: Option<String>,
+    pub protocol: Option<Cow<'a, str>>,
+    pub route_name: Option<Cow<'a, str>>,
+    pub downstream_peer: Option<Cow<'a, str>>,
+    pub upstream_address: Option<Cow<'a, str>>,
+    pub upstream_cluster: Option<Cow<'a, str>>,
     pub grpc_status: Option<u32>,
     pub request_body_size: Option<i64>,
     pub response_body_size: Option<i64>,
 }
 
-impl SpanFacts {
+impl<'a> SpanFacts<'a> {
     /// Decodes Envoy's answer to `query`: a list serializes as header-map pairs whose names are
     /// the elements, integers as 8 little-endian bytes. Anything but the elements the query's
     /// expression lists, well formed, is refused whole.
-    pub fn decode(query: &FactsQuery, answer: &[u8]) -> Option<SpanFacts> {
-        let mut elements = list_elements(answer)?.into_iter();
+    pub fn decode(query: &FactsQuery, answer: &'a [u8]) -> Option<SpanFacts<'a>> {
+        let mut elements = ListElements::new(answer)?;
         let int = |bytes: &[u8]| Some(i64::from_le_bytes(bytes.try_into().ok()?));
-        let text = |bytes: &[u8]| {
+        let text = |bytes: &'a [u8]| {
             let text = std::str::from_utf8(bytes).ok()?;
-            Some((!text.is_empty()).then(|| text.to_string()))
+            Some((!text.is_empty()).then_some(Cow::Borrowed(text)))
         };
         let code = |bytes: &[u8]| u32::try_from(int(bytes)?).ok();
         let (kind, read_kind) = match query.kind {
@@ -151,33 +153,69 @@ impl SpanFacts {
             facts.request_body_size = Some(int(elements.next()?)?);
             facts.response_body_size = Some(int(elements.next()?)?);
         }
-        elements.next().is_none().then_some(facts)
+        elements.is_exhausted().then_some(facts)
     }
 }
 
-/// The names of a proxy-wasm pairs buffer, as raw bytes (integers are not text).
-fn list_elements(bytes: &[u8]) -> Option<Vec<&[u8]>> {
-    let word = |at: usize| -> Option<usize> {
-        let bytes = bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(bytes.try_into().ok()?) as usize)
-    };
-    let count = word(0)?;
-    if count > bytes.len() / 10 {
-        return None;
-    }
-    let mut data = 4 + 8 * count;
-    let mut elements = Vec::with_capacity(count);
-    for index in 0..count {
-        let (name_len, value_len) = (word(4 + 8 * index)?, word(8 + 8 * index)?);
-        let name_end = data.checked_add(name_len)?;
-        let value_end = name_end.checked_add(1 + value_len)?;
-        if value_end >= bytes.len() {
+/// The names of a proxy-wasm pairs buffer, in order, as raw bytes (integers are not text).
+struct ListElements<'a> {
+    bytes: &'a [u8],
+    count: usize,
+    index: usize,
+    /// Where the next element starts.
+    data: usize,
+    broken: bool,
+}
+
+impl<'a> ListElements<'a> {
+    fn new(bytes: &'a [u8]) -> Option<Self> {
+        let count = read_word(bytes, 0)?;
+        if count > bytes.len() / 10 {
             return None;
         }
-        elements.push(&bytes[data..name_end]);
-        data = value_end + 1;
+        Some(ListElements {
+            bytes,
+            count,
+            index: 0,
+            data: 4 + 8 * count,
+            broken: false,
+        })
     }
-    (data == bytes.len()).then_some(elements)
+
+    /// Every element was read, and the buffer held nothing more.
+    fn is_exhausted(&self) -> bool {
+        !self.broken && self.index == self.count && self.data == self.bytes.len()
+    }
+}
+
+impl<'a> Iterator for ListElements<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.broken || self.index == self.count {
+            return None;
+        }
+        let element = (|| {
+            let name_len = read_word(self.bytes, 4 + 8 * self.index)?;
+            let value_len = read_word(self.bytes, 8 + 8 * self.index)?;
+            let name_end = self.data.checked_add(name_len)?;
+            let value_end = name_end.checked_add(1 + value_len)?;
+            if value_end >= self.bytes.len() {
+                return None;
+            }
+            let element = &self.bytes[self.data..name_end];
+            self.data = value_end + 1;
+            Some(element)
+        })();
+        self.broken = element.is_none();
+        self.index += 1;
+        element
+    }
+}
+
+fn read_word(bytes: &[u8], at: usize) -> Option<usize> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
 }
 
 #[cfg(test)]
@@ -267,7 +305,8 @@ mod tests {
 
     #[test]
     fn answers_decode_by_the_querys_layout() {
-        let server = SpanFacts::decode(&SERVER_QUERY, &answer(&server_answer())).unwrap();
+        let server_bytes = answer(&server_answer());
+        let server = SpanFacts::decode(&SERVER_QUERY, &server_bytes).unwrap();
         assert_eq!(
             server,
             SpanFacts {

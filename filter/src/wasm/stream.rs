@@ -11,6 +11,7 @@ use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
 use crate::span_facts::{FactsQuery, SpanFacts};
 use crate::tracer::SpanStart;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 pub struct SidetraceStream {
@@ -55,17 +56,24 @@ impl SidetraceStream {
 
     /// The span's facts from the proxy, in one expression evaluation when the host has them
     /// compiled, else one attribute read each. Also settles a kind left for the end.
-    fn read_facts(&self, recording: &Recording) -> (SpanKind, SpanFacts) {
+    /// `answer` keeps the host's buffer the decoded facts borrow from.
+    fn read_facts<'a>(
+        &self,
+        recording: &Recording,
+        answer: &'a mut Option<Vec<u8>>,
+    ) -> (SpanKind, SpanFacts<'a>) {
         let plugin = &self.shared.plugin;
         let query = FactsQuery {
             kind: recording.kind,
             grpc: crate::http_span::is_grpc_request(&recording.request),
             body_sizes: plugin.config.record_body_sizes,
         };
-        let answered = plugin
+        *answer = plugin
             .facts_expression(&query)
-            .and_then(host::expression_evaluate)
-            .and_then(|answer| SpanFacts::decode(&query, &answer));
+            .and_then(host::expression_evaluate);
+        let answered = answer
+            .as_deref()
+            .and_then(|answer| SpanFacts::decode(&query, answer));
         if let Some(facts) = answered {
             let kind = recording.kind.or(facts.kind).unwrap_or(SpanKind::Server);
             return (kind, facts);
@@ -80,7 +88,12 @@ impl SidetraceStream {
 
     /// Each property read costs Envoy ~11,600 instructions (it hands the value over in a buffer
     /// it allocates by calling back into the VM): only what the span will carry is read.
-    fn facts_one_by_one(kind: SpanKind, query: &FactsQuery, status: Option<u32>) -> SpanFacts {
+    fn facts_one_by_one(
+        kind: SpanKind,
+        query: &FactsQuery,
+        status: Option<u32>,
+    ) -> SpanFacts<'static> {
+        let text = |path: &[&str]| host::property_string(path).map(Cow::Owned);
         let is_client = kind == SpanKind::Client;
         let body_size = |path: [&str; 2]| {
             query
@@ -92,17 +105,11 @@ impl SidetraceStream {
             kind: None,
             status_code: status
                 .or_else(|| host::property_int(&["response", "code"]).map(|c| c as u32)),
-            protocol: host::property_string(&["request", "protocol"]),
-            route_name: host::property_string(&["xds", "route_name"]),
-            downstream_peer: (!is_client)
-                .then(|| host::property_string(&["source", "address"]))
-                .flatten(),
-            upstream_address: is_client
-                .then(|| host::property_string(&["upstream", "address"]))
-                .flatten(),
-            upstream_cluster: is_client
-                .then(|| host::property_string(&["xds", "cluster_name"]))
-                .flatten(),
+            protocol: text(&["request", "protocol"]),
+            route_name: text(&["xds", "route_name"]),
+            downstream_peer: (!is_client).then(|| text(&["source", "address"])).flatten(),
+            upstream_address: is_client.then(|| text(&["upstream", "address"])).flatten(),
+            upstream_cluster: is_client.then(|| text(&["xds", "cluster_name"])).flatten(),
             grpc_status: query
                 .grpc
                 .then(|| host::property_int(&["response", "grpc_status"]))
@@ -116,7 +123,8 @@ impl SidetraceStream {
     fn finish(&mut self, recording: Recording) {
         let plugin = &self.shared.plugin;
         let end_unix_nanos = host::now_unix_nanos();
-        let (kind, facts) = self.read_facts(&recording);
+        let mut answer = None;
+        let (kind, facts) = self.read_facts(&recording, &mut answer);
         if recording.kind.is_none() && recording.without_context && kind == SpanKind::Client {
             metrics::count(|pending| pending.outbound_without_context += 1);
         }
