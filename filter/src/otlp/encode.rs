@@ -234,6 +234,68 @@ mod tests {
         assert_eq!(decoded.links[0].flags, 0x301);
     }
 
+    /// Byte for byte what prost writes for the same `KeyValue`, across every value kind and
+    /// the lengths that need a second varint byte at each level.
+    #[test]
+    fn attributes_match_prost_byte_for_byte() {
+        use crate::otlp::proto::common::{AnyValue, KeyValue};
+        let long_key = "k".repeat(130);
+        let long_value = "v".repeat(300);
+        let near = "n".repeat(125);
+        let cases: Vec<(&str, AttributeValue, Value)> = vec![
+            (
+                "http.request.method",
+                AttributeValue::Str("GET"),
+                Value::StringValue("GET".into()),
+            ),
+            (
+                "",
+                AttributeValue::Str("no key"),
+                Value::StringValue("no key".into()),
+            ),
+            (
+                "empty",
+                AttributeValue::Str(""),
+                Value::StringValue(String::new()),
+            ),
+            (
+                "long",
+                AttributeValue::Str(&long_value),
+                Value::StringValue(long_value.clone()),
+            ),
+            (
+                "near",
+                AttributeValue::Str(&near),
+                Value::StringValue(near.clone()),
+            ),
+            (&long_key, AttributeValue::Int(1), Value::IntValue(1)),
+            ("zero", AttributeValue::Int(0), Value::IntValue(0)),
+            ("negative", AttributeValue::Int(-7), Value::IntValue(-7)),
+            ("yes", AttributeValue::Bool(true), Value::BoolValue(true)),
+            ("no", AttributeValue::Bool(false), Value::BoolValue(false)),
+            (
+                "ratio",
+                AttributeValue::Double(0.25),
+                Value::DoubleValue(0.25),
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let mut ours = Vec::new();
+            put_attribute(&mut ours, 9, &Attribute { key, value }, 1024);
+            let body = KeyValue {
+                key: key.to_string(),
+                value: Some(AnyValue {
+                    value: Some(expected),
+                }),
+            }
+            .encode_to_vec();
+            let mut theirs = vec![0x4a];
+            put_varint(&mut theirs, body.len() as u64);
+            theirs.extend_from_slice(&body);
+            assert_eq!(ours, theirs, "{key:.20}");
+        }
+    }
+
     #[test]
     fn truncation_respects_character_boundaries() {
         let long = "é".repeat(100);
