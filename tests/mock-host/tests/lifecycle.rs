@@ -1010,6 +1010,16 @@ fn grpc_callbacks_for_unknown_streams_are_ignored() {
     assert_counts_reconcile(&host);
 }
 
+/// What Envoy knows of every proxied stream besides its route: direction, protocol, peer and
+/// upstream.
+fn set_envoy_facts(host: &mut MockHost, stream: u32, direction: i64, protocol: &[u8]) {
+    host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
+    host.set_stream_property(stream, &["request", "protocol"], protocol);
+    host.set_stream_property(stream, &["source", "address"], b"10.0.0.7:51234");
+    host.set_stream_property(stream, &["upstream", "address"], b"10.0.0.9:8080");
+    host.set_stream_property(stream, &["xds", "cluster_name"], b"outbound|payments");
+}
+
 /// A property read costs Envoy a buffer handed into the VM: the listener's direction is read
 /// only when something depends on it, and a span recorded whatever its kind reads it at the end
 /// with its other facts, when the host evaluates expressions.
@@ -1088,11 +1098,7 @@ fn the_listener_direction_is_read_only_when_something_depends_on_it() {
             .collect();
         host.take_properties_read();
         let stream = host.new_stream().unwrap();
-        host.set_stream_int_property(stream, &["xds", "listener_direction"], OUTBOUND);
-        host.set_stream_property(stream, &["request", "protocol"], b"HTTP/1.1");
-        host.set_stream_property(stream, &["source", "address"], b"10.0.0.7:51234");
-        host.set_stream_property(stream, &["upstream", "address"], b"10.0.0.9:8080");
-        host.set_stream_property(stream, &["xds", "cluster_name"], b"outbound|payments");
+        set_envoy_facts(&mut host, stream, OUTBOUND, b"HTTP/1.1");
         host.set_stream_property(stream, &["xds", "route_name"], b"payments");
         host.request_headers(stream, &request("/", &headers))
             .unwrap();
@@ -1174,11 +1180,7 @@ fn span_facts_are_the_same_read_in_one_expression_or_one_by_one() {
         ];
         for (direction, grpc, status, route) in exchanges {
             let stream = host.new_stream().unwrap();
-            host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
-            host.set_stream_property(stream, &["request", "protocol"], b"HTTP/2");
-            host.set_stream_property(stream, &["source", "address"], b"10.0.0.7:51234");
-            host.set_stream_property(stream, &["upstream", "address"], b"10.0.0.9:8080");
-            host.set_stream_property(stream, &["xds", "cluster_name"], b"outbound|payments");
+            set_envoy_facts(&mut host, stream, direction, b"HTTP/2");
             if let Some(route) = route {
                 host.set_stream_property(stream, &["xds", "route_name"], route.as_bytes());
             }
