@@ -8,6 +8,7 @@
 //! is written here, compiled once per plugin, and its answer decoded here; a host without the
 //! functions, or an answer that does not decode, leaves the caller to read the facts one by one.
 
+use crate::propagation::header_block::read_u32;
 use crate::span::SpanKind;
 use std::borrow::Cow;
 
@@ -214,8 +215,7 @@ impl<'a> Iterator for ListElements<'a> {
 }
 
 fn read_word(bytes: &[u8], at: usize) -> Option<usize> {
-    let word = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
+    Some(read_u32(bytes, at)? as usize)
 }
 
 #[cfg(test)]

@@ -99,7 +99,8 @@ impl HeaderBlock {
     }
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+/// The little-endian `u32` at `at`, if the buffer holds one there.
+pub(crate) fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let word = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(word.try_into().ok()?))
 }
