@@ -202,16 +202,8 @@ pub fn evaluate(text: &str, attributes: Attributes) -> Option<Vec<u8>> {
     let Value::List(elements) = eval(&parse(text)?, attributes)? else {
         return None;
     };
-    let mut out = (elements.len() as u32).to_le_bytes().to_vec();
-    for element in &elements {
-        out.extend_from_slice(&(element.len() as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-    }
-    for element in &elements {
-        out.extend_from_slice(element);
-        out.extend_from_slice(&[0, 0]);
-    }
-    Some(out)
+    let pairs: Vec<(Vec<u8>, &[u8])> = elements.into_iter().map(|e| (e, &b""[..])).collect();
+    Some(crate::state::serialize_map(&pairs))
 }
 
 #[cfg(test)]
