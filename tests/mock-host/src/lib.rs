@@ -5,6 +5,7 @@
 
 mod abi;
 mod expressions;
+pub mod profile;
 mod state;
 
 pub use state::{GrpcCall, LogEntry};
@@ -84,6 +85,28 @@ impl MockHost {
 
     pub fn from_bytes(wasm: &[u8], env: &[(&str, &str)]) -> Result<MockHost> {
         let (engine, module) = compiled(wasm)?;
+        MockHost::instantiate(&engine, &module, env)
+    }
+
+    /// A host whose module can be profiled with `sample_stacks`: compiled apart, optimised and
+    /// with epoch checks, so it never shares the tests' cached compilation.
+    pub fn load_for_profiling(wasm: &[u8]) -> Result<MockHost> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let module = Module::new(&engine, wasm)?;
+        MockHost::instantiate(&engine, &module, &[])
+    }
+
+    /// Attributes the wasm instructions executed from now on to the call stacks they ran under,
+    /// sampled every `every` of wall time (needs `load_for_profiling`).
+    pub fn sample_stacks(&mut self, every: std::time::Duration) -> profile::StackSampler {
+        profile::StackSampler::start(&mut self.store, every)
+    }
+
+    fn instantiate(engine: &Engine, module: &Module, env: &[(&str, &str)]) -> Result<MockHost> {
+        let (engine, module) = (engine.clone(), module.clone());
         let mut linker: Linker<HostState> = Linker::new(&engine);
         abi::add_to_linker(&mut linker)?;
         // Imports the filter links but never calls (shared data, queues, HTTP callouts) trap.
@@ -97,10 +120,16 @@ impl MockHost {
         };
         let mut store = Store::new(&engine, state);
         store.set_fuel(u64::MAX)?;
+        // Only a profiled engine checks epochs, and only once sampling begins.
+        store.set_epoch_deadline(u64::MAX / 2);
         store.call_hook(|mut state, hook| {
+            let state = state.data_mut();
             if matches!(hook, wasmtime::CallHook::CallingHost) {
-                state.data_mut().host_calls += 1;
+                state.host_calls += 1;
             }
+            state
+                .crossings
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         });
         let instance = linker.instantiate(&mut store, &module)?;

@@ -28,6 +28,9 @@ pub struct Stream {
 }
 
 pub struct HostState {
+    /// Counts every crossing between host and module code, so it is odd while the module's
+    /// code runs; the stack sampler keeps only samples taken in the stretch they were asked in.
+    pub crossings: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub now_nanos: u64,
     pub tick_period_ms: u32,
     pub plugin_config: Vec<u8>,
@@ -69,6 +72,7 @@ pub struct HostState {
 impl Default for HostState {
     fn default() -> Self {
         HostState {
+            crossings: Default::default(),
             now_nanos: 1_767_225_600_000_000_000,
             tick_period_ms: 0,
             plugin_config: Vec::new(),

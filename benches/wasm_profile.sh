@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Where a request's wasm instructions go, function by function, under the mock host: builds the
+# release module keeping its function names (same optimisation as `make build`), then samples its
+# call stacks over 200,000 requests.
+#
+#     bash benches/wasm_profile.sh                     # a sampled server span, W3C only
+#     bash benches/wasm_profile.sh unsampled outbound
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/profile
+CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR="$out" \
+    cargo build -q --release --target wasm32-wasip1 -p sidetrace
+wasm-opt -O3 --debuginfo --strip-producers --enable-bulk-memory --enable-sign-ext \
+    --enable-nontrapping-float-to-int --enable-mutable-globals \
+    "$out/wasm32-wasip1/release/sidetrace.wasm" -o "$out/sidetrace-named.wasm"
+cargo run -q --release -p sidetrace-mock-host --example profile -- "$out/sidetrace-named.wasm" "$@"

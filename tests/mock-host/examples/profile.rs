@@ -1,0 +1,139 @@
+//! Which functions a request's wasm instructions go to: the mock host samples the module's call
+//! stack, weighting each sample by the instructions executed since the last one. Needs a module
+//! that keeps its function names (`benches/wasm_profile.sh` builds one and runs this).
+//!
+//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled] [inbound|outbound]
+
+use sidetrace_mock_host::MockHost;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const REQUESTS: usize = 200_000;
+const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const SHOWN: usize = 40;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let module = args
+        .first()
+        .expect("the path of a module with function names");
+    let sampled = args.get(1).map(String::as_str) != Some("unsampled");
+    let direction = if args.get(2).map(String::as_str) == Some("outbound") {
+        2
+    } else {
+        1
+    };
+    let bytes = std::fs::read(module).expect("read the module");
+    let mut host = MockHost::load_for_profiling(&bytes).expect("load the module");
+    host.set_property(&["xds", "node", "metadata", "NAME"], b"bench-pod");
+    let percentage = if sampled { 100 } else { 0 };
+    let config = format!(
+        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}}}"#
+    );
+    assert!(host.configure(&config).expect("configure"));
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", "/bench/item"),
+        (":authority", "bench"),
+        (":scheme", "http"),
+        ("user-agent", "wrk"),
+        ("x-request-id", "0b0a0c0d-1111-2222-3333-444455556666"),
+    ];
+    if sampled {
+        headers.push(("traceparent", TRACEPARENT_SAMPLED));
+    }
+    let facts: [(&[&str], &[u8]); 5] = [
+        (&["request", "protocol"], b"HTTP/1.1"),
+        (&["source", "address"], b"10.0.0.7:51234"),
+        (&["xds", "route_name"], b"default"),
+        (&["upstream", "address"], b"10.0.0.9:8080"),
+        (&["xds", "cluster_name"], b"outbound|8080||payments"),
+    ];
+    let (_, fuel_before) = host.cost();
+    let sampler = host.sample_stacks(Duration::from_micros(20));
+    for done in 0..REQUESTS {
+        let stream = host.new_stream().unwrap();
+        for (path, value) in facts {
+            host.set_stream_property(stream, path, value);
+        }
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
+        host.request_headers(stream, &headers).unwrap();
+        host.set_stream_int_property(stream, &["response", "code"], 200);
+        host.response_headers(stream, &[(":status", "200")])
+            .unwrap();
+        host.finish_stream(stream).unwrap();
+        // Exports keep the queue from filling, and their cost shows up in the profile too.
+        if done % 512 == 511 {
+            host.advance_ms(100);
+            host.tick().unwrap();
+            for call in host.take_grpc_calls() {
+                host.grpc_respond_ok(call.token, &[]).unwrap();
+            }
+        }
+    }
+    let stacks = sampler.finish();
+    let (_, fuel_after) = host.cost();
+    let total: u64 = stacks.values().sum();
+    let fuel_per_request = (fuel_after - fuel_before) as f64 / REQUESTS as f64;
+    let per_request = |samples: u64| fuel_per_request * samples as f64 / total as f64;
+    println!(
+        "{REQUESTS} requests, {fuel_per_request:.0} wasm instructions each, {total} samples\n"
+    );
+    let mut own: HashMap<&str, u64> = HashMap::new();
+    let mut inclusive: HashMap<&str, u64> = HashMap::new();
+    for (stack, fuel) in &stacks {
+        if let Some(top) = stack.last() {
+            *own.entry(top).or_default() += fuel;
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for frame in stack {
+            if !seen.contains(&frame.as_str()) {
+                seen.push(frame);
+                *inclusive.entry(frame).or_default() += fuel;
+            }
+        }
+    }
+    for (title, table) in [("own", &own), ("with callees", &inclusive)] {
+        let mut rows: Vec<_> = table.iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(a.1));
+        println!("{:>10} {:>6}  instructions per request, {title}", "", "%");
+        for (name, fuel) in rows.into_iter().take(SHOWN) {
+            println!(
+                "{:>10.0} {:>5.1}%  {}",
+                per_request(*fuel),
+                100.0 * *fuel as f64 / total as f64,
+                short(name)
+            );
+        }
+        println!();
+    }
+}
+
+/// Rust's mangled paths, cut to their last two segments and without the hash.
+fn short(name: &str) -> String {
+    let demangled = rustc_demangle(name);
+    demangled.chars().take(110).collect()
+}
+
+fn rustc_demangle(name: &str) -> String {
+    // The legacy scheme: _ZN<len><seg>...<len>h<hash>E
+    let Some(mut rest) = name.strip_prefix("_ZN") else {
+        return name.to_string();
+    };
+    let mut segments = Vec::new();
+    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
+        let len: usize = rest[..digits].parse().unwrap_or(0);
+        let segment = &rest[digits..(digits + len).min(rest.len())];
+        rest = &rest[(digits + len).min(rest.len())..];
+        if !(segment.starts_with('h') && segment.len() == 17) {
+            segments.push(
+                segment
+                    .replace("$LT$", "<")
+                    .replace("$GT$", ">")
+                    .replace("$u20$", " ")
+                    .replace("..", "::"),
+            );
+        }
+    }
+    segments.join("::")
+}
