@@ -25,7 +25,7 @@ impl Getter for HeaderList {
             .map(|(_, v)| v.as_str())
     }
 
-    fn for_each(&self, visit: &mut dyn FnMut(&str, &str)) {
+    fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
         self.0.iter().for_each(|(k, v)| visit(k, v));
     }
 }

@@ -68,6 +68,7 @@ fn record(request: &HeaderBlock, start: &sidetrace::tracer::SpanStart) -> Vec<u8
     let exchange = Exchange {
         kind: SpanKind::Server,
         request,
+        fields: sidetrace::http_span::RequestFields::read(request),
         route_name: None,
         protocol: Some("HTTP/1.1"),
         status_code: Some(200),

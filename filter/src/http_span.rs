@@ -10,7 +10,9 @@ use std::borrow::Cow;
 /// start of the stream and from properties read at the end, so building attributes copies nothing.
 pub struct Exchange<'a> {
     pub kind: SpanKind,
+    /// Read for the configured header tags; every other header the span needs is in `fields`.
     pub request: &'a dyn Getter,
+    pub fields: RequestFields<'a>,
     pub route_name: Option<&'a str>,
     /// `request.protocol`: "HTTP/1.1", "HTTP/2", "HTTP/3".
     pub protocol: Option<&'a str>,
@@ -38,11 +40,49 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-/// gRPC requests are the only ones whose `grpc-status` means anything.
-pub fn is_grpc_request(request: &(impl Getter + ?Sized)) -> bool {
-    request
-        .get("content-type")
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
+/// The request headers a span's attributes come from, found in one pass over the headers: a
+/// span needs a dozen lookups of them, and each lookup was a scan of every header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestFields<'a> {
+    pub method: Option<&'a str>,
+    /// `:path`: the request target, query string included.
+    pub target: Option<&'a str>,
+    pub scheme: Option<&'a str>,
+    pub authority: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub forwarded_for: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+}
+
+impl<'a> RequestFields<'a> {
+    /// The first value of each, as `Getter::get` would give it.
+    pub fn read(request: &'a (impl Getter + ?Sized)) -> Self {
+        let mut fields = RequestFields::default();
+        request.for_each(&mut |name, value| {
+            let slot = match name {
+                ":method" => &mut fields.method,
+                ":path" => &mut fields.target,
+                ":scheme" => &mut fields.scheme,
+                ":authority" => &mut fields.authority,
+                "user-agent" => &mut fields.user_agent,
+                "x-request-id" => &mut fields.request_id,
+                "x-forwarded-for" => &mut fields.forwarded_for,
+                "content-type" => &mut fields.content_type,
+                _ => return,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        });
+        fields
+    }
+
+    /// gRPC requests are the only ones whose `grpc-status` means anything.
+    pub fn is_grpc(&self) -> bool {
+        self.content_type
+            .is_some_and(|ct| ct.starts_with("application/grpc"))
+    }
 }
 
 /// Envoy's response flags explain failures: an exchange with no status, or 4xx/5xx, is worth
@@ -63,23 +103,26 @@ pub fn parse_status(value: &[u8]) -> Option<u32> {
 
 impl<'a> Exchange<'a> {
     pub fn method(&self) -> &'a str {
-        self.request.get(":method").unwrap_or("GET")
+        self.fields.method.unwrap_or("GET")
     }
 
     /// The request target without its query string.
     pub fn path(&self) -> &'a str {
-        let target = self.request.get(":path").unwrap_or("/");
-        target.split(['?', '#']).next().unwrap_or(target)
+        let target = self.fields.target.unwrap_or("/");
+        match target.bytes().position(|b| b == b'?' || b == b'#') {
+            Some(end) => &target[..end],
+            None => target,
+        }
     }
 
     fn query(&self) -> Option<&'a str> {
-        let target = self.request.get(":path")?;
+        let target = self.fields.target?;
         let (_, query) = target.split_once('?')?;
         Some(query.split('#').next().unwrap_or(query)).filter(|q| !q.is_empty())
     }
 
     fn is_grpc(&self) -> bool {
-        is_grpc_request(self.request)
+        self.fields.is_grpc()
     }
 
     /// OTel status for this exchange: never Ok, Error by the server/client rules.
@@ -112,10 +155,10 @@ impl<'a> Exchange<'a> {
                 push_str(out, "url.query", query);
             }
         }
-        if let Some(scheme) = self.request.get(":scheme") {
+        if let Some(scheme) = self.fields.scheme {
             push_str(out, "url.scheme", scheme);
         }
-        if let Some(authority) = self.request.get(":authority") {
+        if let Some(authority) = self.fields.authority {
             let (host, port) = split_host_port(authority);
             push_str(out, "server.address", host);
             if let Some(port) = port {
@@ -136,27 +179,28 @@ impl<'a> Exchange<'a> {
         }
         match self.kind {
             SpanKind::Server => {
+                let peer = self.downstream_peer.map(split_host_port);
                 let client = self
-                    .request
-                    .get("x-forwarded-for")
+                    .fields
+                    .forwarded_for
                     .and_then(|list| list.split(',').next())
                     .map(str::trim)
                     .filter(|c| !c.is_empty())
-                    .or_else(|| self.downstream_peer.map(|peer| split_host_port(peer).0));
+                    .or(peer.map(|(address, _)| address));
                 if let Some(client) = client {
                     push_str(out, "client.address", client);
                 }
-                if let Some(peer) = self.downstream_peer {
+                if let Some(peer) = peer {
                     push_peer(out, peer);
                 }
             }
             SpanKind::Client => {
                 if let Some(peer) = self.upstream_address {
-                    push_peer(out, peer);
+                    push_peer(out, split_host_port(peer));
                 }
             }
         }
-        if let Some(agent) = self.request.get("user-agent") {
+        if let Some(agent) = self.fields.user_agent {
             push_str(out, "user_agent.original", agent);
         }
         if let Some(size) = self.request_body_size.filter(|s| *s > 0) {
@@ -171,7 +215,7 @@ impl<'a> Exchange<'a> {
                 value: AttributeValue::Int(size),
             });
         }
-        if let Some(request_id) = self.request.get("x-request-id") {
+        if let Some(request_id) = self.fields.request_id {
             push_str(out, "http.request.header.x-request-id", request_id);
         }
         if self.is_grpc() {
@@ -221,8 +265,7 @@ fn push_str<'a>(out: &mut Vec<Attribute<'a>>, key: &'a str, value: &'a str) {
     });
 }
 
-fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, peer: &'a str) {
-    let (address, port) = split_host_port(peer);
+fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, (address, port): (&'a str, Option<i64>)) {
     push_str(out, "network.peer.address", address);
     if let Some(port) = port {
         out.push(Attribute {
@@ -241,13 +284,33 @@ pub fn split_host_port(authority: &str) -> (&str, Option<i64>) {
         }
         return (authority, None);
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse::<u16>() {
-            Ok(port) => (host, Some(port as i64)),
-            Err(_) => (authority, None),
-        },
-        _ => (authority, None),
+    let bytes = authority.as_bytes();
+    let Some(colon) = bytes.iter().rposition(|&b| b == b':') else {
+        return (authority, None);
+    };
+    // More than one colon and no brackets: a bare IPv6 address, no port.
+    if bytes[..colon].contains(&b':') {
+        return (authority, None);
     }
+    match parse_port(&bytes[colon + 1..]) {
+        Some(port) => (&authority[..colon], Some(port)),
+        None => (authority, None),
+    }
+}
+
+/// A TCP port: 1 to 5 decimal digits, at most 65535.
+fn parse_port(digits: &[u8]) -> Option<i64> {
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    let mut port: i64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        port = port * 10 + i64::from(digit - b'0');
+    }
+    (port <= 65535).then_some(port)
 }
 
 fn protocol_version(protocol: &str) -> Option<&str> {
@@ -301,15 +364,20 @@ mod tests {
         ];
         for (content_type, expected) in grpc_cases {
             let headers = Headers::from_pairs([("content-type", content_type)]);
-            assert_eq!(is_grpc_request(&headers), expected, "{content_type}");
+            assert_eq!(
+                RequestFields::read(&headers).is_grpc(),
+                expected,
+                "{content_type}"
+            );
         }
-        assert!(!is_grpc_request(&Headers::new()));
+        assert!(!RequestFields::read(&Headers::new()).is_grpc());
     }
 
     fn exchange(kind: SpanKind, request: &Headers, status: Option<u32>) -> Exchange<'_> {
         Exchange {
             kind,
             request,
+            fields: RequestFields::read(request),
             route_name: None,
             protocol: Some("HTTP/1.1"),
             status_code: status,
@@ -448,6 +516,41 @@ mod tests {
     }
 
     #[test]
+    fn request_fields_are_each_header_first_value_as_a_lookup_gives_it() {
+        let request = Headers::from_pairs([
+            (":method", "POST"),
+            (":path", "/a?b=1#c"),
+            (":scheme", "https"),
+            (":authority", "shop:8443"),
+            ("user-agent", "curl/8"),
+            ("x-request-id", "r-1"),
+            ("x-forwarded-for", "1.2.3.4, 5.6.7.8"),
+            ("x-forwarded-for", "9.9.9.9"),
+            ("content-type", "application/grpc"),
+            ("x-other", "ignored"),
+        ]);
+        let fields = RequestFields::read(&request);
+        let lookups = [
+            (":method", fields.method),
+            (":path", fields.target),
+            (":scheme", fields.scheme),
+            (":authority", fields.authority),
+            ("user-agent", fields.user_agent),
+            ("x-request-id", fields.request_id),
+            ("x-forwarded-for", fields.forwarded_for),
+            ("content-type", fields.content_type),
+        ];
+        for (name, read) in lookups {
+            assert_eq!(read, request.get(name), "{name}");
+            assert!(read.is_some(), "{name}");
+        }
+        assert_eq!(RequestFields::read(&Headers::new()), RequestFields::default());
+        let ex = exchange(SpanKind::Server, &request, Some(200));
+        assert_eq!(ex.path(), "/a");
+        assert_eq!(ex.method(), "POST");
+    }
+
+    #[test]
     fn status_follows_kind() {
         let request = request();
         let cases = [
@@ -471,5 +574,10 @@ mod tests {
         assert_eq!(split_host_port("[::1]:9"), ("::1", Some(9)));
         assert_eq!(split_host_port("::1"), ("::1", None));
         assert_eq!(split_host_port("a:notaport"), ("a:notaport", None));
+        assert_eq!(split_host_port("a:65535"), ("a", Some(65535)));
+        assert_eq!(split_host_port("a:65536"), ("a:65536", None));
+        assert_eq!(split_host_port("a:"), ("a:", None));
+        assert_eq!(split_host_port("10.0.0.7:51234"), ("10.0.0.7", Some(51234)));
+        assert_eq!(split_host_port("[::1]"), ("::1", None));
     }
 }

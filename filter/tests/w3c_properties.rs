@@ -70,7 +70,7 @@ impl Getter for FixedCarrier {
         (name == "traceparent").then_some(self.incoming)
     }
 
-    fn for_each(&self, visit: &mut dyn FnMut(&str, &str)) {
+    fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
         visit("traceparent", self.incoming);
     }
 }

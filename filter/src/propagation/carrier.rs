@@ -13,8 +13,9 @@ pub trait Getter {
         }
     }
 
-    /// Every header, for prefix families such as Jaeger's `uberctx-*`.
-    fn for_each(&self, visit: &mut dyn FnMut(&str, &str));
+    /// Every header, for prefix families such as Jaeger's `uberctx-*`, and for reading many
+    /// headers in one pass.
+    fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str));
 }
 
 /// Write access to request headers.
@@ -63,7 +64,7 @@ impl Getter for Headers {
             .for_each(|(_, v)| visit(v));
     }
 
-    fn for_each(&self, visit: &mut dyn FnMut(&str, &str)) {
+    fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
         self.entries.iter().for_each(|(k, v)| visit(k, v));
     }
 }

@@ -121,7 +121,7 @@ impl Getter for HeaderBlock {
         }
     }
 
-    fn for_each(&self, visit: &mut dyn FnMut(&str, &str)) {
+    fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
         for (key, value) in self.iter() {
             visit(key, value);
         }

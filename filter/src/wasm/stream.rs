@@ -6,7 +6,7 @@ use super::plugin::{listener_kind, Plugin};
 use super::root::Shared;
 use crate::context::SpanContext;
 use crate::envoy_flags;
-use crate::http_span::{Exchange, SpanDecorations};
+use crate::http_span::{Exchange, RequestFields, SpanDecorations};
 use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
 use crate::span_facts::{FactsQuery, SpanFacts};
@@ -60,12 +60,13 @@ impl SidetraceStream {
     fn read_facts<'a>(
         &self,
         recording: &Recording,
+        grpc: bool,
         answer: &'a mut Option<Vec<u8>>,
     ) -> (SpanKind, SpanFacts<'a>) {
         let plugin = &self.shared.plugin;
         let query = FactsQuery {
             kind: recording.kind,
-            grpc: crate::http_span::is_grpc_request(&recording.request),
+            grpc,
             body_sizes: plugin.config.record_body_sizes,
         };
         *answer = plugin
@@ -123,8 +124,9 @@ impl SidetraceStream {
     fn finish(&mut self, recording: Recording) {
         let plugin = &self.shared.plugin;
         let end_unix_nanos = host::now_unix_nanos();
+        let fields = RequestFields::read(&recording.request);
         let mut answer = None;
-        let (kind, facts) = self.read_facts(&recording, &mut answer);
+        let (kind, facts) = self.read_facts(&recording, fields.is_grpc(), &mut answer);
         if recording.kind.is_none() && recording.without_context && kind == SpanKind::Client {
             metrics::count(|pending| pending.outbound_without_context += 1);
         }
@@ -138,6 +140,7 @@ impl SidetraceStream {
         let exchange = Exchange {
             kind,
             request: &recording.request,
+            fields,
             route_name: facts.route_name.as_deref(),
             protocol: facts.protocol.as_deref(),
             status_code,
