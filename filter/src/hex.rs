@@ -5,9 +5,9 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// Writes `bytes` as lowercase hex into `out`, which must be exactly twice as long.
 pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
     debug_assert_eq!(out.len(), bytes.len() * 2);
-    for (i, byte) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[(byte >> 4) as usize];
-        out[2 * i + 1] = DIGITS[(byte & 0x0f) as usize];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[(byte >> 4) as usize];
+        pair[1] = DIGITS[(byte & 0x0f) as usize];
     }
 }
 

@@ -83,8 +83,10 @@ impl HeaderBlock {
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
+    /// Lengths first: most names differ in length, and that needs no slice of the buffer.
     fn name_is(&self, start: u32, end: u32, name: &str) -> bool {
-        &self.bytes[start as usize..end as usize] == name.as_bytes()
+        (end - start) as usize == name.len()
+            && &self.bytes[start as usize..end as usize] == name.as_bytes()
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &str)> {

@@ -3,6 +3,9 @@
 //! that keeps its function names (`benches/wasm_profile.sh` builds one and runs this).
 //!
 //!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled] [inbound|outbound]
+//!
+//! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
+//! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
 
 use sidetrace_mock_host::MockHost;
 use std::collections::HashMap;
@@ -93,7 +96,27 @@ fn main() {
             }
         }
     }
-    for (title, table) in [("own", &own), ("with callees", &inclusive)] {
+    let mut callers: HashMap<&str, u64> = HashMap::new();
+    if let Ok(callee) = std::env::var("CALLERS_OF") {
+        for (stack, samples) in &stacks {
+            // The outermost frame matching, so a callee calling itself is counted once.
+            if let Some(at) = stack.iter().position(|frame| frame.contains(&callee)) {
+                // The nearest frame of the module's own code, past the standard library's.
+                let caller = stack[..at]
+                    .iter()
+                    .rev()
+                    .find(|frame| frame.contains("sidetrace") || frame.starts_with("proxy_on"))
+                    .map_or("(host)", String::as_str);
+                *callers.entry(caller).or_default() += samples;
+            }
+        }
+    }
+    let callers_title = format!("calling {}", std::env::var("CALLERS_OF").unwrap_or_default());
+    let mut tables = vec![("own", &own), ("with callees", &inclusive)];
+    if !callers.is_empty() {
+        tables.push((callers_title.as_str(), &callers));
+    }
+    for (title, table) in tables {
         let mut rows: Vec<_> = table.iter().collect();
         rows.sort_by(|a, b| b.1.cmp(a.1));
         println!("{:>10} {:>6}  instructions per request, {title}", "", "%");
