@@ -157,8 +157,17 @@ impl Plugin {
         self.kind.is_none() && self.facts.is_some()
     }
 
-    pub fn is_excluded(&self, path: &str) -> bool {
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+    /// Whether the request target `path` gives (query string and all) is one not to trace. With
+    /// no paths excluded, the target is not even looked up.
+    pub fn is_excluded<'a>(&self, path: impl FnOnce() -> Option<&'a str>) -> bool {
+        if self.config.exclude_paths.is_empty() {
+            return false;
+        }
+        let path = path().unwrap_or("/");
+        let path = match path.bytes().position(|b| b == b'?' || b == b'#') {
+            Some(end) => &path[..end],
+            None => path,
+        };
         self.config
             .exclude_paths
             .iter()

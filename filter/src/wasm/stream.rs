@@ -232,8 +232,7 @@ impl SidetraceStream {
 
         let invalid = start.incoming.invalid as i64 + unreadable as i64;
         let without_context = start.incoming.context.is_none();
-        let path = request.get(":path").unwrap_or("/");
-        let excluded = plugin.is_excluded(path);
+        let excluded = plugin.is_excluded(|| request.get(":path"));
         // The listener's direction costs a host call when the config leaves it to the listener:
         // it is read only when something depends on it (a span to record, the count of outbound
         // calls without context, a match mode). An unsampled request with context needs none. A
