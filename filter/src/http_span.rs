@@ -544,7 +544,10 @@ mod tests {
             assert_eq!(read, request.get(name), "{name}");
             assert!(read.is_some(), "{name}");
         }
-        assert_eq!(RequestFields::read(&Headers::new()), RequestFields::default());
+        assert_eq!(
+            RequestFields::read(&Headers::new()),
+            RequestFields::default()
+        );
         let ex = exchange(SpanKind::Server, &request, Some(200));
         assert_eq!(ex.path(), "/a");
         assert_eq!(ex.method(), "POST");

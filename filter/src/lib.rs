@@ -21,3 +21,10 @@ pub mod tracer;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+
+mod size_classes;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: size_classes::SizeClasses<std::alloc::System> =
+    size_classes::SizeClasses::new(std::alloc::System);

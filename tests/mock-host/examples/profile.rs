@@ -111,7 +111,10 @@ fn main() {
             }
         }
     }
-    let callers_title = format!("calling {}", std::env::var("CALLERS_OF").unwrap_or_default());
+    let callers_title = format!(
+        "calling {}",
+        std::env::var("CALLERS_OF").unwrap_or_default()
+    );
     let mut tables = vec![("own", &own), ("with callees", &inclusive)];
     if !callers.is_empty() {
         tables.push((callers_title.as_str(), &callers));
