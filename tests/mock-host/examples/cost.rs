@@ -5,10 +5,8 @@
 //!     cargo run --release -p sidetrace-mock-host --example cost
 //!     SIDETRACE_WASM=old.wasm cargo run --release -p sidetrace-mock-host --example cost
 
+use sidetrace_mock_host::workload::{exchange, request, set_stream_facts, INBOUND, OUTBOUND};
 use sidetrace_mock_host::MockHost;
-
-const INBOUND: i64 = 1;
-const OUTBOUND: i64 = 2;
 const REQUESTS: u64 = 1000;
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -42,44 +40,6 @@ fn host(plugin_config: &str) -> MockHost {
     host
 }
 
-fn request(traceparent: Option<&str>) -> Vec<(&str, &str)> {
-    let mut headers = vec![
-        (":method", "GET"),
-        (":path", "/bench/item"),
-        (":authority", "bench"),
-        (":scheme", "http"),
-        ("user-agent", "wrk"),
-        ("x-request-id", "0b0a0c0d-1111-2222-3333-444455556666"),
-    ];
-    if let Some(traceparent) = traceparent {
-        headers.push(("traceparent", traceparent));
-    }
-    headers
-}
-
-const ENVOY_FACTS: [(&[&str], &[u8]); 5] = [
-    (&["request", "protocol"], b"HTTP/1.1"),
-    (&["source", "address"], b"10.0.0.7:51234"),
-    (&["xds", "route_name"], b"default"),
-    (&["upstream", "address"], b"10.0.0.9:8080"),
-    (&["xds", "cluster_name"], b"outbound|8080||payments"),
-];
-
-/// One request with the facts Envoy has for every stream (its protocol, peer, route and, going
-/// out, upstream), so that a span's facts read as they would in Envoy.
-fn exchange(host: &mut MockHost, direction: i64, headers: &[(&str, &str)]) {
-    let stream = host.new_stream().unwrap();
-    for (path, value) in ENVOY_FACTS {
-        host.set_stream_property(stream, path, value);
-    }
-    host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
-    host.request_headers(stream, headers).unwrap();
-    host.set_stream_int_property(stream, &["response", "code"], 200);
-    host.response_headers(stream, &[(":status", "200")])
-        .unwrap();
-    host.finish_stream(stream).unwrap();
-}
-
 /// Where a request's wasm instructions go, callback by callback: (context creation, request
 /// headers, response headers, stream end), averaged.
 fn per_callback(scenario: &Scenario) -> [f64; 4] {
@@ -96,10 +56,7 @@ fn per_callback(scenario: &Scenario) -> [f64; 4] {
         };
         let stream = host.new_stream().unwrap();
         lap(&host, 0);
-        for (path, value) in ENVOY_FACTS {
-            host.set_stream_property(stream, path, value);
-        }
-        host.set_stream_int_property(stream, &["xds", "listener_direction"], scenario.direction);
+        set_stream_facts(&mut host, stream, scenario.direction);
         host.request_headers(stream, &headers).unwrap();
         lap(&host, 1);
         host.set_stream_int_property(stream, &["response", "code"], 200);

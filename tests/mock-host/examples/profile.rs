@@ -7,6 +7,7 @@
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
 //! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
 
+use sidetrace_mock_host::workload::{exchange, request, INBOUND, OUTBOUND};
 use sidetrace_mock_host::MockHost;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,9 +23,9 @@ fn main() {
         .expect("the path of a module with function names");
     let sampled = args.get(1).map(String::as_str) != Some("unsampled");
     let direction = if args.get(2).map(String::as_str) == Some("outbound") {
-        2
+        OUTBOUND
     } else {
-        1
+        INBOUND
     };
     let bytes = std::fs::read(module).expect("read the module");
     let mut host = MockHost::load_for_profiling(&bytes).expect("load the module");
@@ -34,37 +35,11 @@ fn main() {
         r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}}}"#
     );
     assert!(host.configure(&config).expect("configure"));
-    let mut headers = vec![
-        (":method", "GET"),
-        (":path", "/bench/item"),
-        (":authority", "bench"),
-        (":scheme", "http"),
-        ("user-agent", "wrk"),
-        ("x-request-id", "0b0a0c0d-1111-2222-3333-444455556666"),
-    ];
-    if sampled {
-        headers.push(("traceparent", TRACEPARENT_SAMPLED));
-    }
-    let facts: [(&[&str], &[u8]); 5] = [
-        (&["request", "protocol"], b"HTTP/1.1"),
-        (&["source", "address"], b"10.0.0.7:51234"),
-        (&["xds", "route_name"], b"default"),
-        (&["upstream", "address"], b"10.0.0.9:8080"),
-        (&["xds", "cluster_name"], b"outbound|8080||payments"),
-    ];
+    let headers = request(sampled.then_some(TRACEPARENT_SAMPLED));
     let (_, fuel_before) = host.cost();
     let sampler = host.sample_stacks(Duration::from_micros(20));
     for done in 0..REQUESTS {
-        let stream = host.new_stream().unwrap();
-        for (path, value) in facts {
-            host.set_stream_property(stream, path, value);
-        }
-        host.set_stream_int_property(stream, &["xds", "listener_direction"], direction);
-        host.request_headers(stream, &headers).unwrap();
-        host.set_stream_int_property(stream, &["response", "code"], 200);
-        host.response_headers(stream, &[(":status", "200")])
-            .unwrap();
-        host.finish_stream(stream).unwrap();
+        exchange(&mut host, direction, &headers);
         // Exports keep the queue from filling, and their cost shows up in the profile too.
         if done % 512 == 511 {
             host.advance_ms(100);

@@ -7,6 +7,7 @@ mod abi;
 mod expressions;
 pub mod profile;
 mod state;
+pub mod workload;
 
 pub use state::{GrpcCall, LogEntry};
 
