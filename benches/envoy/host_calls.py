@@ -45,6 +45,14 @@ CALLS = {
     "expr": ("done.expr", "[1]", "CEL expression evaluated at the stream's end (`[1]`)"),
     "expr3": ("done.expr", NATIVE_FACTS, "the same, listing the 3 facts of the native span"),
 }
+# The facts of a sampled span whose direction is left to the listener, as `span_facts` writes them.
+SIDETRACE_FACTS = ("xds.listener_direction == 2 ? (has(upstream.address) ? [2, response.code, request.protocol, "
+                   "xds.route_name, upstream.address, xds.cluster_name] : [2, response.code, request.protocol, "
+                   "xds.route_name, '', has(xds.cluster_name) ? xds.cluster_name : '']) : [1, response.code, "
+                   "request.protocol, xds.route_name, source.address]")
+# Every host call sidetrace makes for a sampled inbound request without context (the benchmark's
+# request): headers read, traceparent added, the clock at both ends, the facts at the end.
+SIDETRACE_CALLS = f"pairs:1 add:1 time:1 done.time:1 done.expr:1 | {SIDETRACE_FACTS}"
 
 
 def probe_configuration(key):
@@ -82,6 +90,8 @@ def main():
                 count(name, probe("", wasm))
             for key in CALLS:
                 count(key, probe(probe_configuration(key)))
+            count("sidetrace's calls", probe(SIDETRACE_CALLS))
+            count("sidetrace in 100%", next(v for v in run.VARIANTS if v[0] == "sidetrace in 100%"))
             if not args.no_native:
                 for variant in run.VARIANTS:
                     if variant[0] in ("native 1%", "native 100%"):
@@ -119,6 +129,15 @@ def main():
             native = counted[native_name] - none
             line += f"; {native_name} adds {native:,.0f} ({bound / native:.2f}x)"
         print(line)
+
+    calls_only = counted["sidetrace's calls"] - none
+    sidetrace = counted["sidetrace in 100%"] - none
+    print("\nsidetrace inbound at 100 %, split (added per request):")
+    print(f"  its host calls, made by the probe filter with no other code: {calls_only:,.0f}")
+    print(f"  sidetrace itself: {sidetrace:,.0f}; the rest (its wasm code, export, ticks): {sidetrace - calls_only:,.0f}")
+    if "native 100%" in counted:
+        native = counted["native 100%"] - none
+        print(f"  against native 100 % ({native:,.0f}): calls {calls_only / native:.2f}x, all {sidetrace / native:.2f}x")
 
 
 if __name__ == "__main__":
