@@ -22,6 +22,8 @@ pub mod tracer;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+// The module's allocator; natively, only its tests use it.
+#[cfg(any(target_arch = "wasm32", test))]
 mod size_classes;
 
 #[cfg(target_arch = "wasm32")]
