@@ -85,6 +85,14 @@ impl<'a> RequestFields<'a> {
     }
 }
 
+/// A request target's path: what comes before its query string or fragment.
+pub fn path_of(target: &str) -> &str {
+    match target.bytes().position(|b| b == b'?' || b == b'#') {
+        Some(end) => &target[..end],
+        None => target,
+    }
+}
+
 /// Envoy's response flags explain failures: an exchange with no status, or 4xx/5xx, is worth
 /// the lookup; a 1xx-3xx response carries none that a trace reader needs.
 pub fn flags_worth_reading(status_code: Option<u32>) -> bool {
@@ -108,11 +116,7 @@ impl<'a> Exchange<'a> {
 
     /// The request target without its query string.
     pub fn path(&self) -> &'a str {
-        let target = self.fields.target.unwrap_or("/");
-        match target.bytes().position(|b| b == b'?' || b == b'#') {
-            Some(end) => &target[..end],
-            None => target,
-        }
+        path_of(self.fields.target.unwrap_or("/"))
     }
 
     fn query(&self) -> Option<&'a str> {

@@ -157,17 +157,13 @@ impl Plugin {
         self.kind.is_none() && self.facts.is_some()
     }
 
-    /// Whether the request target `path` gives (query string and all) is one not to trace. With
-    /// no paths excluded, the target is not even looked up.
-    pub fn is_excluded<'a>(&self, path: impl FnOnce() -> Option<&'a str>) -> bool {
+    /// Whether the request's target (`:path`, query string and all) is one not to trace; the
+    /// target is asked for only when some paths are excluded.
+    pub fn is_excluded<'a>(&self, target: impl FnOnce() -> Option<&'a str>) -> bool {
         if self.config.exclude_paths.is_empty() {
             return false;
         }
-        let path = path().unwrap_or("/");
-        let path = match path.bytes().position(|b| b == b'?' || b == b'#') {
-            Some(end) => &path[..end],
-            None => path,
-        };
+        let path = crate::http_span::path_of(target().unwrap_or("/"));
         self.config
             .exclude_paths
             .iter()
