@@ -86,7 +86,7 @@ impl MockHost {
 
     pub fn from_bytes(wasm: &[u8], env: &[(&str, &str)]) -> Result<MockHost> {
         let (engine, module) = compiled(wasm)?;
-        MockHost::instantiate(&engine, &module, env)
+        MockHost::instantiate(engine, module, env)
     }
 
     /// A host whose module can be profiled with `sample_stacks`: compiled apart, optimised and
@@ -97,17 +97,16 @@ impl MockHost {
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
         let module = Module::new(&engine, wasm)?;
-        MockHost::instantiate(&engine, &module, &[])
+        MockHost::instantiate(engine, module, &[])
     }
 
-    /// Attributes the wasm instructions executed from now on to the call stacks they ran under,
-    /// sampled every `every` of wall time (needs `load_for_profiling`).
+    /// Samples the module's call stack at moments about `every` apart while its code runs, until
+    /// the sampler is finished (needs `load_for_profiling`).
     pub fn sample_stacks(&mut self, every: std::time::Duration) -> profile::StackSampler {
         profile::StackSampler::start(&mut self.store, every)
     }
 
-    fn instantiate(engine: &Engine, module: &Module, env: &[(&str, &str)]) -> Result<MockHost> {
-        let (engine, module) = (engine.clone(), module.clone());
+    fn instantiate(engine: Engine, module: Module, env: &[(&str, &str)]) -> Result<MockHost> {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         abi::add_to_linker(&mut linker)?;
         // Imports the filter links but never calls (shared data, queues, HTTP callouts) trap.
