@@ -59,15 +59,15 @@ fn main() {
     );
     let mut own: HashMap<&str, u64> = HashMap::new();
     let mut inclusive: HashMap<&str, u64> = HashMap::new();
-    for (stack, fuel) in &stacks {
+    for (stack, samples) in &stacks {
         if let Some(top) = stack.last() {
-            *own.entry(top).or_default() += fuel;
+            *own.entry(top).or_default() += samples;
         }
         let mut seen: Vec<&str> = Vec::new();
         for frame in stack {
             if !seen.contains(&frame.as_str()) {
                 seen.push(frame);
-                *inclusive.entry(frame).or_default() += fuel;
+                *inclusive.entry(frame).or_default() += samples;
             }
         }
     }
@@ -98,11 +98,11 @@ fn main() {
         let mut rows: Vec<_> = table.iter().collect();
         rows.sort_by(|a, b| b.1.cmp(a.1));
         println!("{:>10} {:>6}  instructions per request, {title}", "", "%");
-        for (name, fuel) in rows.into_iter().take(SHOWN) {
+        for (name, samples) in rows.into_iter().take(SHOWN) {
             println!(
                 "{:>10.0} {:>5.1}%  {}",
-                per_request(*fuel),
-                100.0 * *fuel as f64 / total as f64,
+                per_request(*samples),
+                100.0 * *samples as f64 / total as f64,
                 short(name)
             );
         }
@@ -110,14 +110,14 @@ fn main() {
     }
 }
 
-/// Rust's mangled paths, cut to their last two segments and without the hash.
+/// A function's name fit for one line: a legacy-mangled Rust path readable, and cut short.
 fn short(name: &str) -> String {
-    let demangled = rustc_demangle(name);
-    demangled.chars().take(110).collect()
+    demangle_legacy(name).chars().take(110).collect()
 }
 
-fn rustc_demangle(name: &str) -> String {
-    // The legacy scheme: _ZN<len><seg>...<len>h<hash>E
+/// `_ZN<len><segment>...<len>h<hash>E` as `segment::...`, without the hash; other names as
+/// they are (v0-mangled names, `_R...`, stay mangled).
+fn demangle_legacy(name: &str) -> String {
     let Some(mut rest) = name.strip_prefix("_ZN") else {
         return name.to_string();
     };
