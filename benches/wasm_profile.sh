@@ -4,7 +4,8 @@
 # call stacks over 200,000 requests.
 #
 #     bash benches/wasm_profile.sh                     # a sampled server span, W3C only
-#     bash benches/wasm_profile.sh unsampled outbound
+#     bash benches/wasm_profile.sh unsampled outbound       # a new trace, not sampled
+#     bash benches/wasm_profile.sh unsampled-with-context   # the caller's, not sampled
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/profile

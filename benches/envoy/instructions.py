@@ -13,6 +13,11 @@ track it. Figures, not assertions.
 
     .venv/bin/python benches/envoy/instructions.py
     .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
+    .venv/bin/python benches/envoy/instructions.py --caller-context --variant "native 1%" --variant "sidetrace in 1%"
+
+`--caller-context` sends every request with an unsampled W3C `traceparent`, as a sidecar inside a
+mesh sees most requests (the hop before it made the decision), where without it every request is
+a new trace's first.
 """
 import argparse
 import glob
@@ -56,7 +61,11 @@ def wait_until_serving(url, process, timeout=300):
         time.sleep(0.5)
 
 
-def count(variant, requests, receiver, workdir):
+# A caller's context that was not sampled.
+CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+
+
+def count(variant, requests, receiver, workdir, headers=()):
     name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
     config_path = os.path.join(workdir, "envoy.yaml")
@@ -74,7 +83,7 @@ def count(variant, requests, receiver, workdir):
     try:
         url = f"http://127.0.0.1:{port}/bench/item"
         wait_until_serving(url, process)
-        h2load = ["h2load", "--h1", "-c", "2"]
+        h2load = ["h2load", "--h1", "-c", "2"] + [arg for header in headers for arg in ("-H", header)]
         # Enough calls for V8 to move the module's hot functions to its optimizing tier.
         subprocess.run(h2load + ["-n", "1000", url], capture_output=True, check=True)
         time.sleep(2)
@@ -108,7 +117,10 @@ def main():
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--variant", action="append",
                         help="a row name of run.py, or \"sidetrace in 100%% held\" (repeatable)")
+    parser.add_argument("--caller-context", action="store_true",
+                        help="send every request with an unsampled W3C traceparent")
     args = parser.parse_args()
+    headers = [CALLER_TRACEPARENT] if args.caller_context else []
     require_tools()
     wanted = args.variant or DEFAULT_VARIANTS
     variants = [v for v in run.VARIANTS + EXTRA_VARIANTS if v[0] in wanted]
@@ -118,11 +130,12 @@ def main():
     per_request = {}
     with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
-            per_request[variant[0]] = count(variant, args.requests, receiver, workdir)
+            per_request[variant[0]] = count(variant, args.requests, receiver, workdir, headers)
             print(f"{variant[0]:<20} {per_request[variant[0]]:>10,.0f} instructions/request", file=sys.stderr, flush=True)
     base = per_request["none"]
     print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
-          f"after 1000 to warm up; all threads, exports and ticks included")
+          f"after 1000 to warm up; all threads, exports and ticks included"
+          + ("; every request with an unsampled caller's traceparent" if headers else ""))
     header = f"{'variant':<24} {'instr/request':>14} {'added':>10} {'vs native':>10}"
     print(header)
     print("-" * len(header))

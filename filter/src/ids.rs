@@ -3,6 +3,7 @@
 
 use crate::context::{SpanId, TraceId};
 
+#[derive(Clone)]
 pub struct IdGenerator {
     state: [u64; 4],
 }

@@ -17,6 +17,7 @@ pub mod route;
 pub mod sampling;
 pub mod span;
 pub mod span_facts;
+pub mod traceparent_probe;
 pub mod tracer;
 
 #[cfg(target_arch = "wasm32")]

@@ -2,7 +2,7 @@
 
 use super::{Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex;
+use crate::hex::{self, Text};
 
 pub const SINGLE_HEADER: &str = "b3";
 pub const MULTI_HEADERS: [&str; 5] = [
@@ -108,32 +108,20 @@ pub fn extract_multi(carrier: &impl Getter) -> Extracted {
 }
 
 pub fn inject_single(ctx: &SpanContext, carrier: &mut impl Setter) {
-    let mut out = [0u8; 32 + 1 + 16 + 2];
-    hex::encode_into(&ctx.trace_id.0, &mut out[..32]);
-    out[32] = b'-';
-    hex::encode_into(&ctx.span_id.0, &mut out[33..49]);
-    let len = match (ctx.debug, ctx.sampling) {
-        (true, _) => Some(b'd'),
-        (false, Sampling::Sampled) => Some(b'1'),
-        (false, Sampling::NotSampled) => Some(b'0'),
-        (false, Sampling::Deferred) => None,
-    }
-    .map_or(49, |flag| {
-        out[49] = b'-';
-        out[50] = flag;
-        51
-    });
-    carrier.set(
-        SINGLE_HEADER,
-        std::str::from_utf8(&out[..len]).unwrap_or_default(),
-    );
+    let mut out = Text::<{ 32 + 1 + 16 + 2 }>::new();
+    out.hex(&ctx.trace_id.0).text("-").hex(&ctx.span_id.0);
+    match (ctx.debug, ctx.sampling) {
+        (true, _) => out.text("-d"),
+        (false, Sampling::Sampled) => out.text("-1"),
+        (false, Sampling::NotSampled) => out.text("-0"),
+        (false, Sampling::Deferred) => &mut out,
+    };
+    carrier.set(SINGLE_HEADER, out.as_str());
 }
 
 pub fn inject_multi(ctx: &SpanContext, carrier: &mut impl Setter) {
-    let trace = ctx.trace_id.to_hex();
-    let span = ctx.span_id.to_hex();
-    carrier.set(TRACE_ID, std::str::from_utf8(&trace).unwrap_or_default());
-    carrier.set(SPAN_ID, std::str::from_utf8(&span).unwrap_or_default());
+    carrier.set(TRACE_ID, Text::<32>::new().hex(&ctx.trace_id.0).as_str());
+    carrier.set(SPAN_ID, Text::<16>::new().hex(&ctx.span_id.0).as_str());
     carrier.remove(PARENT_SPAN_ID);
     if ctx.debug {
         // Debug implies an accept decision; the spec says not to send both.

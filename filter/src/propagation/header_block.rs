@@ -68,6 +68,19 @@ impl HeaderBlock {
         (HeaderBlock { bytes, pairs }, skipped)
     }
 
+    /// A block holding one header, from a value looked up alone: the tracer then reads it as it
+    /// reads a whole map. A value that is not UTF-8 is left out and counted, as `parse` does.
+    pub fn single(name: &str, value: Vec<u8>) -> (HeaderBlock, u32) {
+        if std::str::from_utf8(&value).is_err() || value.len() + name.len() > u32::MAX as usize {
+            return (HeaderBlock::default(), 1);
+        }
+        let value_end = value.len() as u32;
+        let mut bytes = value;
+        bytes.extend_from_slice(name.as_bytes());
+        let pairs = vec![(value_end, bytes.len() as u32, 0, value_end)];
+        (HeaderBlock { bytes, pairs }, 0)
+    }
+
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
@@ -151,6 +164,24 @@ pub fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_header_reads_like_a_map_of_one() {
+        let (block, skipped) = HeaderBlock::single("traceparent", b"00-ab".to_vec());
+        assert_eq!(
+            (block.get("traceparent"), block.len(), skipped),
+            (Some("00-ab"), 1, 0)
+        );
+        assert_eq!(block.get("tracestate"), None);
+        let mut seen = Vec::new();
+        block.for_each(&mut |name, value| seen.push((name, value)));
+        assert_eq!(seen, [("traceparent", "00-ab")]);
+        let (block, skipped) = HeaderBlock::single("traceparent", vec![0xff, b'0']);
+        assert_eq!(
+            (block.get("traceparent"), block.len(), skipped),
+            (None, 0, 1)
+        );
+    }
 
     fn all(block: &HeaderBlock) -> Vec<(String, String)> {
         let mut out = Vec::new();

@@ -3,7 +3,7 @@
 use super::baggage::{percent_decode, percent_encode};
 use super::{Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex;
+use crate::hex::{self, Text};
 
 pub const HEADER: &str = "uber-trace-id";
 pub const BAGGAGE_PREFIX: &str = "uberctx-";
@@ -59,17 +59,17 @@ pub fn extract(carrier: &impl Getter) -> Extracted {
 }
 
 pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
-    let mut out = [0u8; 32 + 1 + 16 + 3 + 1];
-    hex::encode_into(&ctx.trace_id.0, &mut out[..32]);
-    out[32] = b':';
-    hex::encode_into(&ctx.span_id.0, &mut out[33..49]);
-    out[49..52].copy_from_slice(b":0:");
-    out[52] = match (ctx.debug, ctx.is_sampled()) {
-        (true, _) => b'3',
-        (false, true) => b'1',
-        (false, false) => b'0',
+    let flags = match (ctx.debug, ctx.is_sampled()) {
+        (true, _) => ":0:3",
+        (false, true) => ":0:1",
+        (false, false) => ":0:0",
     };
-    carrier.set(HEADER, std::str::from_utf8(&out).unwrap_or_default());
+    let mut out = Text::<{ 32 + 1 + 16 + 4 }>::new();
+    out.hex(&ctx.trace_id.0)
+        .text(":")
+        .hex(&ctx.span_id.0)
+        .text(flags);
+    carrier.set(HEADER, out.as_str());
 }
 
 /// `uberctx-<key>` items, values percent-decoded; bounded like W3C baggage.

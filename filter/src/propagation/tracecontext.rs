@@ -2,7 +2,7 @@
 
 use super::{tracestate, Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex;
+use crate::hex::{self, Text};
 
 pub const HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
@@ -73,13 +73,7 @@ fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
 }
 
 /// `traceparent` for `context`, written into a stack buffer.
-pub fn format_traceparent(context: &SpanContext) -> [u8; LENGTH] {
-    let mut out = [0u8; LENGTH];
-    out[..3].copy_from_slice(b"00-");
-    hex::encode_into(&context.trace_id.0, &mut out[3..35]);
-    out[35] = b'-';
-    hex::encode_into(&context.span_id.0, &mut out[36..52]);
-    out[52] = b'-';
+pub fn format_traceparent(context: &SpanContext) -> Text<LENGTH> {
     let mut flags = 0u8;
     if context.is_sampled() {
         flags |= SAMPLED;
@@ -87,17 +81,18 @@ pub fn format_traceparent(context: &SpanContext) -> [u8; LENGTH] {
     if context.random {
         flags |= RANDOM;
     }
-    hex::encode_into(&[flags], &mut out[53..55]);
+    let mut out = Text::new();
+    out.text("00-")
+        .hex(&context.trace_id.0)
+        .text("-")
+        .hex(&context.span_id.0)
+        .text("-")
+        .hex(&[flags]);
     out
 }
 
 pub fn inject(context: &SpanContext, carrier: &mut impl Setter) {
-    let traceparent = format_traceparent(context);
-    // Only ASCII hex and dashes were written.
-    carrier.set(
-        HEADERS[0],
-        std::str::from_utf8(&traceparent).unwrap_or_default(),
-    );
+    carrier.set(HEADERS[0], format_traceparent(context).as_str());
     if context.trace_state.is_empty() {
         carrier.remove(HEADERS[1]);
     } else {

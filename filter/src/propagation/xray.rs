@@ -3,7 +3,7 @@
 
 use super::{Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex;
+use crate::hex::{self, Text};
 
 pub const HEADER: &str = "x-amzn-trace-id";
 pub const MAX_LENGTH: usize = 256;
@@ -80,29 +80,23 @@ pub fn extract(carrier: &impl Getter) -> Extracted {
 }
 
 pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
-    const PREFIX: &[u8] = b"Root=1-";
-    let mut out = [0u8; 7 + 8 + 1 + 24 + 8 + 16 + 10];
-    let mut len = PREFIX.len();
-    out[..len].copy_from_slice(PREFIX);
-    hex::encode_into(&ctx.trace_id.0[..4], &mut out[len..len + 8]);
-    out[len + 8] = b'-';
-    hex::encode_into(&ctx.trace_id.0[4..], &mut out[len + 9..len + 33]);
-    len += 33;
-    out[len..len + 8].copy_from_slice(b";Parent=");
-    hex::encode_into(&ctx.span_id.0, &mut out[len + 8..len + 24]);
-    len += 24;
-    let sampled: &[u8] = match (ctx.is_sampled(), ctx.sampling) {
-        (true, _) => b";Sampled=1",
-        (false, Sampling::NotSampled) => b";Sampled=0",
-        (false, _) => b";Sampled=?",
+    let sampled = match (ctx.is_sampled(), ctx.sampling) {
+        (true, _) => ";Sampled=1",
+        (false, Sampling::NotSampled) => ";Sampled=0",
+        (false, _) => ";Sampled=?",
     };
-    out[len..len + sampled.len()].copy_from_slice(sampled);
-    len += sampled.len();
-    let head = std::str::from_utf8(&out[..len]).unwrap_or_default();
+    let mut out = Text::<{ 7 + 8 + 1 + 24 + 8 + 16 + 10 }>::new();
+    out.text("Root=1-")
+        .hex(&ctx.trace_id.0[..4])
+        .text("-")
+        .hex(&ctx.trace_id.0[4..])
+        .text(";Parent=")
+        .hex(&ctx.span_id.0)
+        .text(sampled);
     if ctx.xray_extra.is_empty() {
-        carrier.set(HEADER, head);
+        carrier.set(HEADER, out.as_str());
     } else {
-        carrier.set(HEADER, &format!("{head};{}", ctx.xray_extra));
+        carrier.set(HEADER, &format!("{};{}", out.as_str(), ctx.xray_extra));
     }
 }
 

@@ -43,13 +43,10 @@ fn set_header(map_type: u32, name: &str, value: &str) {
 
 /// Writes headers straight into the proxy's request header map. Envoy charges a quarter less to
 /// add a header than to replace one (the replace searches for values to drop), and a removal of
-/// a header the request never had is a call for nothing: both are decided against the headers
-/// read, when every one of them could be read.
+/// a header the request never had is a call for nothing: both are decided against what was read
+/// of the request.
 pub struct RequestHeaderWriter<'a> {
-    received: &'a HeaderBlock,
-    /// Unless every received header was readable, a name missing from `received` may still be in
-    /// the request (with a value that is not UTF-8), and must be replaced or removed.
-    complete: bool,
+    received: Received<'a>,
     /// Fingerprints of the names written so far: a second write of a name replaces the first.
     /// Equal names always match; unequal ones that collide, or writes past the last slot, only
     /// cost a replace.
@@ -57,11 +54,34 @@ pub struct RequestHeaderWriter<'a> {
     writes: usize,
 }
 
+/// What was read of the request before writing to it.
+enum Received<'a> {
+    /// Its header map. Unless every header was readable (`complete`), a name missing from it may
+    /// still be in the request, with a value that is not UTF-8, and must be replaced or removed.
+    Map {
+        headers: &'a HeaderBlock,
+        complete: bool,
+    },
+    /// One header looked up: whether the request has it. Of any other, nothing is known.
+    One { name: &'static str, present: bool },
+}
+
 impl<'a> RequestHeaderWriter<'a> {
     pub fn new(received: &'a HeaderBlock, unreadable: u32) -> Self {
+        Self::with(Received::Map {
+            headers: received,
+            complete: unreadable == 0,
+        })
+    }
+
+    /// For a request of which only `name` was looked up.
+    pub fn after_lookup(name: &'static str, present: bool) -> Self {
+        Self::with(Received::One { name, present })
+    }
+
+    fn with(received: Received<'a>) -> Self {
         RequestHeaderWriter {
             received,
-            complete: unreadable == 0,
             written: [0; 8],
             writes: 0,
         }
@@ -69,8 +89,14 @@ impl<'a> RequestHeaderWriter<'a> {
 
     /// Whether the request may already hold `name`, whose fingerprint `print` computes.
     fn may_hold(&self, name: &str, print: impl Fn() -> u64) -> bool {
-        !self.complete
-            || self.received.get(name).is_some()
+        let received = match self.received {
+            Received::Map { headers, complete } => !complete || headers.get(name).is_some(),
+            Received::One {
+                name: looked_up,
+                present,
+            } => present || looked_up != name,
+        };
+        received
             || self.writes > self.written.len()
             || (self.writes > 0 && self.written[..self.writes].contains(&print()))
     }
@@ -136,6 +162,11 @@ fn map_value(map_type: u32, name: &str) -> Option<Vec<u8>> {
         abi::proxy_get_header_map_value(map_type, name.as_ptr(), name.len(), &mut data, &mut size)
     };
     take_host_buffer(status, data, size)
+}
+
+/// One request header's value, looked up without reading the others.
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    map_value(abi::REQUEST_HEADERS, name)
 }
 
 /// A value of the gRPC callout's trailing metadata, during `proxy_on_grpc_receive_trailing_metadata`.

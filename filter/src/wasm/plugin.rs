@@ -25,6 +25,9 @@ pub struct Plugin {
     /// The compiled expressions that read a finished span's facts in one host call, one per
     /// `FactsQuery::all`; `None` when the host evaluates no expressions.
     pub facts: Option<[u32; 6]>,
+    /// Whether a request's `traceparent` is looked up alone first, its header map read only if
+    /// it is sampled (`traceparent_probe`).
+    pub probes_traceparent: bool,
 }
 
 /// Compiles every query's expression, or none: a host that cannot evaluate one cannot be
@@ -123,6 +126,7 @@ impl Plugin {
             encoder,
             tracer,
             facts: compile_fact_expressions(config.record_body_sizes),
+            probes_traceparent: crate::traceparent_probe::applies(&config),
             config,
         }
     }

@@ -6,10 +6,12 @@ use super::plugin::{listener_kind, Plugin};
 use super::root::Shared;
 use crate::context::SpanContext;
 use crate::envoy_flags;
+use crate::hex::Text;
 use crate::http_span::{Exchange, RequestFields, SpanDecorations};
-use crate::propagation::{Getter, HeaderBlock};
+use crate::propagation::{tracecontext, Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
 use crate::span_facts::{FactsQuery, SpanFacts};
+use crate::traceparent_probe::{self, Settled};
 use crate::tracer::SpanStart;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -19,7 +21,7 @@ pub struct SidetraceStream {
     /// Present only while a sampled span is being recorded.
     recording: Option<Recording>,
     /// The `traceresponse` value, kept only when response headers are configured.
-    trace_response: Option<[u8; 55]>,
+    trace_response: Option<Text<55>>,
 }
 
 struct Recording {
@@ -222,6 +224,9 @@ impl SidetraceStream {
     }
 
     pub fn on_request_headers(&mut self) {
+        if self.shared.plugin.probes_traceparent && self.settle_by_traceparent() {
+            return;
+        }
         let plugin = &self.shared.plugin;
         let (request, unreadable) = host::request_headers();
         let start = plugin
@@ -229,10 +234,66 @@ impl SidetraceStream {
             .start(&request, &mut self.shared.ids.borrow_mut(), || {
                 (host::now_unix_nanos() / 1_000_000_000) as u32
             });
+        let excluded = plugin.is_excluded(|| request.get(":path"));
+        let (kind, recorded) = self.count_start(&start, unreadable, excluded);
+        plugin
+            .tracer
+            .inject(&start, &mut RequestHeaderWriter::new(&request, unreadable));
+        self.announce(&start);
 
+        if recorded && start.is_sampled() {
+            self.recording = Some(Recording {
+                kind,
+                without_context: start.incoming.context.is_none(),
+                start,
+                start_unix_nanos: host::now_unix_nanos(),
+                request,
+                status_code: None,
+            });
+        }
+    }
+
+    /// Settles an unsampled request from its `traceparent` alone (`traceparent_probe`); false
+    /// when the request is sampled and its span needs the whole header map.
+    fn settle_by_traceparent(&mut self) -> bool {
+        let plugin = &self.shared.plugin;
+        let name = tracecontext::HEADERS[0];
+        let value = host::request_header(name);
+        let present = value.is_some();
+        let (looked_up, unreadable) = match value {
+            Some(value) => HeaderBlock::single(name, value),
+            None => (HeaderBlock::default(), 0),
+        };
+        let settled = traceparent_probe::settle(
+            &plugin.tracer,
+            &looked_up,
+            &mut self.shared.ids.borrow_mut(),
+        );
+        let start = match settled {
+            Settled::NeedsRequest => return false,
+            Settled::PassThrough(start) => start,
+            Settled::Restart(start) => {
+                let mut writer = RequestHeaderWriter::after_lookup(name, present);
+                plugin.tracer.inject(&start, &mut writer);
+                start
+            }
+        };
+        self.count_start(&start, unreadable, false);
+        self.announce(&start);
+        true
+    }
+
+    /// Counts the request in the filter's metrics, and settles what its span's kind is (`None`
+    /// when it is left to the end) and whether the span is recorded if sampled.
+    fn count_start(
+        &self,
+        start: &SpanStart,
+        unreadable: u32,
+        excluded: bool,
+    ) -> (Option<SpanKind>, bool) {
+        let plugin = &self.shared.plugin;
         let invalid = start.incoming.invalid as i64 + unreadable as i64;
         let without_context = start.incoming.context.is_none();
-        let excluded = plugin.is_excluded(|| request.get(":path"));
         // The listener's direction costs a host call when the config leaves it to the listener:
         // it is read only when something depends on it (a span to record, the count of outbound
         // calls without context, a match mode). An unsampled request with context needs none. A
@@ -255,29 +316,18 @@ impl SidetraceStream {
             pending.outbound_without_context += orphan as i64;
             pending.spans_started += recorded as i64;
         });
+        (kind, recorded)
+    }
 
-        plugin
-            .tracer
-            .inject(&start, &mut RequestHeaderWriter::new(&request, unreadable));
+    /// Hands the stream's context to access logs and the response, where configured.
+    fn announce(&mut self, start: &SpanStart) {
+        let plugin = &self.shared.plugin;
         if plugin.config.publish_filter_state {
             Self::publish_context(&start.context);
         }
         let response_headers = &plugin.config.response_headers;
         if response_headers.traceresponse || response_headers.trace_id_header.is_some() {
-            self.trace_response = Some(crate::propagation::tracecontext::format_traceparent(
-                &start.context,
-            ));
-        }
-
-        if recorded && start.is_sampled() {
-            self.recording = Some(Recording {
-                kind,
-                without_context,
-                start,
-                start_unix_nanos: host::now_unix_nanos(),
-                request,
-                status_code: None,
-            });
+            self.trace_response = Some(tracecontext::format_traceparent(&start.context));
         }
     }
 
@@ -289,11 +339,7 @@ impl SidetraceStream {
         {
             recording.status_code = host::response_status();
         }
-        let Some(value) = self
-            .trace_response
-            .as_ref()
-            .and_then(|v| std::str::from_utf8(v).ok())
-        else {
+        let Some(value) = self.trace_response.as_ref().map(Text::as_str) else {
             return;
         };
         let response_headers = &self.shared.plugin.config.response_headers;

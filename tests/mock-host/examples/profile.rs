@@ -1,8 +1,9 @@
 //! Which functions a request's wasm instructions go to: the mock host samples the module's call
-//! stack, weighting each sample by the instructions executed since the last one. Needs a module
-//! that keeps its function names (`benches/wasm_profile.sh` builds one and runs this).
+//! stack at random moments while the module's code runs, and each function's share of the
+//! samples is its share of the request's instructions. Needs a module that keeps its function
+//! names (`benches/wasm_profile.sh` builds one and runs this).
 //!
-//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled] [inbound|outbound]
+//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context] [inbound|outbound]
 //!
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
 //! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 const REQUESTS: usize = 200_000;
 const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACEPARENT_UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 const SHOWN: usize = 40;
 
 fn main() {
@@ -21,7 +23,8 @@ fn main() {
     let module = args
         .first()
         .expect("the path of a module with function names");
-    let sampled = args.get(1).map(String::as_str) != Some("unsampled");
+    let mode = args.get(1).map(String::as_str).unwrap_or("sampled");
+    let sampled = !mode.starts_with("unsampled");
     let direction = if args.get(2).map(String::as_str) == Some("outbound") {
         OUTBOUND
     } else {
@@ -35,7 +38,11 @@ fn main() {
         r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}}}"#
     );
     assert!(host.configure(&config).expect("configure"));
-    let headers = request(sampled.then_some(TRACEPARENT_SAMPLED));
+    let headers = request(match mode {
+        "unsampled" => None,
+        "unsampled-with-context" => Some(TRACEPARENT_UNSAMPLED),
+        _ => Some(TRACEPARENT_SAMPLED),
+    });
     let (_, fuel_before) = host.cost();
     let sampler = host.sample_stacks(Duration::from_micros(20));
     for done in 0..REQUESTS {

@@ -192,6 +192,9 @@ fn add_headers(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut caller: C, map: i32, ret_ptr: i32, ret_size: i32| -> Result<i32> {
+            if map == REQUEST_HEADERS {
+                caller.data_mut().request_header_reads.push("*".into());
+            }
             let Some(pairs) = header_map(caller.data_mut(), map).cloned() else {
                 return Ok(NOT_FOUND);
             };
@@ -226,6 +229,9 @@ fn add_headers(linker: &mut Linker<HostState>) -> Result<()> {
          ret_size: i32|
          -> Result<i32> {
             let key = read_string(&mut caller, key_ptr, key_len)?;
+            if map == REQUEST_HEADERS {
+                caller.data_mut().request_header_reads.push(key.clone());
+            }
             // Envoy serves gRPC metadata only inside stream callbacks; elsewhere it answers
             // BadArgument, on which the SDK aborts the VM.
             if map == GRPC_TRAILING_METADATA && caller.data().in_trailing_metadata_callback {

@@ -508,6 +508,12 @@ impl MockHost {
         std::mem::take(&mut self.store.data_mut().header_writes)
     }
 
+    /// The request header reads made since the last call: `*` for the whole map, else the name
+    /// looked up.
+    pub fn take_request_header_reads(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.store.data_mut().request_header_reads)
+    }
+
     /// Streams the module cancelled (exports past their deadline).
     pub fn cancelled_grpc_streams(&self) -> &[u32] {
         &self.store.data().cancelled

@@ -61,6 +61,9 @@ pub struct HostState {
     pub properties_read: Vec<String>,
     /// Every header write the module made, in order: (`add`, `replace` or `remove`, name).
     pub header_writes: Vec<(&'static str, String)>,
+    /// Every read of the request's headers, in order: `*` for the whole map, else the name
+    /// looked up.
+    pub request_header_reads: Vec<String>,
     /// Whether `expr_create` and friends exist, as in Envoy; some hosts have none.
     pub expressions_supported: bool,
     /// Compiled expressions; a token is an index, a deleted one `None`.
@@ -96,6 +99,7 @@ impl Default for HostState {
             host_calls: 0,
             properties_read: Vec::new(),
             header_writes: Vec::new(),
+            request_header_reads: Vec::new(),
             expressions_supported: true,
             expressions: Vec::new(),
             expressions_evaluated: Vec::new(),

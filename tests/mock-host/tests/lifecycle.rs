@@ -1391,3 +1391,185 @@ fn injected_headers_are_added_when_absent_and_replaced_when_present() {
         host.finish_stream(stream).unwrap();
     }
 }
+
+/// W3C-only at a low sampling rate: `traceparent` alone settles an unsampled request, and the
+/// whole header map is read only for a sampled one.
+#[test]
+fn a_w3c_plugin_sampling_little_reads_traceparent_alone_until_it_samples() {
+    const W3C: &str = r#""propagation":{"extract":["tracecontext","baggage"],"inject":["tracecontext","baggage"]},"publishFilterState":true,"randomSamplingPercentage":0"#;
+    let unsampled = w3c(TRACE, CALLER, "00");
+    let sampled = w3c(TRACE, CALLER, "01");
+    struct Case<'a> {
+        why: &'a str,
+        trusted: bool,
+        traceparent: Option<Vec<u8>>,
+        reads: &'a [&'a str],
+        writes: &'a [(&'a str, &'a str)],
+        /// The traceparent the app sees: the caller's, or one of a new trace (`None`).
+        continues: Option<&'a str>,
+        tracestate_kept: bool,
+        invalid: i64,
+        recorded: bool,
+    }
+    let new_root: &[(&str, &str)] = &[("add", "traceparent"), ("remove", "tracestate")];
+    let restarted: &[(&str, &str)] = &[("replace", "traceparent"), ("remove", "tracestate")];
+    let cases = [
+        Case {
+            why: "no context: a new unsampled trace",
+            trusted: true,
+            traceparent: None,
+            reads: &["traceparent"],
+            writes: new_root,
+            continues: None,
+            tracestate_kept: false,
+            invalid: 0,
+            recorded: false,
+        },
+        Case {
+            why: "an unsampled caller passes through untouched",
+            trusted: true,
+            traceparent: Some(unsampled.clone().into_bytes()),
+            reads: &["traceparent"],
+            writes: &[],
+            continues: Some(&unsampled),
+            tracestate_kept: true,
+            invalid: 0,
+            recorded: false,
+        },
+        Case {
+            why: "a malformed traceparent restarts the trace",
+            trusted: true,
+            traceparent: Some(b"00-not-a-context".to_vec()),
+            reads: &["traceparent"],
+            writes: restarted,
+            continues: None,
+            tracestate_kept: false,
+            invalid: 1,
+            recorded: false,
+        },
+        Case {
+            why: "a traceparent that is not UTF-8 restarts the trace",
+            trusted: true,
+            traceparent: Some(vec![0xff, 0xfe, b'0', b'0']),
+            reads: &["traceparent"],
+            writes: restarted,
+            continues: None,
+            tracestate_kept: false,
+            invalid: 1,
+            recorded: false,
+        },
+        Case {
+            why: "an untrusted caller's context is not continued",
+            trusted: false,
+            traceparent: Some(unsampled.clone().into_bytes()),
+            reads: &["traceparent"],
+            writes: restarted,
+            continues: None,
+            tracestate_kept: false,
+            invalid: 0,
+            recorded: false,
+        },
+        Case {
+            why: "a sampled caller: the span needs every header",
+            trusted: true,
+            traceparent: Some(sampled.clone().into_bytes()),
+            reads: &["traceparent", "*"],
+            writes: &[("replace", "traceparent"), ("replace", "tracestate")],
+            continues: None,
+            tracestate_kept: true,
+            invalid: 0,
+            recorded: true,
+        },
+    ];
+    for case in cases {
+        let why = case.why;
+        let trust = format!(r#"{W3C},"trustIncomingContext":{}"#, case.trusted);
+        let mut host = configured(&trust);
+        let stream = host.new_stream().unwrap();
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+        let mut headers: Vec<(String, Vec<u8>)> = request("/", &[])
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        if let Some(value) = case.traceparent {
+            headers.push(("traceparent".into(), value));
+        }
+        headers.push(("tracestate".into(), b"vendor=1".to_vec()));
+        headers.push(("baggage".into(), b"tenant=a".to_vec()));
+        host.take_request_header_reads();
+        host.take_header_writes();
+        host.request_headers_bytes(stream, headers).unwrap();
+
+        assert_eq!(host.take_request_header_reads(), case.reads, "{why}");
+        let writes: Vec<(&str, &str)> = host
+            .take_header_writes()
+            .iter()
+            .map(|(call, name)| {
+                (
+                    *call,
+                    if name == "traceparent" {
+                        "traceparent"
+                    } else if name == "tracestate" {
+                        "tracestate"
+                    } else {
+                        "other"
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(writes, case.writes, "{why}");
+
+        let sent = host.request_header(stream, "traceparent").unwrap();
+        let published = host.filter_state(stream, "sidetrace.span_id").unwrap();
+        assert_eq!(
+            &sent[36..52],
+            published,
+            "{why}: access logs name the app's parent"
+        );
+        match case.continues {
+            Some(caller) => assert_eq!(sent, caller, "{why}"),
+            None if case.recorded => {
+                assert!(sent.starts_with(&format!("00-{TRACE}-")) && sent.ends_with("-01"))
+            }
+            None => {
+                assert!(
+                    // Not sampled; the new trace id is random (W3C level 2 flag 0x02).
+                    !sent.contains(TRACE) && sent.ends_with("-02"),
+                    "{why}: {sent}"
+                );
+                assert_eq!(sent.len(), 55, "{why}: {sent}");
+            }
+        }
+        assert_eq!(
+            host.request_header(stream, "tracestate").is_some(),
+            case.tracestate_kept,
+            "{why}"
+        );
+        assert_eq!(
+            host.request_header(stream, "baggage").as_deref(),
+            Some("tenant=a"),
+            "{why}: baggage is forwarded as it came"
+        );
+        host.set_stream_int_property(stream, &["response", "code"], 200);
+        host.finish_stream(stream).unwrap();
+        let exported = flush(&mut host);
+        assert_eq!(!exported.is_empty(), case.recorded, "{why}");
+        assert_eq!(metric(&host, "invalid_context"), case.invalid, "{why}");
+        assert_eq!(metric(&host, "spans_started"), 1, "{why}");
+    }
+}
+
+/// The lookup pays only while few requests are sampled: above that the map is read at once.
+#[test]
+fn a_plugin_sampling_much_or_reading_other_formats_reads_the_whole_map() {
+    for extra in [
+        r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":30"#,
+        r#""propagation":{"extract":["tracecontext","b3"],"inject":["tracecontext"]},"randomSamplingPercentage":0"#,
+        r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0,"excludePaths":["/healthz"]"#,
+    ] {
+        let mut host = configured(extra);
+        host.take_request_header_reads();
+        host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+        assert_eq!(host.take_request_header_reads(), ["*"], "{extra}");
+    }
+}
