@@ -1397,164 +1397,122 @@ fn injected_headers_are_added_when_absent_and_replaced_when_present() {
 #[test]
 fn a_w3c_plugin_sampling_little_reads_traceparent_alone_until_it_samples() {
     const W3C: &str = r#""propagation":{"extract":["tracecontext","baggage"],"inject":["tracecontext","baggage"]},"publishFilterState":true,"randomSamplingPercentage":0"#;
-    let unsampled = w3c(TRACE, CALLER, "00");
-    let sampled = w3c(TRACE, CALLER, "01");
-    struct Case<'a> {
-        why: &'a str,
-        trusted: bool,
-        traceparent: Option<Vec<u8>>,
-        reads: &'a [&'a str],
-        writes: &'a [(&'a str, &'a str)],
-        /// The traceparent the app sees: the caller's, or one of a new trace (`None`).
-        continues: Option<&'a str>,
-        tracestate_kept: bool,
-        invalid: i64,
-        recorded: bool,
+    /// What the request should come to.
+    enum Outcome {
+        /// The caller's context reaches the app as it came; nothing is written.
+        PassThrough,
+        /// A new unsampled trace: these writes, and this many malformed contexts counted.
+        NewTrace(&'static [(&'static str, &'static str)], i64),
+        /// The caller's sampled context is continued by a recorded span.
+        Recorded,
     }
-    let new_root: &[(&str, &str)] = &[("add", "traceparent"), ("remove", "tracestate")];
-    let restarted: &[(&str, &str)] = &[("replace", "traceparent"), ("remove", "tracestate")];
-    let cases = [
-        Case {
-            why: "no context: a new unsampled trace",
-            trusted: true,
-            traceparent: None,
-            reads: &["traceparent"],
-            writes: new_root,
-            continues: None,
-            tracestate_kept: false,
-            invalid: 0,
-            recorded: false,
-        },
-        Case {
-            why: "an unsampled caller passes through untouched",
-            trusted: true,
-            traceparent: Some(unsampled.clone().into_bytes()),
-            reads: &["traceparent"],
-            writes: &[],
-            continues: Some(&unsampled),
-            tracestate_kept: true,
-            invalid: 0,
-            recorded: false,
-        },
-        Case {
-            why: "a malformed traceparent restarts the trace",
-            trusted: true,
-            traceparent: Some(b"00-not-a-context".to_vec()),
-            reads: &["traceparent"],
-            writes: restarted,
-            continues: None,
-            tracestate_kept: false,
-            invalid: 1,
-            recorded: false,
-        },
-        Case {
-            why: "a traceparent that is not UTF-8 restarts the trace",
-            trusted: true,
-            traceparent: Some(vec![0xff, 0xfe, b'0', b'0']),
-            reads: &["traceparent"],
-            writes: restarted,
-            continues: None,
-            tracestate_kept: false,
-            invalid: 1,
-            recorded: false,
-        },
-        Case {
-            why: "an untrusted caller's context is not continued",
-            trusted: false,
-            traceparent: Some(unsampled.clone().into_bytes()),
-            reads: &["traceparent"],
-            writes: restarted,
-            continues: None,
-            tracestate_kept: false,
-            invalid: 0,
-            recorded: false,
-        },
-        Case {
-            why: "a sampled caller: the span needs every header",
-            trusted: true,
-            traceparent: Some(sampled.clone().into_bytes()),
-            reads: &["traceparent", "*"],
-            writes: &[("replace", "traceparent"), ("replace", "tracestate")],
-            continues: None,
-            tracestate_kept: true,
-            invalid: 0,
-            recorded: true,
-        },
+    use Outcome::*;
+    const ADDED: &[(&str, &str)] = &[("add", "traceparent"), ("remove", "tracestate")];
+    const REPLACED: &[(&str, &str)] = &[("replace", "traceparent"), ("remove", "tracestate")];
+    let unsampled = w3c(TRACE, CALLER, "00").into_bytes();
+    let sampled = w3c(TRACE, CALLER, "01").into_bytes();
+    // (case, whether the caller is trusted, the request's traceparent, outcome)
+    let cases: [(&str, bool, Option<Vec<u8>>, Outcome); 6] = [
+        ("no context", true, None, NewTrace(ADDED, 0)),
+        (
+            "an unsampled caller",
+            true,
+            Some(unsampled.clone()),
+            PassThrough,
+        ),
+        (
+            "malformed",
+            true,
+            Some(b"00-not-a-context".to_vec()),
+            NewTrace(REPLACED, 1),
+        ),
+        (
+            "not UTF-8",
+            true,
+            Some(vec![0xff, 0xfe, b'0']),
+            NewTrace(REPLACED, 1),
+        ),
+        (
+            "an untrusted caller",
+            false,
+            Some(unsampled.clone()),
+            NewTrace(REPLACED, 0),
+        ),
+        ("a sampled caller", true, Some(sampled), Recorded),
     ];
-    for case in cases {
-        let why = case.why;
-        let trust = format!(r#"{W3C},"trustIncomingContext":{}"#, case.trusted);
-        let mut host = configured(&trust);
+    for (why, trusted, traceparent, outcome) in cases {
+        let mut host = configured(&format!(r#"{W3C},"trustIncomingContext":{trusted}"#));
         let stream = host.new_stream().unwrap();
         host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
         let mut headers: Vec<(String, Vec<u8>)> = request("/", &[])
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
-        if let Some(value) = case.traceparent {
-            headers.push(("traceparent".into(), value));
-        }
+        headers.extend(traceparent.map(|value| ("traceparent".to_string(), value)));
         headers.push(("tracestate".into(), b"vendor=1".to_vec()));
         headers.push(("baggage".into(), b"tenant=a".to_vec()));
         host.take_request_header_reads();
         host.take_header_writes();
         host.request_headers_bytes(stream, headers).unwrap();
 
-        assert_eq!(host.take_request_header_reads(), case.reads, "{why}");
-        let writes: Vec<(&str, &str)> = host
-            .take_header_writes()
-            .iter()
-            .map(|(call, name)| {
-                (
-                    *call,
-                    if name == "traceparent" {
-                        "traceparent"
-                    } else if name == "tracestate" {
-                        "tracestate"
-                    } else {
-                        "other"
-                    },
-                )
-            })
-            .collect();
-        assert_eq!(writes, case.writes, "{why}");
-
+        let reads = host.take_request_header_reads();
+        let writes = host.take_header_writes();
+        let writes: Vec<(&str, &str)> = writes.iter().map(|(c, n)| (*c, n.as_str())).collect();
         let sent = host.request_header(stream, "traceparent").unwrap();
+        let tracestate = host.request_header(stream, "tracestate");
+        match outcome {
+            PassThrough => {
+                assert_eq!(reads, ["traceparent"], "{why}");
+                assert_eq!(writes, [], "{why}: nothing written");
+                assert_eq!(sent.as_bytes(), unsampled, "{why}");
+                assert_eq!(tracestate.as_deref(), Some("vendor=1"), "{why}");
+            }
+            NewTrace(expected_writes, _) => {
+                assert_eq!(reads, ["traceparent"], "{why}");
+                assert_eq!(writes, expected_writes, "{why}");
+                // Not sampled, and the new trace id is random (W3C level 2 flag 0x02).
+                assert!(
+                    sent.len() == 55 && !sent.contains(TRACE) && sent.ends_with("-02"),
+                    "{why}: {sent}"
+                );
+                assert_eq!(
+                    tracestate, None,
+                    "{why}: a tracestate goes with its context"
+                );
+            }
+            Recorded => {
+                assert_eq!(
+                    reads,
+                    ["traceparent", "*"],
+                    "{why}: the span needs every header"
+                );
+                assert!(
+                    sent.starts_with(&format!("00-{TRACE}-")) && sent.ends_with("-01"),
+                    "{why}"
+                );
+                assert_eq!(tracestate.as_deref(), Some("vendor=1"), "{why}");
+            }
+        }
         let published = host.filter_state(stream, "sidetrace.span_id").unwrap();
         assert_eq!(
             &sent[36..52],
             published,
             "{why}: access logs name the app's parent"
         );
-        match case.continues {
-            Some(caller) => assert_eq!(sent, caller, "{why}"),
-            None if case.recorded => {
-                assert!(sent.starts_with(&format!("00-{TRACE}-")) && sent.ends_with("-01"))
-            }
-            None => {
-                assert!(
-                    // Not sampled; the new trace id is random (W3C level 2 flag 0x02).
-                    !sent.contains(TRACE) && sent.ends_with("-02"),
-                    "{why}: {sent}"
-                );
-                assert_eq!(sent.len(), 55, "{why}: {sent}");
-            }
-        }
-        assert_eq!(
-            host.request_header(stream, "tracestate").is_some(),
-            case.tracestate_kept,
-            "{why}"
-        );
         assert_eq!(
             host.request_header(stream, "baggage").as_deref(),
             Some("tenant=a"),
-            "{why}: baggage is forwarded as it came"
+            "{why}"
         );
         host.set_stream_int_property(stream, &["response", "code"], 200);
         host.finish_stream(stream).unwrap();
         let exported = flush(&mut host);
-        assert_eq!(!exported.is_empty(), case.recorded, "{why}");
-        assert_eq!(metric(&host, "invalid_context"), case.invalid, "{why}");
+        assert_eq!(!exported.is_empty(), matches!(outcome, Recorded), "{why}");
+        let invalid = match outcome {
+            NewTrace(_, invalid) => invalid,
+            _ => 0,
+        };
+        assert_eq!(metric(&host, "invalid_context"), invalid, "{why}");
         assert_eq!(metric(&host, "spans_started"), 1, "{why}");
     }
 }
