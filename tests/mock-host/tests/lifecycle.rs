@@ -49,6 +49,15 @@ fn w3c(trace: &str, parent: &str, flags: &str) -> String {
     format!("00-{trace}-{parent}-{flags}")
 }
 
+/// `request("/", &[])` with `extra` after it, as bytes: values need not be UTF-8.
+fn request_bytes(extra: Vec<(&str, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    request("/", &[])
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .chain(extra.into_iter().map(|(k, v)| (k.to_string(), v)))
+        .collect()
+}
+
 fn request<'a>(path: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut headers = vec![
         (":method", "GET"),
@@ -1351,11 +1360,7 @@ fn injected_headers_are_added_when_absent_and_replaced_when_present() {
         let mut host = configured(propagation);
         let stream = host.new_stream().unwrap();
         host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
-        let mut headers: Vec<(String, Vec<u8>)> = request("/", &[])
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        headers.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let headers = request_bytes(extra);
         let had: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
         host.take_header_writes();
         host.request_headers_bytes(stream, headers).unwrap();
@@ -1444,13 +1449,13 @@ fn a_w3c_plugin_sampling_little_reads_traceparent_alone_until_it_samples() {
         let mut host = configured(&format!(r#"{W3C},"trustIncomingContext":{trusted}"#));
         let stream = host.new_stream().unwrap();
         host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
-        let mut headers: Vec<(String, Vec<u8>)> = request("/", &[])
+        let mut extra: Vec<(&str, Vec<u8>)> = traceparent
+            .map(|value| ("traceparent", value))
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
-        headers.extend(traceparent.map(|value| ("traceparent".to_string(), value)));
-        headers.push(("tracestate".into(), b"vendor=1".to_vec()));
-        headers.push(("baggage".into(), b"tenant=a".to_vec()));
+        extra.push(("tracestate", b"vendor=1".to_vec()));
+        extra.push(("baggage", b"tenant=a".to_vec()));
+        let headers = request_bytes(extra);
         host.take_request_header_reads();
         host.take_header_writes();
         host.request_headers_bytes(stream, headers).unwrap();
