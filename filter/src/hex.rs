@@ -13,8 +13,8 @@ pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
 
 /// A header value assembled on the stack from hex digits and whole strings. Its bytes are
 /// always UTF-8 (hex digits are ASCII; a whole `&str` is UTF-8, and so is a concatenation of
-/// them), so it reads back as a `&str` without `str::from_utf8`, which costs ~20 wasm
-/// instructions a byte: a `traceparent` on every request.
+/// them), so it reads back as a `&str` without `str::from_utf8`: ~275 wasm instructions saved
+/// on the `traceparent` written for every request.
 #[derive(Clone, Copy)]
 pub struct Text<const N: usize> {
     bytes: [u8; N],
