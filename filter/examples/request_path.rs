@@ -54,8 +54,8 @@ fn main() {
     let mut written = Discard(0);
     for _ in 0..100_000 {
         let (request, _) = HeaderBlock::parse(black_box(serialized.clone()));
-        let start = tracer.start(&request, &mut ids, || 0);
-        tracer.inject(&start, &mut written);
+        let mut start = tracer.start(&request, &mut ids, || 0);
+        tracer.propagate(&mut start, &mut written);
         if record_spans {
             written.0 += record(&request, &start).len();
         }

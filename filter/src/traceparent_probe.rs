@@ -9,9 +9,8 @@
 //! while few requests are sampled (`MAX_PERCENTAGE`).
 
 use crate::config::Config;
-use crate::context::Format;
 use crate::ids::IdGenerator;
-use crate::propagation::Getter;
+use crate::propagation::{composite, Getter};
 use crate::tracer::{SpanStart, Tracer};
 
 /// Above this sampling percentage the lookup made before every sampled request's map read costs
@@ -24,53 +23,35 @@ pub const MAX_PERCENTAGE: f64 = 25.0;
 /// without baggage) is the only format read and written, so no other header can carry context
 /// or need translating, and no path is excluded, which would need `:path` to count requests.
 pub fn applies(config: &Config) -> bool {
-    let w3c_only = |formats: &[Format]| {
-        formats.contains(&Format::TraceContext)
-            && formats
-                .iter()
-                .all(|f| matches!(f, Format::TraceContext | Format::Baggage))
-    };
-    w3c_only(&config.extract)
-        && w3c_only(&config.inject)
+    composite::w3c_only(&config.extract, &config.inject)
         && config.exclude_paths.is_empty()
         && config.sampler.percentage() <= MAX_PERCENTAGE
 }
 
-/// What `traceparent` settled.
-pub enum Settled {
-    /// Sampled: the span needs the whole request. Nothing was drawn from the id generator, so
-    /// starting on the whole request mints the same ids and reaches the same decision.
-    NeedsRequest,
-    /// Not sampled, and a trusted caller's context goes on as it came: nothing is written. The
-    /// start's context is the caller's (this hop records no span of its own to be a parent).
-    PassThrough(SpanStart),
-    /// Not sampled, and a new trace starts here (no context, a malformed one, or an untrusted
-    /// one): `traceparent` is written, and any `tracestate` dropped with the old context.
-    Restart(SpanStart),
-}
-
-/// Decides a request from its `traceparent` alone (`looked_up` holds that header, if the
-/// request has it, and no other), for a tracer of a config that `applies`.
-pub fn settle(tracer: &Tracer, looked_up: &impl Getter, ids: &mut IdGenerator) -> Settled {
+/// Starts a request from its `traceparent` alone (`looked_up` holds that header, if the request
+/// has it, and no other), for a tracer of a config that `applies`. An unsampled start is the
+/// request's: its caller's context passes through (`Tracer::passes_through`), or a new trace
+/// starts, whose `traceparent` replaces any other and takes any `tracestate` with it. `None`
+/// when the request is sampled: its span needs the whole request, and as nothing was drawn from
+/// `ids`, starting on the whole request mints the same ids and reaches the same decision.
+pub fn settle(
+    tracer: &Tracer,
+    looked_up: &impl Getter,
+    ids: &mut IdGenerator,
+) -> Option<SpanStart> {
     let mut trial_ids = ids.clone();
-    let mut start = tracer.start(looked_up, &mut trial_ids, || 0);
+    let start = tracer.start(looked_up, &mut trial_ids, || 0);
     if start.is_sampled() {
-        return Settled::NeedsRequest;
+        return None;
     }
     *ids = trial_ids;
-    match start.parent {
-        Some(caller) => {
-            start.context.span_id = caller;
-            start.parent = None;
-            Settled::PassThrough(start)
-        }
-        None => Settled::Restart(start),
-    }
+    Some(start)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::Format;
     use crate::propagation::composite::Propagator;
     use crate::propagation::Headers;
     use crate::sampling::Sampler;
@@ -165,23 +146,25 @@ mod tests {
         for (name, percentage, trust, value, expected) in cases {
             let mut ids = IdGenerator::from_seed(7);
             let looked_up = Headers::from_pairs(value.map(|v| ("traceparent", v)));
-            let settled = settle(&tracer(percentage, trust), &looked_up, &mut ids);
+            let tracer = tracer(percentage, trust);
+            let settled = settle(&tracer, &looked_up, &mut ids);
             let got = match &settled {
-                Settled::NeedsRequest => Expected::NeedsRequest,
-                Settled::PassThrough(_) => Expected::PassThrough,
-                Settled::Restart(start) => Expected::Restart {
+                None => Expected::NeedsRequest,
+                Some(start) if tracer.passes_through(start) => Expected::PassThrough,
+                Some(start) => Expected::Restart {
                     invalid: start.incoming.invalid,
                 },
             };
             assert_eq!(got, expected, "{name}");
-            match settled {
-                Settled::NeedsRequest => {}
-                Settled::PassThrough(start) => {
+            match (got, settled) {
+                (_, None) => {}
+                (Expected::PassThrough, Some(mut start)) => {
+                    start.pass_through();
                     assert_eq!(start.context.trace_id.to_string(), TRACE, "{name}");
                     assert_eq!(start.context.span_id.to_string(), CALLER, "{name}");
                     assert!(!start.is_sampled() && start.parent.is_none(), "{name}");
                 }
-                Settled::Restart(start) => {
+                (_, Some(start)) => {
                     assert_ne!(start.context.trace_id.to_string(), TRACE, "{name}");
                     assert!(!start.is_sampled() && start.parent.is_none(), "{name}");
                     assert!(start.context.trace_state.is_empty(), "{name}");
@@ -203,17 +186,16 @@ mod tests {
             let whole = Headers::from_pairs([("baggage", "k=v"), ("tracestate", "a=1")]);
             let on_whole = tracer.start(&whole, &mut reference, || 0);
             match settle(&tracer, &Headers::new(), &mut ids) {
-                Settled::NeedsRequest => {
+                None => {
                     needed += 1;
                     let again = tracer.start(&whole, &mut ids, || 0);
                     assert_eq!(again.context.trace_id, on_whole.context.trace_id);
                     assert!(again.is_sampled() && on_whole.is_sampled());
                 }
-                Settled::Restart(start) => {
+                Some(start) => {
                     assert_eq!(start.context.trace_id, on_whole.context.trace_id);
-                    assert!(!on_whole.is_sampled());
+                    assert!(!on_whole.is_sampled() && !tracer.passes_through(&start));
                 }
-                Settled::PassThrough(_) => panic!("no caller to pass through"),
             }
         }
         assert!(

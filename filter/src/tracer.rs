@@ -35,6 +35,14 @@ impl SpanStart {
     pub fn is_sampled(&self) -> bool {
         self.context.is_sampled()
     }
+
+    /// Makes this the start of a hop that passes its caller's context through: recording no
+    /// span, it has the caller's context as its own, which is what the app sees as its parent.
+    pub fn pass_through(&mut self) {
+        if let Some(caller) = self.parent.take() {
+            self.context.span_id = caller;
+        }
+    }
 }
 
 impl Tracer {
@@ -100,10 +108,23 @@ impl Tracer {
         }
     }
 
-    /// Writes the new span's context for the next hop in every configured format.
-    pub fn inject(&self, start: &SpanStart, headers: &mut impl Setter) {
-        self.propagator
-            .inject(&start.context, &start.incoming, headers);
+    /// Whether `start` can leave the request's trace headers as they came: not sampled, it
+    /// continues a trusted caller whose context is already in the only format written, W3C's.
+    /// Rewriting `traceparent` would only name a span that is never recorded as the app's parent,
+    /// and costs Envoy ~4,400 instructions.
+    pub fn passes_through(&self, start: &SpanStart) -> bool {
+        !start.is_sampled() && start.parent.is_some() && self.propagator.is_w3c_only()
+    }
+
+    /// Writes the new span's context for the next hop in every configured format, unless the
+    /// caller's passes through, which makes `start` the caller's.
+    pub fn propagate(&self, start: &mut SpanStart, headers: &mut impl Setter) {
+        if self.passes_through(start) {
+            start.pass_through();
+        } else {
+            self.propagator
+                .inject(&start.context, &start.incoming, headers);
+        }
     }
 }
 
@@ -211,8 +232,8 @@ mod tests {
     fn injection_rewrites_every_format_with_the_new_span() {
         let tracer = tracer(100.0, true);
         let mut headers = Headers::from_pairs([("traceparent", PARENT)]);
-        let start = tracer.start(&headers, &mut IdGenerator::from_seed(6), || 0);
-        tracer.inject(&start, &mut headers);
+        let mut start = tracer.start(&headers, &mut IdGenerator::from_seed(6), || 0);
+        tracer.propagate(&mut start, &mut headers);
         let span = start.context.span_id.to_string();
         assert!(headers.get("traceparent").unwrap().contains(&span));
         assert_eq!(headers.get("x-b3-spanid"), Some(span.as_str()));
@@ -220,6 +241,57 @@ mod tests {
             .get("x-amzn-trace-id")
             .unwrap()
             .contains(&format!("Parent={span}")));
+    }
+
+    #[test]
+    fn only_an_unsampled_trusted_w3c_caller_passes_through() {
+        let w3c = [Format::TraceContext, Format::Baggage];
+        let w3c_tracer = |percentage, trust| Tracer {
+            propagator: Propagator::new(&w3c, &w3c),
+            ..tracer(percentage, trust)
+        };
+        let unsampled = PARENT.replace("-01", "-00");
+        // (case, tracer, traceparent, passes through)
+        let cases: [(&str, Tracer, Option<&str>, bool); 6] = [
+            (
+                "unsampled caller",
+                w3c_tracer(100.0, true),
+                Some(&unsampled),
+                true,
+            ),
+            ("sampled caller", w3c_tracer(0.0, true), Some(PARENT), false),
+            ("no caller", w3c_tracer(0.0, true), None, false),
+            (
+                "untrusted caller",
+                w3c_tracer(0.0, false),
+                Some(&unsampled),
+                false,
+            ),
+            (
+                "b3 also written",
+                tracer(100.0, true),
+                Some(&unsampled),
+                false,
+            ),
+            ("malformed", w3c_tracer(0.0, true), Some("00-bad"), false),
+        ];
+        for (why, tracer, traceparent, expected) in cases {
+            let headers = Headers::from_pairs(traceparent.map(|v| ("traceparent", v)));
+            let mut start = tracer.start(&headers, &mut IdGenerator::from_seed(8), || 0);
+            assert_eq!(tracer.passes_through(&start), expected, "{why}");
+            let mut written = Headers::new();
+            tracer.propagate(&mut start, &mut written);
+            let passed = start;
+            assert_eq!(written.entries.is_empty(), expected, "{why}: {written:?}");
+            if expected {
+                assert_eq!(passed.context.span_id.to_string(), "00f067aa0ba902b7");
+                assert_eq!(
+                    passed.context.trace_id.to_string(),
+                    "4bf92f3577b34da6a3ce929d0e0e4736"
+                );
+                assert!(passed.parent.is_none() && !passed.is_sampled());
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::context::{Format, Sampling, SpanContext};
 pub struct Propagator {
     extract: Vec<Format>,
     inject: Vec<Format>,
+    /// `w3c_only` of the two lists, asked on every unsampled request.
+    w3c_only: bool,
 }
 
 /// Everything read from one request.
@@ -50,11 +52,28 @@ fn headers_of(format: Format) -> &'static [&'static str] {
     }
 }
 
+/// Whether W3C Trace Context is the only trace format read and written (`baggage` aside): then
+/// no other header can carry a context, or needs one translated into it.
+pub fn w3c_only(extract: &[Format], inject: &[Format]) -> bool {
+    let only = |formats: &[Format]| {
+        formats.contains(&Format::TraceContext)
+            && formats
+                .iter()
+                .all(|f| matches!(f, Format::TraceContext | Format::Baggage))
+    };
+    only(extract) && only(inject)
+}
+
 impl Propagator {
+    pub fn is_w3c_only(&self) -> bool {
+        self.w3c_only
+    }
+
     pub fn new(extract: &[Format], inject: &[Format]) -> Self {
         Propagator {
             extract: extract.to_vec(),
             inject: inject.to_vec(),
+            w3c_only: w3c_only(extract, inject),
         }
     }
 
@@ -130,6 +149,8 @@ impl Propagator {
         }
     }
 
+    // Out of line: each of its callers would otherwise take in every format's writer.
+    #[inline(never)]
     pub fn inject(&self, ctx: &SpanContext, incoming: &Incoming, carrier: &mut impl Setter) {
         for &format in &self.inject {
             match format {

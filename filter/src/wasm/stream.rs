@@ -11,7 +11,7 @@ use crate::http_span::{Exchange, RequestFields, SpanDecorations};
 use crate::propagation::{tracecontext, Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
 use crate::span_facts::{FactsQuery, SpanFacts};
-use crate::traceparent_probe::{self, Settled};
+use crate::traceparent_probe;
 use crate::tracer::SpanStart;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -229,16 +229,15 @@ impl SidetraceStream {
         }
         let plugin = &self.shared.plugin;
         let (request, unreadable) = host::request_headers();
-        let start = plugin
+        let mut start = plugin
             .tracer
             .start(&request, &mut self.shared.ids.borrow_mut(), || {
                 (host::now_unix_nanos() / 1_000_000_000) as u32
             });
         let excluded = plugin.is_excluded(|| request.get(":path"));
         let (kind, recorded) = self.count_start(&start, unreadable, excluded);
-        plugin
-            .tracer
-            .inject(&start, &mut RequestHeaderWriter::new(&request, unreadable));
+        let mut writer = RequestHeaderWriter::new(&request, unreadable);
+        plugin.tracer.propagate(&mut start, &mut writer);
         self.announce(&start);
 
         if recorded && start.is_sampled() {
@@ -269,15 +268,11 @@ impl SidetraceStream {
             &looked_up,
             &mut self.shared.ids.borrow_mut(),
         );
-        let start = match settled {
-            Settled::NeedsRequest => return false,
-            Settled::PassThrough(start) => start,
-            Settled::Restart(start) => {
-                let mut writer = RequestHeaderWriter::after_lookup(name, present);
-                plugin.tracer.inject(&start, &mut writer);
-                start
-            }
+        let Some(mut start) = settled else {
+            return false;
         };
+        let mut writer = RequestHeaderWriter::after_lookup(name, present);
+        plugin.tracer.propagate(&mut start, &mut writer);
         self.count_start(&start, unreadable, false);
         self.announce(&start);
         true

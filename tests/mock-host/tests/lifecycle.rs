@@ -1522,17 +1522,46 @@ fn a_w3c_plugin_sampling_little_reads_traceparent_alone_until_it_samples() {
     }
 }
 
-/// The lookup pays only while few requests are sampled: above that the map is read at once.
+/// The lookup pays only while few requests are sampled: above that, or with other formats or
+/// excluded paths, the map is read at once. An unsampled caller's context still passes through
+/// untouched wherever W3C is the only format.
 #[test]
 fn a_plugin_sampling_much_or_reading_other_formats_reads_the_whole_map() {
-    for extra in [
-        r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":30"#,
-        r#""propagation":{"extract":["tracecontext","b3"],"inject":["tracecontext"]},"randomSamplingPercentage":0"#,
-        r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0,"excludePaths":["/healthz"]"#,
-    ] {
+    let caller = w3c(TRACE, CALLER, "00");
+    // (config, whether the caller's context passes through)
+    let cases = [
+        (
+            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":30"#,
+            true,
+        ),
+        (
+            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0,"excludePaths":["/healthz"]"#,
+            true,
+        ),
+        (
+            r#""propagation":{"extract":["tracecontext","b3"],"inject":["tracecontext"]},"randomSamplingPercentage":0"#,
+            false,
+        ),
+        (
+            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext","b3"]},"randomSamplingPercentage":0"#,
+            false,
+        ),
+    ];
+    for (extra, passes_through) in cases {
         let mut host = configured(extra);
         host.take_request_header_reads();
-        host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+        host.take_header_writes();
+        let stream = host
+            .exchange(INBOUND, &request("/", &[("traceparent", &caller)]), 200)
+            .unwrap();
         assert_eq!(host.take_request_header_reads(), ["*"], "{extra}");
+        let sent = host.request_header(stream, "traceparent").unwrap();
+        assert_eq!(sent == caller, passes_through, "{extra}: {sent}");
+        assert_eq!(
+            host.take_header_writes().is_empty(),
+            passes_through,
+            "{extra}"
+        );
+        assert!(sent.starts_with(&format!("00-{TRACE}-")) && sent.ends_with("-00"));
     }
 }
