@@ -78,3 +78,13 @@ def test_a_sampled_caller_still_gets_its_connected_spans(mesh):
     seen = seen_by(mesh, "svc-b", "/sampled-here")
     assert seen["traceparent"] == f"00-{trace_id}-{server_b.span_id}-01"
     assert seen["tracestate"] == "vendor=kept"
+
+
+def test_an_outbound_call_without_context_is_still_counted(mesh):
+    from harness.apps import App
+    before = mesh.stats()
+    App.call("svc-b", mesh.pods["svc-a"].outbound_port, "/orphan-low", {})
+    after = mesh.wait_for_stats(lambda s: s["outbound_without_context"] > before["outbound_without_context"])
+    assert after["outbound_without_context"] - before["outbound_without_context"] == 1
+    seen = seen_by(mesh, "svc-b", "/orphan-low")
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-02", seen["traceparent"]), seen["traceparent"]
