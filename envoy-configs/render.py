@@ -42,6 +42,29 @@ def standalone() -> str:
     return sidecar_config.to_yaml(config, HEADER)
 
 
+def gated() -> str:
+    """A sidecar inside a W3C-only mesh that samples little: requests carrying an unsampled
+    caller's context skip the filter (`tests/harness/unsampled_gate.py`)."""
+    config = sidecar_config.sidecar(
+        service="my-service",
+        admin_port=ADMIN,
+        inbound_port=INBOUND,
+        app=("127.0.0.1", APP),
+        outbound_port=OUTBOUND,
+        upstreams={"payments": ("127.0.0.1", 9080)},
+        collector=("127.0.0.1", 4317),
+        wasm="target/sidetrace.wasm",
+        filter_config=sidecar_config.default_filter_config(
+            serviceName="my-service",
+            randomSamplingPercentage=1,
+            propagation={"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]},
+            publishFilterState=False,
+        ),
+        gate_unsampled=True,
+    )
+    return sidecar_config.to_yaml(config, HEADER)
+
+
 def compose(service: str) -> str:
     config = sidecar_config.sidecar(
         service=service,
@@ -63,7 +86,7 @@ def compose(service: str) -> str:
 
 
 def rendered() -> dict:
-    files = {os.path.join(HERE, "sidecar.yaml"): standalone()}
+    files = {os.path.join(HERE, "sidecar.yaml"): standalone(), os.path.join(HERE, "sidecar-gated.yaml"): gated()}
     for service in COMPOSE_TOPOLOGY:
         files[os.path.join(HERE, "compose", f"{service}.yaml")] = compose(service)
     return files

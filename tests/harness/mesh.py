@@ -48,15 +48,18 @@ class Pod:
 
 class Mesh(contextlib.ExitStack):
     """`with Mesh({"frontend": ["checkout"], "checkout": []}) as mesh:` then `mesh.get("frontend", "/")`.
-    `filter_config(service) -> dict` and `env(service) -> dict` customise each sidecar."""
+    `filter_config(service) -> dict`, `env(service) -> dict` and `gate_unsampled(service) -> bool`
+    customise each sidecar."""
 
-    def __init__(self, topology: dict, filter_config=None, env=None, node_metadata=None, receiver=None):
+    def __init__(self, topology: dict, filter_config=None, env=None, node_metadata=None, receiver=None,
+                 gate_unsampled=None):
         super().__init__()
         self.topology = topology
         self.filter_config = filter_config or (lambda service: sidecar_config.default_filter_config())
         self.env = env or (lambda service: {})
         self.node_metadata = node_metadata or (lambda service: {"LABELS": {"app": service}, "NAMESPACE": "demo", "NAME": f"{service}-pod"})
         self.receiver = receiver
+        self.gate_unsampled = gate_unsampled or (lambda service: False)
         self.pods = {}
         self.logdir = tempfile.mkdtemp(prefix="sidetrace-mesh-")
 
@@ -90,6 +93,7 @@ class Mesh(contextlib.ExitStack):
                 env=self.env(name),
                 access_log=access_log,
                 node_metadata=self.node_metadata(name),
+                gate_unsampled=self.gate_unsampled(name),
             )
             app = self.enter_context(App(name, app_port, calls=[(callee, outbound_port) for callee in calls]))
             envoy = self.enter_context(Envoy(sidecar_config.to_yaml(config), name))

@@ -4,6 +4,8 @@ import json
 
 import yaml
 
+from . import unsampled_gate
+
 # The access log carries the stream's trace context, published by the filter as filter state.
 # A Loki derived field `trace_id=(\w+)` turns it into a link to the trace.
 ACCESS_LOG_FORMAT = (
@@ -131,11 +133,15 @@ def sidecar(
     access_log: str = "/dev/stdout",
     node_metadata: dict = None,
     bind: str = "127.0.0.1",
+    gate_unsampled: bool = False,
 ) -> dict:
     """One pod's sidecar: INBOUND listener → the local app, OUTBOUND listener → upstream services
-    by `Host`, the filter on both, and the collector cluster over HTTP/2."""
+    by `Host`, the filter on both, and the collector cluster over HTTP/2. `gate_unsampled` keeps
+    requests carrying an unsampled caller's W3C context out of the filter (`unsampled_gate`)."""
     filter_config = filter_config or default_filter_config()
     wasm_filter = _wasm_filter(wasm, filter_config, env or {})
+    if gate_unsampled:
+        wasm_filter = unsampled_gate.gate(wasm_filter, filter_config)
     inbound_routes = [{
         "name": f"inbound|{service}",
         "domains": ["*"],

@@ -1,0 +1,170 @@
+"""The unsampled gate in real Envoy (`harness.unsampled_gate`): two W3C-only meshes side by side,
+one with the filter behind the gate, one without, get the same requests. Every app must see the
+same trace headers and every malformed context must be counted the same; only the requests the
+gate skips go unseen by the filter, and Envoy's composite counts the rest."""
+import http.client
+import re
+import time
+import uuid
+
+import pytest
+
+from harness.mesh import Mesh
+from harness.sidecar_config import default_filter_config
+from harness.unsampled_gate import check_applies
+
+HOPS = 3  # a's inbound, a's outbound, b's inbound
+SIDES = ("gated", "plain")
+W3C_ONLY = {"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]}
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    config = default_filter_config(randomSamplingPercentage=0, propagation=W3C_ONLY, excludePaths=[],
+                                   publishFilterState=False)
+    topology = {f"{side}-{hop}": ([f"{side}-b"] if hop == "a" else []) for side in SIDES for hop in "ab"}
+    with Mesh(topology, filter_config=lambda _name: config,
+              gate_unsampled=lambda name: name.startswith("gated")) as mesh:
+        yield mesh
+
+
+def trace_id():
+    return uuid.uuid4().hex
+
+
+# (case, traceparent values sent, what the first app sees, hops the filter runs at behind the gate,
+#  malformed contexts counted). "as sent": untouched; "child": the caller's trace with this hop's
+# span; "new root": another trace, unsampled. A new root's app forwards an unsampled context, so
+# the gate skips the hops after the first.
+CASES = [
+    ("unsampled caller", lambda t: [f"00-{t}-00f067aa0ba902b7-00"], "as sent", 0, 0),
+    ("unsampled caller, random flag", lambda t: [f"00-{t}-00f067aa0ba902b7-02"], "as sent", 0, 0),
+    ("lowest non-zero ids", lambda t: ["00-00000000000000000000000000000001-0000000000000001-00"], "as sent", 0, 0),
+    ("sampled caller", lambda t: [f"00-{t}-00f067aa0ba902b7-01"], "child", HOPS, 0),
+    ("sampled caller, random flag", lambda t: [f"00-{t}-00f067aa0ba902b7-03"], "child", HOPS, 0),
+    ("no context", lambda t: [], "new root", 1, 0),
+    ("trace id all zero", lambda t: ["00-00000000000000000000000000000000-00f067aa0ba902b7-00"], "new root", 1, 1),
+    ("span id all zero", lambda t: [f"00-{t}-0000000000000000-00"], "new root", 1, 1),
+    ("upper-case hex", lambda t: [f"00-{t.upper()}-00f067aa0ba902b7-00"], "new root", 1, 1),
+    ("a byte too many", lambda t: [f"00-{t}-00f067aa0ba902b7-00-"], "new root", 1, 1),
+    ("version ff", lambda t: [f"ff-{t}-00f067aa0ba902b7-00"], "new root", 1, 1),
+    # Envoy's header input joins the two, so the gate lets the request through; the filter, looking
+    # `traceparent` up alone at this sampling, is handed the first and passes it on.
+    ("two traceparent headers", lambda t: [f"00-{t}-00f067aa0ba902b7-00"] * 2, "as sent", 1, 0),
+]
+
+
+def send(mesh, service, path, traceparents, extra):
+    """One GET through the service's inbound sidecar; `traceparents` may repeat the header."""
+    connection = http.client.HTTPConnection("127.0.0.1", mesh.pods[service].inbound_port, timeout=15)
+    try:
+        connection.putrequest("GET", path)
+        for value in traceparents:
+            connection.putheader("traceparent", value)
+        for name, value in extra.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def seen_by(mesh, service, path):
+    return [headers for seen_path, headers in mesh.pods[service].app.seen_headers if seen_path == path][-1]
+
+
+def classify(sent, seen):
+    traceparent = seen.get("traceparent", "")
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[0-3]", traceparent), traceparent
+    if sent and traceparent == sent[0]:
+        return "as sent"
+    if len(sent) == 1 and traceparent[3:35] == sent[0][3:35]:
+        return "child"
+    return "new root"
+
+
+def counters(mesh, side):
+    """The filter's counters and the composite's delegations, summed over one side's sidecars."""
+    total = {"spans_started": 0, "spans_sampled": 0, "invalid_context": 0, "delegated": 0}
+    for name, pod in mesh.pods.items():
+        if not name.startswith(side):
+            continue
+        stats = pod.envoy.stats()
+        for key in ("spans_started", "spans_sampled", "invalid_context"):
+            total[key] += stats.get(f"wasmcustom.sidetrace.{key}", 0)
+        total["delegated"] += sum(stats.get(f"http.{listener}.composite.filter_delegation_success", 0)
+                                  for listener in ("inbound", "outbound"))
+    return total
+
+
+def settled_counters(mesh):
+    """Both sides' counters once a previous case's last tick has landed (two reads agree)."""
+    previous = None
+    while True:
+        current = {side: counters(mesh, side) for side in SIDES}
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(0.3)
+
+
+def wait_for_counters(mesh, expected, before, timeout=5.0):
+    """Counters reach Envoy on the filter's tick; poll until both sides show what is expected."""
+    deadline = time.time() + timeout
+    while True:
+        moved = {side: {k: v - before[side][k] for k, v in counters(mesh, side).items()} for side in SIDES}
+        if moved == expected or time.time() > deadline:
+            return moved
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("case, traceparents, first_app_sees, filter_hops, malformed", CASES,
+                         ids=[case[0] for case in CASES])
+def test_the_gate_changes_nothing_an_app_or_a_counter_sees_but_the_skipped_work(
+        mesh, case, traceparents, first_app_sees, filter_hops, malformed):
+    sent = traceparents(trace_id())
+    extra = {"tracestate": "vendor=opaque", "baggage": "tenant=a"}
+    before = settled_counters(mesh)
+    path = f"/gate/{uuid.uuid4().hex}"
+    seen = {}
+    for side in SIDES:
+        assert send(mesh, f"{side}-a", path, sent, extra) == 200
+        seen[side] = (seen_by(mesh, f"{side}-a", path), seen_by(mesh, f"{side}-b", path))
+
+    for side in SIDES:
+        first, second = seen[side]
+        assert classify(sent, first) == first_app_sees, side
+        if first_app_sees == "as sent":
+            assert (first.get("tracestate"), first.get("baggage")) == (extra["tracestate"], extra["baggage"]), side
+        if first_app_sees == "new root":
+            assert first["traceparent"].endswith(("-00", "-02")), "0 % sampling: a new trace is unsampled"
+            assert "tracestate" not in first, "a tracestate loses its traceparent's context with it"
+        if first_app_sees != "child":
+            assert second["traceparent"] == first["traceparent"], "the callee continues what the app forwarded"
+
+    sampled = HOPS if first_app_sees == "child" else 0
+    expected = {
+        "gated": {"spans_started": filter_hops, "spans_sampled": sampled, "invalid_context": malformed,
+                  "delegated": filter_hops},
+        "plain": {"spans_started": HOPS, "spans_sampled": sampled, "invalid_context": malformed, "delegated": 0},
+    }
+    assert wait_for_counters(mesh, expected, before) == expected
+
+
+def test_the_gate_is_refused_where_the_filter_does_work_for_an_unsampled_caller():
+    w3c = default_filter_config(propagation=W3C_ONLY, publishFilterState=False)
+    check_applies(w3c)
+    refused = [
+        ("propagation.extract", dict(w3c, propagation={"extract": ["tracecontext", "b3"], "inject": ["tracecontext"]})),
+        ("propagation.inject", dict(w3c, propagation={"extract": ["tracecontext"], "inject": ["baggage"]})),
+        ("propagation.extract", default_filter_config(publishFilterState=False)),
+        ("trustIncomingContext", dict(w3c, trustIncomingContext=False)),
+        ("publishFilterState", dict(w3c, publishFilterState=True)),
+        ("responseHeaders", dict(w3c, responseHeaders={"traceresponse": True})),
+        ("responseHeaders", dict(w3c, responseHeaders={"traceIdHeader": "x-trace-id"})),
+    ]
+    for field, config in refused:
+        with pytest.raises(ValueError, match=re.escape(field)):
+            check_applies(config)
