@@ -35,12 +35,14 @@ from run import OtlpReceiver, envoy_config, free_port  # noqa: E402
 
 # Rows only this script has: sidetrace at 100 % with its batches held back past the counting
 # window (a queue and a delay longer than the run), so that the difference from the plain row is
-# what exporting costs Envoy per span.
+# what exporting costs Envoy per span; and sidetrace at 100 % behind the unsampled gate, whose
+# difference from "sidetrace in 100%" is what the gate costs a request it lets through.
 HELD = dict(run.W3C_ONLY, batch={"scheduledDelayMs": 600000, "maxQueueSize": 16384, "maxExportBatchSize": 16384})
-EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD)]
+EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
+                  ("sidetrace in 100% gated", "sidetrace-gated", 100, "INBOUND", run.W3C_ONLY)]
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
-                    "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir"]
+                    "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir", "sidetrace in 1% gated"]
 
 
 def envoy_binary():
@@ -59,10 +61,6 @@ def wait_until_serving(url, process, timeout=300):
         if process.poll() is not None or time.time() > deadline:
             raise SystemExit("Envoy under valgrind did not start")
         time.sleep(0.5)
-
-
-# A caller's context that was not sampled.
-CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 
 
 def count(variant, requests, receiver, workdir, headers=()):
@@ -116,11 +114,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--variant", action="append",
-                        help="a row name of run.py, or \"sidetrace in 100%% held\" (repeatable)")
+                        help="a row name of run.py, \"sidetrace in 100%% held\" or \"sidetrace in 100%% gated\" (repeatable)")
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
     args = parser.parse_args()
-    headers = [CALLER_TRACEPARENT] if args.caller_context else []
+    headers = [run.CALLER_TRACEPARENT] if args.caller_context else []
     require_tools()
     wanted = args.variant or DEFAULT_VARIANTS
     variants = [v for v in run.VARIANTS + EXTRA_VARIANTS if v[0] in wanted]

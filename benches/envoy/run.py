@@ -17,6 +17,10 @@ with sidetrace's callbacks (`host_calls.py` prices each host call on top of it).
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
     .venv/bin/python benches/envoy/run.py --export-only --export-rate 21000
+    .venv/bin/python benches/envoy/run.py --caller-context --variant "native 1%" --variant "sidetrace in 1% gated"
+
+`--caller-context` sends every request with an unsampled W3C `traceparent`, as a sidecar inside a
+mesh sees most requests; `--variant` (repeatable) runs only the rows named, with "none".
 """
 import argparse
 import json
@@ -29,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
 
-from harness import paths  # noqa: E402
+from harness import paths, unsampled_gate  # noqa: E402
 from harness.collector import OtlpReceiver  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
 from harness.ports import free_port  # noqa: E402
@@ -53,7 +57,11 @@ VARIANTS = [
     ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
+    # Behind Envoy's composite filter: requests with an unsampled caller's context skip the filter.
+    ("sidetrace in 1% gated", "sidetrace-gated", 1, "INBOUND", W3C_ONLY_INBOUND),
 ]
+# A caller's context that was not sampled.
+CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 PROBE_WASM = os.path.join(paths.REPO, "target", "wasm32-wasip1", "release", "sidetrace_probe_filter.wasm")
 
 
@@ -93,10 +101,13 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
                 "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}, "timeout": "1s"},
                 "service_name": "bench"}},
         }
-    if kind == "sidetrace":
+    if kind in ("sidetrace", "sidetrace-gated"):
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
         config.update(extra or {})
-        hcm["http_filters"].insert(0, wasm_filter("sidetrace", paths.wasm_path(), config))
+        sidetrace = wasm_filter("sidetrace", paths.wasm_path(), config)
+        if kind == "sidetrace-gated":
+            sidetrace = unsampled_gate.gate(sidetrace, config)
+        hcm["http_filters"].insert(0, sidetrace)
     if kind == "probe":
         # `extra`: {"wasm": a build of the probe filter, "calls": its configuration}.
         extra = extra or {}
@@ -128,16 +139,17 @@ def parse_wrk(text):
     return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), latency_ms("50"), latency_ms("99")
 
 
-def measure(name, kind, percentage, direction, seconds, connections, receiver, extra=None):
+def measure(name, kind, percentage, direction, seconds, connections, receiver, extra=None, headers=()):
     port, admin = free_port(), free_port()
     receiver.clear()
     config = envoy_config(kind, percentage, direction, port, admin, receiver.port, extra)
     with Envoy(config, f"bench-{kind}", log_level="warning") as envoy:
         url = f"http://127.0.0.1:{port}/bench/item"
+        wrk = ["wrk", "-t1"] + [arg for header in headers for arg in ("-H", header)]
         # Long enough for V8 to move the module's hot functions to its optimizing tier.
-        subprocess.run(["wrk", "-t1", "-c4", "-d2s", url], capture_output=True)
+        subprocess.run(wrk + ["-c4", "-d2s", url], capture_output=True)
         before = envoy.cpu_seconds()
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        out = subprocess.run(wrk + [f"-c{connections}", f"-d{seconds}s", "--latency", url],
                              capture_output=True, text=True, check=True).stdout
         cpu = envoy.cpu_seconds() - before
         requests, rps, p50, p99 = parse_wrk(out)
@@ -183,26 +195,32 @@ def main():
     parser.add_argument("--export-rate", type=int, default=21000, help="spans/s for the export run (0 skips it)")
     parser.add_argument("--export-seconds", type=int, default=20)
     parser.add_argument("--export-only", action="store_true", help="run only the export throughput measurement")
+    parser.add_argument("--caller-context", action="store_true",
+                        help="send every request with an unsampled W3C traceparent")
+    parser.add_argument("--variant", action="append", help="a row name to run (repeatable); \"none\" always runs")
     args = parser.parse_args()
     if args.export_only:
         export_throughput(args.export_rate, args.export_seconds)
         return
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 5)
+    variants = [v for v in VARIANTS if not args.variant or v[0] == "none" or v[0] in args.variant]
+    headers = [CALLER_TRACEPARENT] if args.caller_context else []
     build_probe_filter()
-    results = {name: [] for name, *_ in VARIANTS}
+    results = {name: [] for name, *_ in variants}
     with OtlpReceiver() as receiver:
         for round_index in range(rounds):
-            for name, kind, percentage, direction, extra in VARIANTS:
+            for name, kind, percentage, direction, extra in variants:
                 results[name].append(measure(name, kind, percentage, direction, seconds, args.connections, receiver,
-                                             extra))
+                                             extra, headers))
                 print(f"round {round_index + 1}/{rounds} {name:<20} {results[name][-1]['cpu_us_per_req']:.2f} µs/req", file=sys.stderr, flush=True)
     median = {name: {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[0][k]
                      for k in runs[0]} for name, runs in results.items()}
     base = median["none"]["cpu_us_per_req"]
     added = {name: m["cpu_us_per_req"] - base for name, m in median.items()}
     print(f"\nEnvoy 1.40, 1 worker, direct_response, wrk -c{args.connections}, {rounds} round(s) x {seconds} s, "
-          f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()})")
+          + ("every request with an unsampled caller's traceparent, " if headers else "")
+          + f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()})")
     def per_round_ratio(name, percent):
         # Each round's variants ran minutes apart at most: a ratio within a round cancels the
         # machine's slow drift, and the median of those ratios resists one noisy round.
@@ -218,7 +236,7 @@ def main():
               f"{'vs native':>9} {'per round':>9} {'spans rcvd':>10} {'RSS MB':>7}")
     print(header)
     print("-" * len(header))
-    for name, *_ in VARIANTS:
+    for name, *_ in variants:
         m = median[name]
         percent = next((word for word in name.split() if word.endswith("%")), "")
         native = added.get(f"native {percent}")
@@ -229,7 +247,9 @@ def main():
               f"{added[name]:>9.2f} {ratio:>9} {round_ratio:>9} {m['spans_received']:>10.0f} {m['rss_mb']:>7.1f}")
     wasm = paths.wasm_path()
     print(f"\nsidetrace.wasm: {os.path.getsize(wasm)} bytes ({os.path.getsize(wasm) / 1024:.0f} KiB)")
-    full = median["sidetrace in 100%"]
+    full = median.get("sidetrace in 100%")
+    if full is None:
+        return
     print(f"export at 100 %: {full['rps']:.0f} spans/s per worker produced (one per request); over the run "
           f"{full['exported']:.0f} exported, {full['dropped']:.0f} dropped, {full['spans_received']:.0f} received")
     print(f"VM memory per worker (RSS sidetrace - none): {full['rss_mb'] - median['none']['rss_mb']:.1f} MB")
