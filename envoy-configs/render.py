@@ -61,6 +61,7 @@ def gated() -> str:
             publishFilterState=False,
         ),
         gate_unsampled=True,
+        direction_per_listener=True,
     )
     return sidecar_config.to_yaml(config, HEADER)
 

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
 from harness.sidecar_config import default_filter_config
 from harness.unsampled_gate import check_applies
@@ -32,25 +33,28 @@ def trace_id():
     return uuid.uuid4().hex
 
 
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
 # (case, traceparent values sent, what the first app sees, hops the filter runs at behind the gate,
 #  malformed contexts counted). "as sent": untouched; "child": the caller's trace with this hop's
 # span; "new root": another trace, unsampled. A new root's app forwards an unsampled context, so
 # the gate skips the hops after the first.
 CASES = [
-    ("unsampled caller", lambda t: [f"00-{t}-00f067aa0ba902b7-00"], "as sent", 0, 0),
-    ("unsampled caller, random flag", lambda t: [f"00-{t}-00f067aa0ba902b7-02"], "as sent", 0, 0),
+    ("unsampled caller", lambda t: [f"00-{t}-{CALLER_SPAN}-00"], "as sent", 0, 0),
+    ("unsampled caller, random flag", lambda t: [f"00-{t}-{CALLER_SPAN}-02"], "as sent", 0, 0),
     ("lowest non-zero ids", lambda t: ["00-00000000000000000000000000000001-0000000000000001-00"], "as sent", 0, 0),
-    ("sampled caller", lambda t: [f"00-{t}-00f067aa0ba902b7-01"], "child", HOPS, 0),
-    ("sampled caller, random flag", lambda t: [f"00-{t}-00f067aa0ba902b7-03"], "child", HOPS, 0),
+    ("sampled caller", lambda t: [f"00-{t}-{CALLER_SPAN}-01"], "child", HOPS, 0),
+    ("sampled caller, random flag", lambda t: [f"00-{t}-{CALLER_SPAN}-03"], "child", HOPS, 0),
     ("no context", lambda t: [], "new root", 1, 0),
     ("trace id all zero", lambda t: ["00-00000000000000000000000000000000-00f067aa0ba902b7-00"], "new root", 1, 1),
     ("span id all zero", lambda t: [f"00-{t}-0000000000000000-00"], "new root", 1, 1),
-    ("upper-case hex", lambda t: [f"00-{t.upper()}-00f067aa0ba902b7-00"], "new root", 1, 1),
-    ("a byte too many", lambda t: [f"00-{t}-00f067aa0ba902b7-00-"], "new root", 1, 1),
-    ("version ff", lambda t: [f"ff-{t}-00f067aa0ba902b7-00"], "new root", 1, 1),
+    ("upper-case hex", lambda t: [f"00-{t.upper()}-{CALLER_SPAN}-00"], "new root", 1, 1),
+    ("a byte too many", lambda t: [f"00-{t}-{CALLER_SPAN}-00-"], "new root", 1, 1),
+    ("version ff", lambda t: [f"ff-{t}-{CALLER_SPAN}-00"], "new root", 1, 1),
     # Envoy's header input joins the two, so the gate lets the request through; the filter, looking
     # `traceparent` up alone at this sampling, is handed the first and passes it on.
-    ("two traceparent headers", lambda t: [f"00-{t}-00f067aa0ba902b7-00"] * 2, "as sent", 1, 0),
+    ("two traceparent headers", lambda t: [f"00-{t}-{CALLER_SPAN}-00"] * 2, "as sent", 1, 0),
 ]
 
 
@@ -124,7 +128,8 @@ def wait_for_counters(mesh, expected, before, timeout=5.0):
                          ids=[case[0] for case in CASES])
 def test_the_gate_changes_nothing_an_app_or_a_counter_sees_but_the_skipped_work(
         mesh, case, traceparents, first_app_sees, filter_hops, malformed):
-    sent = traceparents(trace_id())
+    trace = trace_id()
+    sent = traceparents(trace)
     extra = {"tracestate": "vendor=opaque", "baggage": "tenant=a"}
     before = settled_counters(mesh)
     path = f"/gate/{uuid.uuid4().hex}"
@@ -151,6 +156,13 @@ def test_the_gate_changes_nothing_an_app_or_a_counter_sees_but_the_skipped_work(
         "plain": {"spans_started": HOPS, "spans_sampled": sampled, "invalid_context": malformed, "delegated": 0},
     }
     assert wait_for_counters(mesh, expected, before) == expected
+    if first_app_sees == "child":
+        # Behind the gate each listener has its own plugin with its direction set: the spans must
+        # still be a SERVER, a CLIENT and a SERVER, linked as without the gate.
+        spans = spans_of(mesh, trace, 2 * HOPS)
+        for side in SIDES:
+            assert_chain([s for s in spans if s.service.startswith(side)], trace, CALLER_SPAN,
+                         services=(f"{side}-a", f"{side}-b"))
 
 
 def test_the_gate_is_refused_where_the_filter_does_work_for_an_unsampled_caller():

@@ -1,4 +1,4 @@
-"""What one request's trace looks like across the two-hop mesh (svc-a calling svc-b): its spans,
+"""What one request's trace looks like across a two-hop mesh (svc-a calling svc-b): its spans,
 by role, and the parent links and timings that make them one connected chain."""
 
 
@@ -14,10 +14,11 @@ def by_role(spans):
     return roles
 
 
-def assert_chain(spans, trace_id, caller_span):
+def assert_chain(spans, trace_id, caller_span, services=("svc-a", "svc-b")):
+    a, b = services
     roles = by_role(spans)
-    assert set(roles) == {("svc-a", "SERVER"), ("svc-a", "CLIENT"), ("svc-b", "SERVER")}
-    server_a, client_a, server_b = roles["svc-a", "SERVER"], roles["svc-a", "CLIENT"], roles["svc-b", "SERVER"]
+    assert set(roles) == {(a, "SERVER"), (a, "CLIENT"), (b, "SERVER")}
+    server_a, client_a, server_b = roles[a, "SERVER"], roles[a, "CLIENT"], roles[b, "SERVER"]
     assert {s.trace_id for s in spans} == {trace_id}
     assert server_a.parent_span_id == caller_span
     assert client_a.parent_span_id == server_a.span_id

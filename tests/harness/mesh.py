@@ -49,7 +49,7 @@ class Pod:
 class Mesh(contextlib.ExitStack):
     """`with Mesh({"frontend": ["checkout"], "checkout": []}) as mesh:` then `mesh.get("frontend", "/")`.
     `filter_config(service) -> dict`, `env(service) -> dict` and `gate_unsampled(service) -> bool`
-    customise each sidecar."""
+    (which also sets `direction_per_listener`) customise each sidecar."""
 
     def __init__(self, topology: dict, filter_config=None, env=None, node_metadata=None, receiver=None,
                  gate_unsampled=None):
@@ -94,6 +94,7 @@ class Mesh(contextlib.ExitStack):
                 access_log=access_log,
                 node_metadata=self.node_metadata(name),
                 gate_unsampled=self.gate_unsampled(name),
+                direction_per_listener=self.gate_unsampled(name),
             )
             app = self.enter_context(App(name, app_port, calls=[(callee, outbound_port) for callee in calls]))
             envoy = self.enter_context(Envoy(sidecar_config.to_yaml(config), name))

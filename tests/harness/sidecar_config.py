@@ -134,14 +134,20 @@ def sidecar(
     node_metadata: dict = None,
     bind: str = "127.0.0.1",
     gate_unsampled: bool = False,
+    direction_per_listener: bool = False,
 ) -> dict:
     """One pod's sidecar: INBOUND listener → the local app, OUTBOUND listener → upstream services
     by `Host`, the filter on both, and the collector cluster over HTTP/2. `gate_unsampled` keeps
-    requests carrying an unsampled caller's W3C context out of the filter (`unsampled_gate`)."""
+    requests carrying an unsampled caller's W3C context out of the filter (`unsampled_gate`).
+    `direction_per_listener` gives each listener its own plugin with `direction` set, so a
+    request without context does not read the listener's direction (~11,700 Envoy
+    instructions); the two plugins share the VM and its counters, and each batches its own spans."""
     filter_config = filter_config or default_filter_config()
-    wasm_filter = _wasm_filter(wasm, filter_config, env or {})
-    if gate_unsampled:
-        wasm_filter = unsampled_gate.gate(wasm_filter, filter_config)
+
+    def plugin(direction):
+        config = dict(filter_config, direction=direction) if direction_per_listener else filter_config
+        wasm_filter = _wasm_filter(wasm, config, env or {})
+        return unsampled_gate.gate(wasm_filter, config) if gate_unsampled else wasm_filter
     inbound_routes = [{
         "name": f"inbound|{service}",
         "domains": ["*"],
@@ -174,9 +180,9 @@ def sidecar(
         "static_resources": {
             "listeners": [
                 _listener("inbound", "INBOUND", bind, inbound_port,
-                          _http_connection_manager("inbound", inbound_routes, wasm_filter, access_log)),
+                          _http_connection_manager("inbound", inbound_routes, plugin("inbound"), access_log)),
                 _listener("outbound", "OUTBOUND", bind, outbound_port,
-                          _http_connection_manager("outbound", outbound_routes, wasm_filter, access_log)),
+                          _http_connection_manager("outbound", outbound_routes, plugin("outbound"), access_log)),
             ],
             "clusters": clusters,
         },
