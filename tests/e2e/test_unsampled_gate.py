@@ -165,6 +165,19 @@ def test_the_gate_changes_nothing_an_app_or_a_counter_sees_but_the_skipped_work(
                          services=(f"{side}-a", f"{side}-b"))
 
 
+@pytest.mark.parametrize("flags, skipped", [("00", True), ("01", False)], ids=["skipped", "let through"])
+def test_a_gated_sidecars_access_log_names_the_context_each_request_left_with(mesh, flags, skipped):
+    sent = [f"00-{trace_id()}-{CALLER_SPAN}-{flags}"]
+    path = f"/gate-log/{uuid.uuid4().hex}"
+    assert send(mesh, "gated-a", path, sent, {}) == 200
+    seen = seen_by(mesh, "gated-a", path)["traceparent"]
+    assert (seen == sent[0]) == skipped
+    lines = mesh.pods["gated-a"].wait_for_access_log(path, count=2)
+    inbound = [line for line in lines if "direction=inbound" in line]
+    assert len(inbound) == 1, lines
+    assert f"traceparent={seen} " in inbound[0], "the parent the app saw: the caller's, or this hop's span"
+
+
 def test_the_gate_is_refused_where_the_filter_does_work_for_an_unsampled_caller():
     w3c = default_filter_config(propagation=W3C_ONLY, publishFilterState=False)
     check_applies(w3c)

@@ -16,6 +16,15 @@ ACCESS_LOG_FORMAT = (
     "sampled=%FILTER_STATE(wasm.sidetrace.sampled:PLAIN)% "
     'request_id=%REQ(X-REQUEST-ID)% authority=%REQ(:AUTHORITY)%\n'
 )
+# Behind the unsampled gate the filter does not see every request, so it cannot publish their
+# context; the `traceparent` the request leaves the sidecar with names it for every request: this
+# hop's span where the filter recorded one, the caller's where the request passed through.
+GATED_ACCESS_LOG_FORMAT = (
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
+    "%RESPONSE_FLAGS% %DURATION%ms direction={direction} "
+    "traceparent=%REQ(TRACEPARENT)% "
+    'request_id=%REQ(X-REQUEST-ID)% authority=%REQ(:AUTHORITY)%\n'
+)
 
 COLLECTOR_CLUSTER = "otel-collector"
 
@@ -63,8 +72,8 @@ def _wasm_filter(wasm: str, filter_config: dict, env: dict) -> dict:
     }
 
 
-def _http_connection_manager(stat_prefix, routes, wasm_filter, access_log) -> dict:
-    log_format = ACCESS_LOG_FORMAT.replace("{direction}", stat_prefix)
+def _http_connection_manager(stat_prefix, routes, wasm_filter, access_log, log_format) -> dict:
+    log_format = log_format.replace("{direction}", stat_prefix)
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -143,6 +152,7 @@ def sidecar(
     request without context does not read the listener's direction (~11,700 Envoy
     instructions); the two plugins share the VM and its counters, and each batches its own spans."""
     filter_config = filter_config or default_filter_config()
+    log_format = GATED_ACCESS_LOG_FORMAT if gate_unsampled else ACCESS_LOG_FORMAT
 
     def plugin(direction):
         config = dict(filter_config, direction=direction) if direction_per_listener else filter_config
@@ -180,9 +190,9 @@ def sidecar(
         "static_resources": {
             "listeners": [
                 _listener("inbound", "INBOUND", bind, inbound_port,
-                          _http_connection_manager("inbound", inbound_routes, plugin("inbound"), access_log)),
+                          _http_connection_manager("inbound", inbound_routes, plugin("inbound"), access_log, log_format)),
                 _listener("outbound", "OUTBOUND", bind, outbound_port,
-                          _http_connection_manager("outbound", outbound_routes, plugin("outbound"), access_log)),
+                          _http_connection_manager("outbound", outbound_routes, plugin("outbound"), access_log, log_format)),
             ],
             "clusters": clusters,
         },

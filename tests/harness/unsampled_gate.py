@@ -44,7 +44,8 @@ def check_applies(filter_config: dict) -> None:
     if filter_config.get("trustIncomingContext") is False:
         raise ValueError("trustIncomingContext: false starts a new trace for every caller's context")
     if filter_config.get("publishFilterState"):
-        raise ValueError("publishFilterState: access logs would miss the context of skipped requests")
+        raise ValueError("publishFilterState: skipped requests have no filter state; "
+                         "log %REQ(TRACEPARENT)% instead")
     response_headers = filter_config.get("responseHeaders") or {}
     if response_headers.get("traceresponse") or response_headers.get("traceIdHeader"):
         raise ValueError("responseHeaders: skipped requests would get no trace headers on their responses")
