@@ -42,7 +42,8 @@ EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
                   ("sidetrace in 100% gated", "sidetrace-gated", 100, "INBOUND", run.W3C_ONLY)]
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
-                    "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir", "sidetrace in 1% gated"]
+                    "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir", "sidetrace in 1% gated",
+                    "sidetrace out 1% gated"]
 
 
 def envoy_binary():

@@ -10,7 +10,9 @@ not assertions.
 
 sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
 row runs its defaults (six formats read, three written); the "dir" row has the listener's
-direction in its config (`direction: inbound`) instead of reading it per request. The "wasm
+direction in its config (`direction: inbound`) instead of reading it per request; the "gated"
+rows, the direction too, behind Envoy's composite filter, which keeps requests carrying an
+unsampled caller's context out of the filter (`tests/harness/unsampled_gate.py`). The "wasm
 floor" row is `benches/probe-filter` with nothing to do: what Envoy charges for hosting a filter
 with sidetrace's callbacks (`host_calls.py` prices each host call on top of it).
 
@@ -46,6 +48,7 @@ W3C_ONLY = {"propagation": {"extract": ["tracecontext"], "inject": ["tracecontex
 # The listener's direction from the config instead of a property read per stream, as the native
 # tracer takes it from the listener's config.
 W3C_ONLY_INBOUND = dict(W3C_ONLY, direction="inbound")
+W3C_ONLY_OUTBOUND = dict(W3C_ONLY, direction="outbound")
 VARIANTS = [
     ("none", None, None, "INBOUND", None),
     ("wasm floor (no-op)", "probe", None, "INBOUND", None),
@@ -59,6 +62,7 @@ VARIANTS = [
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
     # Behind Envoy's composite filter: requests with an unsampled caller's context skip the filter.
     ("sidetrace in 1% gated", "sidetrace-gated", 1, "INBOUND", W3C_ONLY_INBOUND),
+    ("sidetrace out 1% gated", "sidetrace-gated", 1, "OUTBOUND", W3C_ONLY_OUTBOUND),
 ]
 # A caller's context that was not sampled.
 CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
