@@ -58,7 +58,7 @@ def gated() -> str:
             propagation={"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]},
             publishFilterState=False,
         ),
-        gate_unsampled=True,
+        gate_unsampled="routes",
         direction_per_listener=True,
     )
     return sidecar_config.to_yaml(config, HEADER)

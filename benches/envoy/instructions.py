@@ -39,11 +39,11 @@ from run import OtlpReceiver, envoy_config, free_port  # noqa: E402
 # difference from "sidetrace in 100%" is what the gate costs a request it lets through.
 HELD = dict(run.W3C_ONLY, batch={"scheduledDelayMs": 600000, "maxQueueSize": 16384, "maxExportBatchSize": 16384})
 EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
-                  ("sidetrace in 100% gated", "sidetrace-gated", 100, "INBOUND", run.W3C_ONLY)]
+                  ("sidetrace in 100% gated", "sidetrace-routes", 100, "INBOUND", run.W3C_ONLY)]
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
                     "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir", "sidetrace in 1% gated",
-                    "sidetrace out 1% gated"]
+                    "sidetrace out 1% gated", "sidetrace in 1% composite"]
 
 
 def envoy_binary():

@@ -11,8 +11,9 @@ not assertions.
 sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
 row runs its defaults (six formats read, three written); the "dir" row has the listener's
 direction in its config (`direction: inbound`) instead of reading it per request; the "gated"
-rows, the direction too, behind Envoy's composite filter, which keeps requests carrying an
-unsampled caller's context out of the filter (`tests/harness/unsampled_gate.py`). The "wasm
+rows, the direction too, with a route twin that disables the filter for requests carrying an
+unsampled caller's context, the "composite" row the same behind Envoy's composite filter
+(`tests/harness/unsampled_gate.py`). The "wasm
 floor" row is `benches/probe-filter` with nothing to do: what Envoy charges for hosting a filter
 with sidetrace's callbacks (`host_calls.py` prices each host call on top of it).
 
@@ -60,9 +61,11 @@ VARIANTS = [
     ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
-    # Behind Envoy's composite filter: requests with an unsampled caller's context skip the filter.
-    ("sidetrace in 1% gated", "sidetrace-gated", 1, "INBOUND", W3C_ONLY_INBOUND),
-    ("sidetrace out 1% gated", "sidetrace-gated", 1, "OUTBOUND", W3C_ONLY_OUTBOUND),
+    # Requests with an unsampled caller's context skip the filter: by a route twin that disables it
+    # (as envoy-configs/sidecar-gated.yaml), or behind Envoy's composite filter.
+    ("sidetrace in 1% gated", "sidetrace-routes", 1, "INBOUND", W3C_ONLY_INBOUND),
+    ("sidetrace out 1% gated", "sidetrace-routes", 1, "OUTBOUND", W3C_ONLY_OUTBOUND),
+    ("sidetrace in 1% composite", "sidetrace-composite", 1, "INBOUND", W3C_ONLY_INBOUND),
 ]
 # A caller's context that was not sampled.
 CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
@@ -105,18 +108,23 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
                 "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}, "timeout": "1s"},
                 "service_name": "bench"}},
         }
-    if kind in ("sidetrace", "sidetrace-gated"):
+    runtime = None
+    if kind and kind.startswith("sidetrace"):
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
         config.update(extra or {})
         sidetrace = wasm_filter("sidetrace", paths.wasm_path(), config)
-        if kind == "sidetrace-gated":
-            sidetrace = unsampled_gate.gate(sidetrace, config)
+        if kind == "sidetrace-composite":
+            sidetrace = unsampled_gate.composite(sidetrace, config)
+        if kind == "sidetrace-routes":
+            route_config = hcm["route_config"]
+            route_config["virtual_hosts"] = unsampled_gate.skip_routes(route_config["virtual_hosts"], sidetrace["name"], config)
+            runtime = {"layers": [{"name": "re2", "static_layer": unsampled_gate.RE2_LIMITS}]}
         hcm["http_filters"].insert(0, sidetrace)
     if kind == "probe":
         # `extra`: {"wasm": a build of the probe filter, "calls": its configuration}.
         extra = extra or {}
         hcm["http_filters"].insert(0, wasm_filter("probe", extra.get("wasm", PROBE_WASM), extra.get("calls", "")))
-    return yaml.safe_dump({
+    bootstrap = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
             "listeners": [{"name": "bench", "traffic_direction": direction,
@@ -129,7 +137,10 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
                           "load_assignment": {"cluster_name": "otel", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
                               "socket_address": {"address": "127.0.0.1", "port_value": collector_port}}}}]}]}}],
         },
-    })
+    }
+    if runtime:
+        bootstrap["layered_runtime"] = runtime
+    return yaml.safe_dump(bootstrap)
 
 
 def parse_wrk(text):

@@ -1,7 +1,8 @@
-"""The unsampled gate in real Envoy (`harness.unsampled_gate`): two W3C-only meshes side by side,
-one with the filter behind the gate, one without, get the same requests. Every app must see the
-same trace headers and every malformed context must be counted the same; only the requests the
-gate skips go unseen by the filter, and Envoy's composite counts the rest."""
+"""The unsampled gate in real Envoy (`harness.unsampled_gate`): three W3C-only meshes side by side,
+the filter behind route twins, behind the composite filter, and with no gate, get the same
+requests. Every app must see the same trace headers and every malformed context must be counted
+the same; only the requests a gate skips go unseen by the filter, and Envoy counts them (the
+route twins' stats) or the others (the composite's delegations)."""
 import http.client
 import re
 import time
@@ -12,10 +13,11 @@ import pytest
 from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
 from harness.sidecar_config import default_filter_config
-from harness.unsampled_gate import check_applies
+from harness.unsampled_gate import SKIPPED_ROUTE_STATS, check_applies
 
 HOPS = 3  # a's inbound, a's outbound, b's inbound
-SIDES = ("gated", "plain")
+GATES = ("routes", "composite")
+SIDES = GATES + ("plain",)
 W3C_ONLY = {"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]}
 
 
@@ -25,7 +27,7 @@ def mesh():
                                    publishFilterState=False)
     topology = {f"{side}-{hop}": ([f"{side}-b"] if hop == "a" else []) for side in SIDES for hop in "ab"}
     with Mesh(topology, filter_config=lambda _name: config,
-              gate_unsampled=lambda name: name.startswith("gated")) as mesh:
+              gate_unsampled=lambda name: next((gate for gate in GATES if name.startswith(gate)), None)) as mesh:
         yield mesh
 
 
@@ -36,8 +38,8 @@ def trace_id():
 CALLER_SPAN = "00f067aa0ba902b7"
 
 
-# (case, traceparent values sent, what the first app sees, hops the filter runs at behind the gate,
-#  malformed contexts counted). "as sent": untouched; "child": the caller's trace with this hop's
+# (case, traceparent values sent, what the first app sees, hops the filter runs at behind a gate
+#  (per gate where they differ), malformed contexts counted). "as sent": untouched; "child": the caller's trace with this hop's
 # span; "new root": another trace, unsampled. A new root's app forwards an unsampled context, so
 # the gate skips the hops after the first.
 CASES = [
@@ -52,9 +54,11 @@ CASES = [
     ("upper-case hex", lambda t: [f"00-{t.upper()}-{CALLER_SPAN}-00"], "new root", 1, 1),
     ("a byte too many", lambda t: [f"00-{t}-{CALLER_SPAN}-00-"], "new root", 1, 1),
     ("version ff", lambda t: [f"ff-{t}-{CALLER_SPAN}-00"], "new root", 1, 1),
-    # Envoy's header input joins the two, so the gate lets the request through; the filter, looking
-    # `traceparent` up alone at this sampling, is handed the first and passes it on.
-    ("two traceparent headers", lambda t: [f"00-{t}-{CALLER_SPAN}-00"] * 2, "as sent", 1, 0),
+    # The composite's header input joins the two, so it lets the request through, and the filter,
+    # looking `traceparent` up alone at this sampling, is handed the first and passes it on. A
+    # route matches each value on its own, so the route twin skips the request.
+    ("two traceparent headers", lambda t: [f"00-{t}-{CALLER_SPAN}-00"] * 2, "as sent",
+     {"routes": 0, "composite": 1}, 0),
 ]
 
 
@@ -90,8 +94,9 @@ def classify(sent, seen):
 
 
 def counters(mesh, side):
-    """The filter's counters and the composite's delegations, summed over one side's sidecars."""
-    total = {"spans_started": 0, "spans_sampled": 0, "invalid_context": 0, "delegated": 0}
+    """The filter's counters, the composite's delegations and the requests routed by the route
+    twins, summed over one side's sidecars."""
+    total = {"spans_started": 0, "spans_sampled": 0, "invalid_context": 0, "delegated": 0, "twin_routed": 0}
     for name, pod in mesh.pods.items():
         if not name.startswith(side):
             continue
@@ -100,6 +105,8 @@ def counters(mesh, side):
             total[key] += stats.get(f"wasmcustom.sidetrace.{key}", 0)
         total["delegated"] += sum(stats.get(f"http.{listener}.composite.filter_delegation_success", 0)
                                   for listener in ("inbound", "outbound"))
+        total["twin_routed"] += sum(value for name, value in stats.items()
+                                if name.endswith(f".route.{SKIPPED_ROUTE_STATS}.upstream_rq_total"))
     return total
 
 
@@ -150,29 +157,36 @@ def test_the_gate_changes_nothing_an_app_or_a_counter_sees_but_the_skipped_work(
             assert second["traceparent"] == first["traceparent"], "the callee continues what the app forwarded"
 
     sampled = HOPS if first_app_sees == "child" else 0
+    # Envoy matches the route again once the filter has written `traceparent`, so a new unsampled
+    # trace started here leaves by the twin as well: the twins count every request that left
+    # with an unsampled context.
+    hops = filter_hops if isinstance(filter_hops, dict) else dict.fromkeys(GATES, filter_hops)
+    twin_routed = HOPS if first_app_sees == "new root" else HOPS - hops["routes"]
+    common = {"spans_sampled": sampled, "invalid_context": malformed}
     expected = {
-        "gated": {"spans_started": filter_hops, "spans_sampled": sampled, "invalid_context": malformed,
-                  "delegated": filter_hops},
-        "plain": {"spans_started": HOPS, "spans_sampled": sampled, "invalid_context": malformed, "delegated": 0},
+        "routes": dict(common, spans_started=hops["routes"], delegated=0, twin_routed=twin_routed),
+        "composite": dict(common, spans_started=hops["composite"], delegated=hops["composite"], twin_routed=0),
+        "plain": dict(common, spans_started=HOPS, delegated=0, twin_routed=0),
     }
     assert wait_for_counters(mesh, expected, before) == expected
     if first_app_sees == "child":
-        # Behind the gate each listener has its own plugin with its direction set: the spans must
-        # still be a SERVER, a CLIENT and a SERVER, linked as without the gate.
-        spans = spans_of(mesh, trace, 2 * HOPS)
+        # Behind a gate each listener has its own plugin with its direction set: the spans must
+        # still be a SERVER, a CLIENT and a SERVER, linked as without a gate.
+        spans = spans_of(mesh, trace, len(SIDES) * HOPS)
         for side in SIDES:
             assert_chain([s for s in spans if s.service.startswith(side)], trace, CALLER_SPAN,
                          services=(f"{side}-a", f"{side}-b"))
 
 
+@pytest.mark.parametrize("gate", GATES)
 @pytest.mark.parametrize("flags, skipped", [("00", True), ("01", False)], ids=["skipped", "let through"])
-def test_a_gated_sidecars_access_log_names_the_context_each_request_left_with(mesh, flags, skipped):
+def test_a_gated_sidecars_access_log_names_the_context_each_request_left_with(mesh, gate, flags, skipped):
     sent = [f"00-{trace_id()}-{CALLER_SPAN}-{flags}"]
     path = f"/gate-log/{uuid.uuid4().hex}"
-    assert send(mesh, "gated-a", path, sent, {}) == 200
-    seen = seen_by(mesh, "gated-a", path)["traceparent"]
+    assert send(mesh, f"{gate}-a", path, sent, {}) == 200
+    seen = seen_by(mesh, f"{gate}-a", path)["traceparent"]
     assert (seen == sent[0]) == skipped
-    lines = mesh.pods["gated-a"].wait_for_access_log(path, count=2)
+    lines = mesh.pods[f"{gate}-a"].wait_for_access_log(path, count=2)
     inbound = [line for line in lines if "direction=inbound" in line]
     assert len(inbound) == 1, lines
     assert f"traceparent={seen} " in inbound[0], "the parent the app saw: the caller's, or this hop's span"

@@ -48,8 +48,8 @@ class Pod:
 
 class Mesh(contextlib.ExitStack):
     """`with Mesh({"frontend": ["checkout"], "checkout": []}) as mesh:` then `mesh.get("frontend", "/")`.
-    `filter_config(service) -> dict`, `env(service) -> dict` and `gate_unsampled(service) -> bool`
-    (which also sets `direction_per_listener`) customise each sidecar."""
+    `filter_config(service) -> dict`, `env(service) -> dict` and `gate_unsampled(service)` (None,
+    "routes" or "composite"; a gate also sets `direction_per_listener`) customise each sidecar."""
 
     def __init__(self, topology: dict, filter_config=None, env=None, node_metadata=None, receiver=None,
                  gate_unsampled=None):
@@ -59,7 +59,7 @@ class Mesh(contextlib.ExitStack):
         self.env = env or (lambda service: {})
         self.node_metadata = node_metadata or (lambda service: {"LABELS": {"app": service}, "NAMESPACE": "demo", "NAME": f"{service}-pod"})
         self.receiver = receiver
-        self.gate_unsampled = gate_unsampled or (lambda service: False)
+        self.gate_unsampled = gate_unsampled or (lambda service: None)
         self.pods = {}
         self.logdir = tempfile.mkdtemp(prefix="sidetrace-mesh-")
 
@@ -94,7 +94,7 @@ class Mesh(contextlib.ExitStack):
                 access_log=access_log,
                 node_metadata=self.node_metadata(name),
                 gate_unsampled=self.gate_unsampled(name),
-                direction_per_listener=self.gate_unsampled(name),
+                direction_per_listener=self.gate_unsampled(name) is not None,
             )
             app = self.enter_context(App(name, app_port, calls=[(callee, outbound_port) for callee in calls]))
             envoy = self.enter_context(Envoy(sidecar_config.to_yaml(config), name))

@@ -27,6 +27,8 @@ GATED_ACCESS_LOG_FORMAT = (
 )
 
 COLLECTOR_CLUSTER = "otel-collector"
+WASM_FILTER = "envoy.filters.http.wasm"
+GATES = (None, "routes", "composite")
 
 
 def default_filter_config(**overrides) -> dict:
@@ -55,7 +57,7 @@ def _wasm_filter(wasm: str, filter_config: dict, env: dict) -> dict:
     if env:
         vm_config["environment_variables"] = {"key_values": dict(env)}
     return {
-        "name": "envoy.filters.http.wasm",
+        "name": WASM_FILTER,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
@@ -142,22 +144,25 @@ def sidecar(
     access_log: str = "/dev/stdout",
     node_metadata: dict = None,
     bind: str = "127.0.0.1",
-    gate_unsampled: bool = False,
+    gate_unsampled: str = None,
     direction_per_listener: bool = False,
 ) -> dict:
     """One pod's sidecar: INBOUND listener → the local app, OUTBOUND listener → upstream services
-    by `Host`, the filter on both, and the collector cluster over HTTP/2. `gate_unsampled` keeps
-    requests carrying an unsampled caller's W3C context out of the filter (`unsampled_gate`).
+    by `Host`, the filter on both, and the collector cluster over HTTP/2. `gate_unsampled`
+    ("routes" or "composite") keeps requests carrying an unsampled caller's W3C context out of the
+    filter (`unsampled_gate`).
     `direction_per_listener` gives each listener its own plugin with `direction` set, so a
     request without context does not read the listener's direction (~11,700 Envoy
     instructions); the two plugins share the VM and its counters, and each batches its own spans."""
+    if gate_unsampled not in GATES:
+        raise ValueError(f"gate_unsampled: one of {GATES}, not {gate_unsampled!r}")
     filter_config = filter_config or default_filter_config()
     log_format = GATED_ACCESS_LOG_FORMAT if gate_unsampled else ACCESS_LOG_FORMAT
 
     def plugin(direction):
         config = dict(filter_config, direction=direction) if direction_per_listener else filter_config
         wasm_filter = _wasm_filter(wasm, config, env or {})
-        return unsampled_gate.gate(wasm_filter, config) if gate_unsampled else wasm_filter
+        return unsampled_gate.composite(wasm_filter, config) if gate_unsampled == "composite" else wasm_filter
     inbound_routes = [{
         "name": f"inbound|{service}",
         "domains": ["*"],
@@ -178,13 +183,16 @@ def sidecar(
         "domains": ["*"],
         "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such service\n"}}}],
     })
+    if gate_unsampled == "routes":
+        inbound_routes = unsampled_gate.skip_routes(inbound_routes, WASM_FILTER, filter_config)
+        outbound_routes = unsampled_gate.skip_routes(outbound_routes, WASM_FILTER, filter_config)
     clusters = [_cluster("local_app", app[0], app[1])]
     clusters += [_cluster(f"outbound|{name}", host, port) for name, (host, port) in sorted(upstreams.items())]
     clusters.append(_cluster(COLLECTOR_CLUSTER, collector[0], collector[1], http2=True))
     node = {"id": f"sidecar~{service}", "cluster": service}
     if node_metadata:
         node["metadata"] = node_metadata
-    return {
+    bootstrap = {
         "node": node,
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
@@ -197,6 +205,12 @@ def sidecar(
             "clusters": clusters,
         },
     }
+    if gate_unsampled == "routes":
+        bootstrap["layered_runtime"] = {"layers": [
+            {"name": "re2", "static_layer": unsampled_gate.RE2_LIMITS},
+            {"name": "admin", "admin_layer": {}},
+        ]}
+    return bootstrap
 
 
 def to_yaml(config: dict, header: str = "") -> str:
