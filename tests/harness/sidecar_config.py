@@ -74,7 +74,7 @@ def _wasm_filter(wasm: str, filter_config: dict, env: dict) -> dict:
     }
 
 
-def _http_connection_manager(stat_prefix, routes, wasm_filter, access_log, log_format) -> dict:
+def _http_connection_manager(stat_prefix, routes, wasm_filter, access_log, log_format=ACCESS_LOG_FORMAT) -> dict:
     log_format = log_format.replace("{direction}", stat_prefix)
     return {
         "name": "envoy.filters.network.http_connection_manager",
