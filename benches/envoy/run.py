@@ -118,7 +118,7 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
         if kind == "sidetrace-routes":
             route_config = hcm["route_config"]
             route_config["virtual_hosts"] = unsampled_gate.skip_routes(route_config["virtual_hosts"], sidetrace["name"], config)
-            runtime = {"layers": [{"name": "re2", "static_layer": unsampled_gate.RE2_LIMITS}]}
+            runtime = unsampled_gate.LAYERED_RUNTIME
         hcm["http_filters"].insert(0, sidetrace)
     if kind == "probe":
         # `extra`: {"wasm": a build of the probe filter, "calls": its configuration}.

@@ -80,6 +80,7 @@ class Mesh(contextlib.ExitStack):
         for name, calls in self.topology.items():
             app_port, outbound_port, admin_port = free_port(), free_port(), free_port()
             access_log = os.path.join(self.logdir, f"{name}.access.log")
+            gate = self.gate_unsampled(name)
             config = sidecar_config.sidecar(
                 service=name,
                 admin_port=admin_port,
@@ -93,8 +94,8 @@ class Mesh(contextlib.ExitStack):
                 env=self.env(name),
                 access_log=access_log,
                 node_metadata=self.node_metadata(name),
-                gate_unsampled=self.gate_unsampled(name),
-                direction_per_listener=self.gate_unsampled(name) is not None,
+                gate_unsampled=gate,
+                direction_per_listener=gate is not None,
             )
             app = self.enter_context(App(name, app_port, calls=[(callee, outbound_port) for callee in calls]))
             envoy = self.enter_context(Envoy(sidecar_config.to_yaml(config), name))

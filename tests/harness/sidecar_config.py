@@ -206,10 +206,7 @@ def sidecar(
         },
     }
     if gate_unsampled == "routes":
-        bootstrap["layered_runtime"] = {"layers": [
-            {"name": "re2", "static_layer": unsampled_gate.RE2_LIMITS},
-            {"name": "admin", "admin_layer": {}},
-        ]}
+        bootstrap["layered_runtime"] = unsampled_gate.LAYERED_RUNTIME
     return bootstrap
 
 

@@ -44,6 +44,8 @@ W3C_FORMATS = {"tracecontext", "baggage"}
 # Route matchers refuse a regular expression whose RE2 program exceeds 100 instructions unless the
 # runtime allows more; the one above compiles to ~1,400. (Istio's bootstrap raises the same limit.)
 RE2_LIMITS = {"re2.max_program_size.error_level": 4096, "re2.max_program_size.warn_level": 4096}
+# The bootstrap's `layered_runtime` for route twins (the admin layer keeps `/runtime_modify`).
+LAYERED_RUNTIME = {"layers": [{"name": "re2", "static_layer": RE2_LIMITS}, {"name": "admin", "admin_layer": {}}]}
 # Requests the route twins took: `vhost.<name>.route.unsampled_caller.upstream_rq_total`.
 SKIPPED_ROUTE_STATS = "unsampled_caller"
 
@@ -70,7 +72,7 @@ def check_applies(filter_config: dict) -> None:
 def skip_routes(virtual_hosts: list, filter_name: str, filter_config: dict) -> list:
     """`virtual_hosts` with each route preceded by a twin that, for a request carrying an unsampled
     caller's `traceparent`, routes the same way with the filter named `filter_name` disabled.
-    The bootstrap must carry `RE2_LIMITS` in its runtime."""
+    The bootstrap must carry `LAYERED_RUNTIME`."""
     check_applies(filter_config)
     header = {"name": "traceparent", "string_match": {"safe_regex": {"regex": UNSAMPLED_TRACEPARENT}}}
     disabled = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
