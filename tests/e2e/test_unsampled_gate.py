@@ -13,7 +13,7 @@ import pytest
 from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
 from harness.sidecar_config import default_filter_config
-from harness.unsampled_gate import SKIPPED_ROUTE_STATS, check_applies
+from harness.unsampled_gate import TWIN_STAT_PREFIX, check_applies
 
 HOPS = 3  # a's inbound, a's outbound, b's inbound
 GATES = ("routes", "composite")
@@ -39,9 +39,9 @@ CALLER_SPAN = "00f067aa0ba902b7"
 
 
 # (case, traceparent values sent, what the first app sees, hops the filter runs at behind a gate
-#  (per gate where they differ), malformed contexts counted). "as sent": untouched; "child": the caller's trace with this hop's
-# span; "new root": another trace, unsampled. A new root's app forwards an unsampled context, so
-# the gate skips the hops after the first.
+# (per gate where they differ), malformed contexts counted). "as sent": untouched; "child": the
+# caller's trace with this hop's span; "new root": another trace, unsampled. A new root's app
+# forwards an unsampled context, so the gate skips the hops after the first.
 CASES = [
     ("unsampled caller", lambda t: [f"00-{t}-{CALLER_SPAN}-00"], "as sent", 0, 0),
     ("unsampled caller, random flag", lambda t: [f"00-{t}-{CALLER_SPAN}-02"], "as sent", 0, 0),
@@ -49,7 +49,7 @@ CASES = [
     ("sampled caller", lambda t: [f"00-{t}-{CALLER_SPAN}-01"], "child", HOPS, 0),
     ("sampled caller, random flag", lambda t: [f"00-{t}-{CALLER_SPAN}-03"], "child", HOPS, 0),
     ("no context", lambda t: [], "new root", 1, 0),
-    ("trace id all zero", lambda t: ["00-00000000000000000000000000000000-00f067aa0ba902b7-00"], "new root", 1, 1),
+    ("trace id all zero", lambda t: [f"00-{'0' * 32}-{CALLER_SPAN}-00"], "new root", 1, 1),
     ("span id all zero", lambda t: [f"00-{t}-0000000000000000-00"], "new root", 1, 1),
     ("upper-case hex", lambda t: [f"00-{t.upper()}-{CALLER_SPAN}-00"], "new root", 1, 1),
     ("a byte too many", lambda t: [f"00-{t}-{CALLER_SPAN}-00-"], "new root", 1, 1),
@@ -105,8 +105,8 @@ def counters(mesh, side):
             total[key] += stats.get(f"wasmcustom.sidetrace.{key}", 0)
         total["delegated"] += sum(stats.get(f"http.{listener}.composite.filter_delegation_success", 0)
                                   for listener in ("inbound", "outbound"))
-        total["twin_routed"] += sum(value for name, value in stats.items()
-                                if name.endswith(f".route.{SKIPPED_ROUTE_STATS}.upstream_rq_total"))
+        total["twin_routed"] += sum(value for stat, value in stats.items()
+                                    if stat.endswith(f".route.{TWIN_STAT_PREFIX}.upstream_rq_total"))
     return total
 
 

@@ -46,8 +46,10 @@ W3C_FORMATS = {"tracecontext", "baggage"}
 RE2_LIMITS = {"re2.max_program_size.error_level": 4096, "re2.max_program_size.warn_level": 4096}
 # The bootstrap's `layered_runtime` for route twins (the admin layer keeps `/runtime_modify`).
 LAYERED_RUNTIME = {"layers": [{"name": "re2", "static_layer": RE2_LIMITS}, {"name": "admin", "admin_layer": {}}]}
-# Requests the route twins took: `vhost.<name>.route.unsampled_caller.upstream_rq_total`.
-SKIPPED_ROUTE_STATS = "unsampled_caller"
+# Requests routed by a twin, `vhost.<name>.route.unsampled_context.upstream_rq_total`: those it
+# skipped, and the new unsampled traces the filter started (Envoy matches the route again once the
+# filter has written `traceparent`).
+TWIN_STAT_PREFIX = "unsampled_context"
 
 
 def check_applies(filter_config: dict) -> None:
@@ -85,7 +87,7 @@ def skip_routes(virtual_hosts: list, filter_name: str, filter_config: dict) -> l
             twin["match"]["headers"] = twin["match"].get("headers", []) + [copy.deepcopy(header)]
             twin["typed_per_filter_config"] = dict(twin.get("typed_per_filter_config", {}),
                                                    **{filter_name: dict(disabled)})
-            twin["stat_prefix"] = SKIPPED_ROUTE_STATS
+            twin["stat_prefix"] = TWIN_STAT_PREFIX
             routes += [twin, route]
         gated.append(dict(virtual_host, routes=routes))
     return gated
