@@ -26,7 +26,7 @@ def mesh():
 
 
 def seen_by(mesh, service, path):
-    return [headers for seen_path, headers in mesh.pods[service].app.seen_headers if seen_path == path][-1]
+    return mesh.pods[service].app.headers_for(path)
 
 
 def test_an_unsampled_callers_context_reaches_every_app_as_it_came(mesh):

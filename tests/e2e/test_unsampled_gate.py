@@ -80,7 +80,7 @@ def send(mesh, service, path, traceparents, extra):
 
 
 def seen_by(mesh, service, path):
-    return [headers for seen_path, headers in mesh.pods[service].app.seen_headers if seen_path == path][-1]
+    return mesh.pods[service].app.headers_for(path)
 
 
 def classify(sent, seen):

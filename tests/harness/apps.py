@@ -33,6 +33,10 @@ class App:
     def __exit__(self, *exc):
         self.stop()
 
+    def headers_for(self, path: str) -> dict:
+        """The headers of the last request the app served at `path`."""
+        return [headers for seen_path, headers in self.seen_headers if seen_path == path][-1]
+
     def start(self, bind: str = "127.0.0.1"):
         app = self
 
