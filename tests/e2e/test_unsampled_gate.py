@@ -18,6 +18,7 @@ from harness.unsampled_gate import TWIN_STAT_PREFIX, check_applies
 HOPS = 3  # a's inbound, a's outbound, b's inbound
 GATES = ("routes", "composite")
 SIDES = GATES + ("plain",)
+CALLER_SPAN = "00f067aa0ba902b7"
 W3C_ONLY = {"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]}
 
 
@@ -29,13 +30,6 @@ def mesh():
     with Mesh(topology, filter_config=lambda _name: config,
               gate_unsampled=lambda name: next((gate for gate in GATES if name.startswith(gate)), None)) as mesh:
         yield mesh
-
-
-def trace_id():
-    return uuid.uuid4().hex
-
-
-CALLER_SPAN = "00f067aa0ba902b7"
 
 
 # (case, traceparent values sent, what the first app sees, hops the filter runs at behind a gate
@@ -135,7 +129,7 @@ def wait_for_counters(mesh, expected, before, timeout=5.0):
                          ids=[case[0] for case in CASES])
 def test_the_gate_changes_nothing_an_app_or_a_counter_sees_but_the_skipped_work(
         mesh, case, traceparents, first_app_sees, filter_hops, malformed):
-    trace = trace_id()
+    trace = uuid.uuid4().hex
     sent = traceparents(trace)
     extra = {"tracestate": "vendor=opaque", "baggage": "tenant=a"}
     before = settled_counters(mesh)
@@ -181,7 +175,7 @@ def test_the_gate_changes_nothing_an_app_or_a_counter_sees_but_the_skipped_work(
 @pytest.mark.parametrize("gate", GATES)
 @pytest.mark.parametrize("flags, skipped", [("00", True), ("01", False)], ids=["skipped", "let through"])
 def test_a_gated_sidecars_access_log_names_the_context_each_request_left_with(mesh, gate, flags, skipped):
-    sent = [f"00-{trace_id()}-{CALLER_SPAN}-{flags}"]
+    sent = [f"00-{uuid.uuid4().hex}-{CALLER_SPAN}-{flags}"]
     path = f"/gate-log/{uuid.uuid4().hex}"
     assert send(mesh, f"{gate}-a", path, sent, {}) == 200
     seen = seen_by(mesh, f"{gate}-a", path)["traceparent"]
