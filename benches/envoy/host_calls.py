@@ -12,7 +12,9 @@ The lower bounds add up calls only (no wasm code, no export): what a proxy-wasm 
 avoid paying in Envoy 1.40's ABI 0.2.1 to (a) propagate W3C context on an unsampled request
 without context, and (b) record a server span carrying what the native tracer's span carries
 (request headers, status, protocol, peer address, start and end time) and write traceparent,
-reading the facts one attribute at a time or all at once through Envoy's `expr_evaluate`.
+reading the facts one attribute at a time or all at once through Envoy's `expr_evaluate`. The
+last two sections split sidetrace's own cost in two such requests into its calls, made by the
+probe filter alone, and the rest.
 
     .venv/bin/python benches/envoy/host_calls.py
     .venv/bin/python benches/envoy/host_calls.py --requests 1000 --no-native
@@ -53,6 +55,19 @@ SIDETRACE_FACTS = ("xds.listener_direction == 2 ? (has(upstream.address) ? [2, r
 # Every host call sidetrace makes for a sampled inbound request without context (the benchmark's
 # request): headers read, traceparent added, the clock at both ends, the facts at the end.
 SIDETRACE_CALLS = f"pairs:1 add:1 time:1 done.time:1 done.expr:1 | {SIDETRACE_FACTS}"
+# Every host call sidetrace makes for a request without context that it does not sample, W3C only:
+# `traceparent` looked up, the new one added, a stray `tracestate` removed.
+SIDETRACE_ROOT_CALLS = "absent:1 add:1 remove:1"
+# That request in sidetrace itself: sampling nothing, so every request is such a root.
+SIDETRACE_UNSAMPLED = ("sidetrace in 0% dir", "sidetrace", 0, "INBOUND", run.W3C_ONLY_INBOUND)
+
+
+# Probe builds by the stream callbacks they export besides `proxy_on_request_headers`.
+FLOORS = [("request headers", []), ("+ context created", ["context-create"]),
+          ("+ done", ["context-create", "done"]), ("+ response headers", ["context-create", "done", "response-headers"]),
+          ("request headers + done only", ["done"])]
+SIDETRACE_FLOOR = "+ response headers"
+LEAST_FLOOR = "request headers + done only"
 
 
 def probe_configuration(key):
@@ -68,13 +83,13 @@ def main():
     args = parser.parse_args()
     instructions.require_tools()
     with tempfile.TemporaryDirectory() as builds:
-        # Each floor exports one stream callback more than the one before.
+        # Each floor exports one stream callback more than the one before; the last prices the
+        # least a filter that records spans can export (a span ends after its request's headers).
         floors = {}
-        for name, features in [("context + request headers", []), ("+ done", ["done"]),
-                               ("+ response headers", ["done", "response-headers"])]:
-            floors[name] = os.path.join(builds, f"probe-{len(features)}.wasm")
+        for name, features in FLOORS:
+            floors[name] = os.path.join(builds, f"probe-{'-'.join(features) or 'bare'}.wasm")
             shutil.copy(run.build_probe_filter(features), floors[name])
-        full = floors["+ response headers"]
+        full = floors[SIDETRACE_FLOOR]
 
         def probe(calls, wasm=full):
             return ("probe", "probe", None, "INBOUND", {"wasm": wasm, "calls": calls})
@@ -92,20 +107,23 @@ def main():
                 count(key, probe(probe_configuration(key)))
             count("sidetrace's calls", probe(SIDETRACE_CALLS))
             count("sidetrace in 100%", next(v for v in run.VARIANTS if v[0] == "sidetrace in 100%"))
+            count("sidetrace's root calls", probe(SIDETRACE_ROOT_CALLS))
+            count(SIDETRACE_UNSAMPLED[0], SIDETRACE_UNSAMPLED)
             if not args.no_native:
                 for variant in run.VARIANTS:
                     if variant[0] in ("native 1%", "native 100%"):
                         count(variant[0], variant)
 
     none = counted["none"]
-    floor = counted["+ response headers"]
+    floor = counted[SIDETRACE_FLOOR]
     print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
           f"after 1000 to warm up; all threads")
     print(f"\n{'stream callbacks exported (nothing done)':<52} {'added/request':>14}")
     previous = none
-    for name in floors:
+    for name, _ in FLOORS[:-1]:
         print(f"  {name:<50} {counted[name] - none:>14,.0f}   (this callback: {counted[name] - previous:,.0f})")
         previous = counted[name]
+    print(f"  {LEAST_FLOOR:<50} {counted[LEAST_FLOOR] - none:>14,.0f}")
     cost = {key: (counted[key] - floor) / CALLS_PER_ROW for key in CALLS}
     print(f"\n{'host call, made on every request':<52} {'per call':>14}")
     for key, (_, _, label) in CALLS.items():
@@ -119,7 +137,11 @@ def main():
         + 2 * cost["time"]
     one_expression = floor_added + cost["pairs"] + cost["add"] + cost["expr3"] + 2 * cost["time"]
     print("\nleast a filter must add, host calls only:")
+    least = counted[LEAST_FLOOR] - none + cost["absent"] + cost["add"]
     rows = [("unsampled, no incoming context: callbacks + traceparent probed + written", unsampled, "native 1%"),
+            ("the same with only the callbacks any span recorder needs (request headers, done)", least, "native 1%"),
+            ("  + a stray tracestate discarded as W3C asks, looked up first", least + cost["absent"], "native 1%"),
+            ("  + the same removed blind", least + cost["remove"], "native 1%"),
             ("server span as native's, facts read one by one: callbacks + headers + traceparent written "
              "+ :status + protocol + peer + 2 clock reads", read_one_by_one, "native 100%"),
             ("the same span, its end-of-stream facts in one CEL expression", one_expression, "native 100%")]
@@ -138,6 +160,15 @@ def main():
     if "native 100%" in counted:
         native = counted["native 100%"] - none
         print(f"  against native 100 % ({native:,.0f}): calls {calls_only / native:.2f}x, all {sidetrace / native:.2f}x")
+
+    calls_only = counted["sidetrace's root calls"] - none
+    sidetrace = counted[SIDETRACE_UNSAMPLED[0]] - none
+    print("\nsidetrace inbound, a new trace it does not sample (0 %, W3C only, `direction` set), split:")
+    print(f"  its host calls, made by the probe filter with no other code: {calls_only:,.0f}")
+    print(f"  sidetrace itself: {sidetrace:,.0f}; the rest (its wasm code): {sidetrace - calls_only:,.0f}")
+    if "native 1%" in counted:
+        native = counted["native 1%"] - none
+        print(f"  against native 1 % ({native:,.0f}): calls {calls_only / native:.2f}x, all {sidetrace / native:.2f}x")
 
 
 if __name__ == "__main__":

@@ -257,6 +257,7 @@ mod filter {
         1
     }
 
+    #[cfg(feature = "context-create")]
     #[no_mangle]
     pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
         if parent_id == 0 {
