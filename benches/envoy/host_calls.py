@@ -152,23 +152,25 @@ def main():
             line += f"; {native_name} adds {native:,.0f} ({bound / native:.2f}x)"
         print(line)
 
-    calls_only = counted["sidetrace's calls"] - none
-    sidetrace = counted["sidetrace in 100%"] - none
-    print("\nsidetrace inbound at 100 %, split (added per request):")
-    print(f"  its host calls, made by the probe filter with no other code: {calls_only:,.0f}")
-    print(f"  sidetrace itself: {sidetrace:,.0f}; the rest (its wasm code, export, ticks): {sidetrace - calls_only:,.0f}")
-    if "native 100%" in counted:
-        native = counted["native 100%"] - none
-        print(f"  against native 100 % ({native:,.0f}): calls {calls_only / native:.2f}x, all {sidetrace / native:.2f}x")
+    split(counted, "sidetrace's calls", "sidetrace in 100%", "native 100%",
+          "sidetrace inbound at 100 %, split (added per request)", "its wasm code, export, ticks")
+    split(counted, "sidetrace's root calls", SIDETRACE_UNSAMPLED[0], "native 1%",
+          "sidetrace inbound, a new trace it does not sample (0 %, W3C only, `direction` set), split",
+          "its wasm code")
 
-    calls_only = counted["sidetrace's root calls"] - none
-    sidetrace = counted[SIDETRACE_UNSAMPLED[0]] - none
-    print("\nsidetrace inbound, a new trace it does not sample (0 %, W3C only, `direction` set), split:")
+
+def split(counted, calls_key, sidetrace_key, native_key, title, rest):
+    """Prints sidetrace's added cost for one kind of request against the probe filter making
+    exactly its host calls, and both against the native tracer's."""
+    none = counted["none"]
+    calls_only = counted[calls_key] - none
+    sidetrace = counted[sidetrace_key] - none
+    print(f"\n{title}:")
     print(f"  its host calls, made by the probe filter with no other code: {calls_only:,.0f}")
-    print(f"  sidetrace itself: {sidetrace:,.0f}; the rest (its wasm code): {sidetrace - calls_only:,.0f}")
-    if "native 1%" in counted:
-        native = counted["native 1%"] - none
-        print(f"  against native 1 % ({native:,.0f}): calls {calls_only / native:.2f}x, all {sidetrace / native:.2f}x")
+    print(f"  sidetrace itself: {sidetrace:,.0f}; the rest ({rest}): {sidetrace - calls_only:,.0f}")
+    if native_key in counted:
+        native = counted[native_key] - none
+        print(f"  against {native_key} ({native:,.0f}): calls {calls_only / native:.2f}x, all {sidetrace / native:.2f}x")
 
 
 if __name__ == "__main__":
