@@ -62,12 +62,14 @@ SIDETRACE_ROOT_CALLS = "absent:1 add:1 remove:1"
 SIDETRACE_UNSAMPLED = ("sidetrace in 0% dir", "sidetrace", 0, "INBOUND", run.W3C_ONLY_INBOUND)
 
 
-# Probe builds by the stream callbacks they export besides `proxy_on_request_headers`.
-FLOORS = [("request headers", []), ("+ context created", ["context-create"]),
-          ("+ done", ["context-create", "done"]), ("+ response headers", ["context-create", "done", "response-headers"]),
-          ("request headers + done only", ["done"])]
-SIDETRACE_FLOOR = "+ response headers"
-LEAST_FLOOR = "request headers + done only"
+# Probe builds by the stream callbacks they export besides `proxy_on_request_headers`: each one
+# more than the one before, ending with sidetrace's; then the least a filter that records spans
+# can export (a span ends after its request's headers).
+CALLBACK_FLOORS = [("request headers", []), ("+ context created", ["context-create"]),
+                   ("+ done", ["context-create", "done"]),
+                   ("+ response headers", ["context-create", "done", "response-headers"])]
+SIDETRACE_FLOOR = CALLBACK_FLOORS[-1][0]
+LEAST_FLOOR = ("request headers + done only", ["done"])
 
 
 def probe_configuration(key):
@@ -83,10 +85,8 @@ def main():
     args = parser.parse_args()
     instructions.require_tools()
     with tempfile.TemporaryDirectory() as builds:
-        # Each floor exports one stream callback more than the one before; the last prices the
-        # least a filter that records spans can export (a span ends after its request's headers).
         floors = {}
-        for name, features in FLOORS:
+        for name, features in CALLBACK_FLOORS + [LEAST_FLOOR]:
             floors[name] = os.path.join(builds, f"probe-{'-'.join(features) or 'bare'}.wasm")
             shutil.copy(run.build_probe_filter(features), floors[name])
         full = floors[SIDETRACE_FLOOR]
@@ -120,10 +120,10 @@ def main():
           f"after 1000 to warm up; all threads")
     print(f"\n{'stream callbacks exported (nothing done)':<52} {'added/request':>14}")
     previous = none
-    for name, _ in FLOORS[:-1]:
+    for name, _ in CALLBACK_FLOORS:
         print(f"  {name:<50} {counted[name] - none:>14,.0f}   (this callback: {counted[name] - previous:,.0f})")
         previous = counted[name]
-    print(f"  {LEAST_FLOOR:<50} {counted[LEAST_FLOOR] - none:>14,.0f}")
+    print(f"  {LEAST_FLOOR[0]:<50} {counted[LEAST_FLOOR[0]] - none:>14,.0f}")
     cost = {key: (counted[key] - floor) / CALLS_PER_ROW for key in CALLS}
     print(f"\n{'host call, made on every request':<52} {'per call':>14}")
     for key, (_, _, label) in CALLS.items():
@@ -137,7 +137,7 @@ def main():
         + 2 * cost["time"]
     one_expression = floor_added + cost["pairs"] + cost["add"] + cost["expr3"] + 2 * cost["time"]
     print("\nleast a filter must add, host calls only:")
-    least = counted[LEAST_FLOOR] - none + cost["absent"] + cost["add"]
+    least = counted[LEAST_FLOOR[0]] - none + cost["absent"] + cost["add"]
     rows = [("unsampled, no incoming context: callbacks + traceparent probed + written", unsampled, "native 1%"),
             ("the same with only the callbacks any span recorder needs (request headers, done)", least, "native 1%"),
             ("  + a stray tracestate discarded as W3C asks, looked up first", least + cost["absent"], "native 1%"),
