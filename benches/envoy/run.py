@@ -13,9 +13,11 @@ row runs its defaults (six formats read, three written); the "dir" row has the l
 direction in its config (`direction: inbound`) instead of reading it per request; the "gated"
 rows, the direction too, with a route twin that disables the filter for requests carrying an
 unsampled caller's context, the "composite" row the same behind Envoy's composite filter
-(`tests/harness/unsampled_gate.py`). The "wasm
-floor" row is `benches/probe-filter` with nothing to do: what Envoy charges for hosting a filter
-with sidetrace's callbacks (`host_calls.py` prices each host call on top of it).
+(`tests/harness/unsampled_gate.py`), and the "istio gate" row runs the filter that
+`istio-manifests/unsampled-gate.yaml` installs (the composite form with the WasmPlugin's
+settings). The "wasm floor" row is `benches/probe-filter` with nothing to do: what Envoy charges
+for hosting a filter with sidetrace's callbacks (`host_calls.py` prices each host call on top of
+it).
 
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
@@ -36,7 +38,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
 
-from harness import paths, unsampled_gate  # noqa: E402
+from harness import istio, istio_gate, paths, unsampled_gate  # noqa: E402
 from harness.collector import OtlpReceiver  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
 from harness.ports import free_port  # noqa: E402
@@ -66,6 +68,9 @@ VARIANTS = [
     ("sidetrace in 1% gated", "sidetrace-routes", 1, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace out 1% gated", "sidetrace-routes", 1, "OUTBOUND", W3C_ONLY_OUTBOUND),
     ("sidetrace in 1% composite", "sidetrace-composite", 1, "INBOUND", W3C_ONLY_INBOUND),
+    # The filter istio-manifests/unsampled-gate.yaml installs on an Istio sidecar's inbound
+    # listeners (the composite form, the WasmPlugin's settings; its sampling is the 1 %).
+    ("sidetrace in 1% istio gate", "sidetrace-istio-gate", 1, "INBOUND", None),
 ]
 # A caller's context that was not sampled.
 CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
@@ -91,6 +96,15 @@ def wasm_filter(name, wasm, configuration):
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
 
 
+def istio_gate_filter(context):
+    """The gated filter the shipped EnvoyFilter inserts for `context`, exporting to this bench's
+    collector and loading the module built here."""
+    gate = istio.manifest("unsampled-gate.yaml")
+    value = next(p["patch"]["value"] for p in gate["spec"]["configPatches"] if p["match"].get("context") == context)
+    text = json.dumps(value).replace(istio_gate.MODULE_PATH, paths.wasm_path()).replace(istio.COLLECTOR_CLUSTER, "otel")
+    return json.loads(text)
+
+
 def envoy_config(kind, percentage, direction, port, admin, collector_port, extra=None):
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -109,7 +123,9 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
                 "service_name": "bench"}},
         }
     runtime = None
-    if kind and kind.startswith("sidetrace"):
+    if kind == "sidetrace-istio-gate":
+        hcm["http_filters"].insert(0, istio_gate_filter(f"SIDECAR_{direction}"))
+    elif kind and kind.startswith("sidetrace"):
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
         config.update(extra or {})
         sidetrace = wasm_filter("sidetrace", paths.wasm_path(), config)

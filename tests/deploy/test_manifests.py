@@ -2,12 +2,14 @@
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import jsonschema
 import pytest
 import yaml
 
-from harness import istio, paths
+from harness import istio, istio_gate, paths, unsampled_gate
 
 MANIFESTS = sorted(glob.glob(os.path.join(paths.REPO, "istio-manifests", "*.yaml")))
 DOCUMENTS = [(os.path.basename(path), i, doc) for path in MANIFESTS for i, doc in enumerate(yaml.safe_load_all(open(path))) if doc]
@@ -20,7 +22,7 @@ def schemas():
 
 def test_the_kinds_the_deployment_needs_are_there():
     kinds = {doc["kind"] for _, _, doc in DOCUMENTS}
-    assert {"WasmPlugin", "TrafficExtension", "Telemetry", "DestinationRule", "ServiceEntry"} <= kinds
+    assert {"WasmPlugin", "TrafficExtension", "Telemetry", "DestinationRule", "ServiceEntry", "EnvoyFilter"} <= kinds
 
 
 @pytest.mark.parametrize("name,index,doc", DOCUMENTS, ids=[f"{n}#{i}:{d['kind']}" for n, i, d in DOCUMENTS])
@@ -40,6 +42,17 @@ def test_the_validator_rejects_what_istio_rejects(schemas):
         lambda s: s["vmConfig"]["env"].append({"valueFrom": "HOST"}),
     ):
         bad = json.loads(json.dumps(plugin))
+        mutate(bad["spec"])
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    gate = istio.manifest("unsampled-gate.yaml")
+    schema = schemas[("networking.istio.io/v1alpha3", "EnvoyFilter")]
+    for mutate in (
+        lambda s: s["configPatches"][0]["patch"].update(operation="DELETE"),
+        lambda s: s["configPatches"][-1].update(applyTo="HTTP_FILTERS"),
+        lambda s: s["configPatches"][-1]["match"].update(context="SIDECAR"),
+    ):
+        bad = json.loads(json.dumps(gate))
         mutate(bad["spec"])
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
@@ -80,3 +93,57 @@ def test_telemetry_keeps_envoys_own_tracer_from_reporting():
     telemetry = [doc for _, _, doc in DOCUMENTS if doc["kind"] == "Telemetry"][0]
     assert telemetry["metadata"]["namespace"] == "istio-system", "mesh-wide"
     assert all(t["disableSpanReporting"] for t in telemetry["spec"]["tracing"])
+
+
+def test_the_unsampled_gate_manifest_is_what_the_generator_renders():
+    result = subprocess.run([sys.executable, os.path.join(paths.REPO, "istio-manifests", "render.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _gated_wasm_filters(gate):
+    """The Wasm filters the gate's INSERT patches put behind the composite, by patch context."""
+    filters = {}
+    for patch in gate["spec"]["configPatches"]:
+        if patch["patch"]["operation"] == "INSERT_BEFORE":
+            matcher = patch["patch"]["value"]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]
+            filters[patch["match"]["context"]] = matcher["on_match"]["action"]["typed_config"]["typed_config"]
+    return filters
+
+
+def test_the_unsampled_gate_finds_its_module_where_the_pod_annotations_mount_it():
+    gate = istio.manifest("unsampled-gate.yaml")
+    assert gate["spec"]["workloadSelector"]["labels"] == istio_gate.LABEL
+    # What Istio's injection template makes of the annotations: one volume and one sidecar mount
+    # per key, named by it.
+    volumes = json.loads(istio_gate.ANNOTATIONS["sidecar.istio.io/userVolume"])
+    mounts = json.loads(istio_gate.ANNOTATIONS["sidecar.istio.io/userVolumeMount"])
+    assert set(mounts) <= set(volumes)
+    header = open(os.path.join(paths.REPO, "istio-manifests", "unsampled-gate.yaml")).read().split("\napiVersion:")[0]
+    for key, value in istio_gate.ANNOTATIONS.items():
+        assert f"{key}: '{value}'" in header, "the manifest shows the annotations to copy"
+    filters = _gated_wasm_filters(gate)
+    assert set(filters) == {"SIDECAR_INBOUND", "SIDECAR_OUTBOUND"}
+    for wasm in filters.values():
+        module = wasm["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
+        mount = next(name for name, spec in mounts.items() if module.startswith(spec["mountPath"] + "/"))
+        assert mounts[mount]["readOnly"] is True
+        configmap = volumes[mount]["configMap"]["name"]
+        assert f"create configmap {configmap} --from-file={os.path.basename(module)}=" in header
+
+
+def test_the_unsampled_gate_runs_the_wasmplugins_config_as_the_gate_needs_it():
+    plugin = istio.manifest("wasmplugin.yaml")
+    gate = istio.manifest("unsampled-gate.yaml")
+    removed = [p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
+               for p in gate["spec"]["configPatches"] if p["patch"]["operation"] == "REMOVE"]
+    assert removed == istio_gate.replaced_filter_names(plugin)
+    assert istio.istiod_filter_names(istio.manifest("trafficextension.yaml")) == removed[-1:]
+    for context, wasm in _gated_wasm_filters(gate).items():
+        config = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
+        unsampled_gate.check_applies(config)
+        assert config["direction"] == {"SIDECAR_INBOUND": "inbound", "SIDECAR_OUTBOUND": "outbound"}[context]
+        expected = dict(plugin["spec"]["pluginConfig"], direction=config["direction"],
+                        propagation=istio_gate.W3C_ONLY, excludePaths=[])
+        assert config == expected, "the WasmPlugin's settings, but for what the gate needs"
+        assert wasm["typed_config"]["config"]["fail_open"] is True

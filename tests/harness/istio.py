@@ -7,7 +7,11 @@ import os
 
 import yaml
 
-from . import paths
+from . import paths, sidecar_config
+from .ports import free_port
+
+# The collector cluster under the name Istio gives the Service the plugins export to.
+COLLECTOR_CLUSTER = "outbound|4317||otel-collector.observability.svc.cluster.local"
 
 
 def crd_bundle_path() -> str:
@@ -58,11 +62,33 @@ def wasm_spec(resource: dict) -> dict:
     return spec["wasm"] if resource["kind"] == "TrafficExtension" else spec
 
 
-def envoy_wasm_filter(resource: dict, wasm_path: str) -> dict:
+# The name istiod gives the HTTP filter it generates for a plugin, by the first Istio release that
+# used it (istio/istio: pilot/pkg/model/extensions.go; from 1.30 a WasmPlugin is translated into a
+# TrafficExtension, pilot/pkg/config/kube/extensions/translate.go). "extenstions" is istiod's own
+# spelling in 1.21-1.25.
+FILTER_NAMES = {
+    "WasmPlugin": {
+        "1.20": "{namespace}.{name}",
+        "1.21": "extenstions.istio.io/wasmplugin/{namespace}.{name}",
+        "1.26": "extensions.istio.io/wasmplugin/{namespace}.{name}",
+        "1.30": "extensions.istio.io/trafficextension/{namespace}.{name}~istio-translated-wasmplugin",
+    },
+    "TrafficExtension": {"1.30": "extensions.istio.io/trafficextension/{namespace}.{name}"},
+}
+
+
+def istiod_filter_names(resource: dict) -> list:
+    """Every name istiod has given `resource`'s filter, oldest release first."""
+    names = FILTER_NAMES[resource["kind"]].values()
+    return [n.format(namespace=resource["metadata"].get("namespace", "default"), name=resource["metadata"]["name"]) for n in names]
+
+
+def envoy_wasm_filter(resource: dict, wasm_path: str, filter_name: str = None) -> dict:
     """The `envoy.filters.http.wasm` filter istiod builds: configuration is the JSON of
     pluginConfig in a StringValue, INLINE env values are set, HOST ones name the proxy's own
     environment variables, failStrategy FAIL_OPEN is fail_open. The OCI image is what istio-agent
-    pulls to a local file; here that file is the module this repository builds."""
+    pulls to a local file; here that file is the module this repository builds. `filter_name`
+    names the HTTP filter (one of `istiod_filter_names`)."""
     spec = wasm_spec(resource)
     key_values, host_keys = {}, []
     for env in spec.get("vmConfig", {}).get("env", []):
@@ -81,7 +107,7 @@ def envoy_wasm_filter(resource: dict, wasm_path: str) -> dict:
     if environment:
         vm_config["environment_variables"] = environment
     return {
-        "name": f"{resource['metadata'].get('namespace', 'default')}.{name}",
+        "name": filter_name or f"{resource['metadata'].get('namespace', 'default')}.{name}",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
@@ -109,7 +135,7 @@ def listeners_for(resource: dict) -> set:
     return listeners
 
 
-def apply_to_sidecar(envoy_config: dict, resource: dict, wasm_path: str) -> dict:
+def apply_to_sidecar(envoy_config: dict, resource: dict, wasm_path: str, filter_name: str = None) -> dict:
     """Replaces the sidecar's Wasm filter with the one istiod would generate from `resource`."""
     config = copy.deepcopy(envoy_config)
     attached = listeners_for(resource)
@@ -117,8 +143,55 @@ def apply_to_sidecar(envoy_config: dict, resource: dict, wasm_path: str) -> dict
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
         filters = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.wasm"]
         if listener["name"] in attached:
-            filters.insert(0, envoy_wasm_filter(resource, wasm_path))
+            filters.insert(0, envoy_wasm_filter(resource, wasm_path, filter_name))
         hcm["http_filters"] = filters
+    return config
+
+
+# The sidecar listeners an EnvoyFilter patch's `match.context` reaches.
+CONTEXT_LISTENERS = {"SIDECAR_INBOUND": {"inbound"}, "SIDECAR_OUTBOUND": {"outbound"}, "ANY": {"inbound", "outbound"}}
+
+
+def _with_files(node, files: dict):
+    """`node` with every string that is a key of `files` replaced by its value."""
+    if isinstance(node, dict):
+        return {k: _with_files(v, files) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_with_files(v, files) for v in node]
+    return files.get(node, node) if isinstance(node, str) else node
+
+
+def apply_envoy_filter(envoy_config: dict, envoy_filter: dict, pod_labels: dict, files: dict) -> dict:
+    """The sidecar with `envoy_filter`'s HTTP_FILTER patches applied as istiod applies them
+    (pilot/pkg/networking/core/envoyfilter/listener_patch.go): not at all unless every label of its
+    workloadSelector is among `pod_labels`; in order; a patch finds an HTTP connection manager's
+    filter by exact name; INSERT_BEFORE goes before the first match and does nothing without
+    one. `files` maps paths inside the pod to paths here. Patches of other kinds raise."""
+    config = copy.deepcopy(envoy_config)
+    selector = envoy_filter["spec"].get("workloadSelector", {}).get("labels", {})
+    if any(pod_labels.get(key) != value for key, value in selector.items()):
+        return config
+    for patch in envoy_filter["spec"]["configPatches"]:
+        if patch["applyTo"] != "HTTP_FILTER":
+            raise NotImplementedError(f"applyTo {patch['applyTo']}")
+        match = patch["match"]
+        network_filter = match["listener"]["filterChain"]["filter"]
+        if network_filter["name"] != "envoy.filters.network.http_connection_manager":
+            raise NotImplementedError(f"network filter {network_filter['name']}")
+        target = network_filter["subFilter"]["name"]
+        operation = patch["patch"]["operation"]
+        for listener in config["static_resources"]["listeners"]:
+            if listener["name"] not in CONTEXT_LISTENERS[match.get("context", "ANY")]:
+                continue
+            hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+            names = [f["name"] for f in hcm["http_filters"]]
+            if operation == "REMOVE":
+                hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != target]
+            elif operation == "INSERT_BEFORE":
+                if target in names:
+                    hcm["http_filters"].insert(names.index(target), _with_files(patch["patch"]["value"], files))
+            else:
+                raise NotImplementedError(f"operation {operation}")
     return config
 
 
@@ -133,3 +206,45 @@ def istio_node_metadata(name, namespace, workload, labels, cluster_id, mesh_id) 
         "MESH_ID": mesh_id,
         "ISTIO_VERSION": "1.28.0",
     }
+
+
+# The pod the Istio tests run a sidecar for, and the variables istio-agent's container has.
+CHECKOUT_NODE = istio_node_metadata(
+    name="checkout-7d9f8c-x2x4q",
+    namespace="shop",
+    workload="checkout-v2",
+    labels={"app": "checkout-app", "service.istio.io/canonical-name": "checkout", "service.istio.io/canonical-revision": "v2"},
+    cluster_id="east-1",
+    mesh_id="mesh-a",
+)
+PROXY_ENV = {"ISTIO_META_CLUSTER_ID": "east-1", "POD_NAMESPACE": "shop"}
+
+
+def manifest(name: str, index: int = 0) -> dict:
+    """The `index`th document of `istio-manifests/<name>`."""
+    return list(yaml.safe_load_all(open(os.path.join(paths.REPO, "istio-manifests", name))))[index]
+
+
+def sidecar(app_port: int, upstreams: dict, collector_port: int, node_metadata: dict = CHECKOUT_NODE) -> tuple:
+    """An Istio-like sidecar of the checkout pod, with its plugin still to apply: inbound
+    to the app at `app_port`, outbound to `upstreams` (name → port on loopback), the collector
+    under Istio's cluster name too. Returns the config and its listeners' ports."""
+    ports = {"admin": free_port(), "inbound": free_port(), "outbound": free_port()}
+    config = sidecar_config.sidecar(
+        service="checkout",
+        admin_port=ports["admin"],
+        inbound_port=ports["inbound"],
+        app=("127.0.0.1", app_port),
+        outbound_port=ports["outbound"],
+        upstreams={name: ("127.0.0.1", port) for name, port in upstreams.items()},
+        collector=("127.0.0.1", collector_port),
+        wasm=paths.wasm_path(),
+        node_metadata=node_metadata,
+    )
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] == sidecar_config.COLLECTOR_CLUSTER:
+            renamed = copy.deepcopy(cluster)
+            renamed["name"] = renamed["load_assignment"]["cluster_name"] = COLLECTOR_CLUSTER
+            config["static_resources"]["clusters"].append(renamed)
+            break
+    return config, ports

@@ -1,0 +1,83 @@
+"""The unsampled gate for Istio sidecars: an EnvoyFilter that takes the WasmPlugin's filter out of
+the workloads it selects and puts sidetrace back behind Envoy's composite filter, so requests
+carrying an unsampled caller's W3C context never reach the VM (`unsampled_gate.composite`).
+
+A WasmPlugin cannot do this itself (its filter is one ECDS entry per listener, with no per-route
+switch and no matcher around it), and EnvoyFilter patches cannot clone routes, so the route twins
+are out of reach; the composite form is what Istio can express. The module comes from a
+ConfigMap the pod mounts into its sidecar (istiod's injector reads the two annotations below),
+since the composite needs the filter inline, not through the ECDS stream istio-agent rewrites.
+"""
+import copy
+import json
+
+from . import istio, unsampled_gate
+
+# Pods opt in with this label, which the EnvoyFilter's workloadSelector matches; the same pods
+# must carry ANNOTATIONS, or Envoy finds no module file and refuses their listeners.
+LABEL = {"sidetrace/gate": "unsampled"}
+CONFIGMAP = "sidetrace-wasm"
+MODULE_DIR = "/var/local/lib/sidetrace"
+MODULE_PATH = f"{MODULE_DIR}/sidetrace.wasm"
+VOLUME = "sidetrace-wasm"
+# Istio's injection template turns each key of these JSON maps into a volume (mount) of that name.
+ANNOTATIONS = {
+    "sidecar.istio.io/userVolume": '{"%s":{"configMap":{"name":"%s"}}}' % (VOLUME, CONFIGMAP),
+    "sidecar.istio.io/userVolumeMount": '{"%s":{"mountPath":"%s","readOnly":true}}' % (VOLUME, MODULE_DIR),
+}
+W3C_ONLY = {"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]}
+HCM = "envoy.filters.network.http_connection_manager"
+ROUTER = "envoy.filters.http.router"
+
+
+def _http_filter_match(sub_filter: str, context: str = None) -> dict:
+    match = {"listener": {"filterChain": {"filter": {"name": HCM, "subFilter": {"name": sub_filter}}}}}
+    if context:
+        match["context"] = context
+    return match
+
+
+def gated_plugin_config(plugin: dict, direction: str) -> dict:
+    """The plugin's `pluginConfig` as the gate needs it: W3C only (other formats are translated,
+    so the filter must see every request); the listener's direction fixed, so a request without
+    context does not read it (~11,700 Envoy instructions); and no path excluded, so such a
+    request costs a `traceparent` lookup instead of the whole header map (~8,900; kubelet probes
+    reach istio-agent, not these listeners)."""
+    config = copy.deepcopy(istio.wasm_spec(plugin)["pluginConfig"])
+    config.update(propagation=copy.deepcopy(W3C_ONLY), direction=direction, excludePaths=[])
+    unsampled_gate.check_applies(config)
+    return config
+
+
+def replaced_filter_names(plugin: dict) -> list:
+    """The names the filter istiod generates for `plugin` (a WasmPlugin) has had, and the name of
+    a TrafficExtension of the same name and namespace deployed in its place."""
+    return istio.istiod_filter_names(plugin) + istio.istiod_filter_names(dict(plugin, kind="TrafficExtension"))
+
+
+def envoy_filter(plugin: dict) -> dict:
+    """The EnvoyFilter for `plugin` (the shipped WasmPlugin): removes the filter istiod generated
+    for it, under each release's name, then inserts the gated filter before the router on every
+    inbound and outbound HTTP listener of the selected workloads."""
+    namespace, name = plugin["metadata"].get("namespace", "default"), plugin["metadata"]["name"]
+    patches = [{"applyTo": "HTTP_FILTER", "match": _http_filter_match(filter_name), "patch": {"operation": "REMOVE"}}
+               for filter_name in replaced_filter_names(plugin)]
+    for context, direction in (("SIDECAR_INBOUND", "inbound"), ("SIDECAR_OUTBOUND", "outbound")):
+        resource = copy.deepcopy(plugin)
+        istio.wasm_spec(resource)["pluginConfig"] = gated_plugin_config(plugin, direction)
+        wasm = istio.envoy_wasm_filter(resource, MODULE_PATH)
+        # Indented, to read as a block in the manifest.
+        wasm["typed_config"]["config"]["configuration"]["value"] = json.dumps(
+            istio.wasm_spec(resource)["pluginConfig"], indent=2)
+        patches.append({
+            "applyTo": "HTTP_FILTER",
+            "match": _http_filter_match(ROUTER, context),
+            "patch": {"operation": "INSERT_BEFORE",
+                      "value": unsampled_gate.composite(wasm, istio.wasm_spec(resource)["pluginConfig"])},
+        })
+    return {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": f"{name}-unsampled-gate", "namespace": namespace},
+        "spec": {"workloadSelector": {"labels": dict(LABEL)}, "configPatches": patches},
+    }
