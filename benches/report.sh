@@ -29,7 +29,8 @@ echo
 echo "== Envoy: instructions per request at 1 %, every request with an unsampled caller's context"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --caller-context \
     --variant "native 1%" --variant "sidetrace in 1%" --variant "sidetrace out 1%" --variant "sidetrace in 1% dir" \
-    --variant "sidetrace in 1% gated" --variant "sidetrace out 1% gated" --variant "sidetrace in 1% composite"
+    --variant "sidetrace in 1% gated" --variant "sidetrace out 1% gated" --variant "sidetrace in 1% composite" \
+    --variant "sidetrace in 1% istio gate"
 echo
 echo "== Envoy: what each host call costs, and the least a filter must add (callgrind)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/host_calls.py

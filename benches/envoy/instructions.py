@@ -43,7 +43,7 @@ EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
                     "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir", "sidetrace in 1% gated",
-                    "sidetrace out 1% gated", "sidetrace in 1% composite"]
+                    "sidetrace out 1% gated", "sidetrace in 1% composite", "sidetrace in 1% istio gate"]
 
 
 def envoy_binary():
