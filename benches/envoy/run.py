@@ -14,10 +14,11 @@ direction in its config (`direction: inbound`) instead of reading it per request
 rows, the direction too, with a route twin that disables the filter for requests carrying an
 unsampled caller's context, the "composite" row the same behind Envoy's composite filter
 (`tests/harness/unsampled_gate.py`), and the "istio gate" row runs the filter that
-`istio-manifests/unsampled-gate.yaml` installs (the composite form with the WasmPlugin's
-settings). The "wasm floor" row is `benches/probe-filter` with nothing to do: what Envoy charges
-for hosting a filter with sidetrace's callbacks (`host_calls.py` prices each host call on top of
-it).
+`istio-manifests/unsampled-gate.yaml` installs (the composite form with the WasmPlugins'
+settings). The "wasmplugin" rows run the shipped SERVER WasmPlugin's settings, and the same
+with `direction: auto`. The "wasm floor" row is `benches/probe-filter` with nothing to do: what
+Envoy charges for hosting a filter with sidetrace's callbacks (`host_calls.py` prices each host
+call on top of it).
 
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
@@ -52,6 +53,10 @@ W3C_ONLY = {"propagation": {"extract": ["tracecontext"], "inject": ["tracecontex
 # tracer takes it from the listener's config.
 W3C_ONLY_INBOUND = dict(W3C_ONLY, direction="inbound")
 W3C_ONLY_OUTBOUND = dict(W3C_ONLY, direction="outbound")
+# The shipped WasmPlugins' settings (istio-manifests/wasmplugin.yaml: six formats read, three
+# written, custom tags), their SERVER plugin's, less what the bench sets itself.
+WASMPLUGIN_INBOUND = {key: value for key, value in istio.wasm_spec(istio.manifest("wasmplugin.yaml"))["pluginConfig"].items()
+                      if key not in ("collector", "randomSamplingPercentage")}
 VARIANTS = [
     ("none", None, None, "INBOUND", None),
     ("wasm floor (no-op)", "probe", None, "INBOUND", None),
@@ -68,8 +73,12 @@ VARIANTS = [
     ("sidetrace in 1% gated", "sidetrace-routes", 1, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace out 1% gated", "sidetrace-routes", 1, "OUTBOUND", W3C_ONLY_OUTBOUND),
     ("sidetrace in 1% composite", "sidetrace-composite", 1, "INBOUND", W3C_ONLY_INBOUND),
+    # The shipped SERVER WasmPlugin, and the same with `direction: auto`, as one plugin on both
+    # listeners would need.
+    ("sidetrace in 1% wasmplugin", "sidetrace", 1, "INBOUND", WASMPLUGIN_INBOUND),
+    ("sidetrace in 1% wasmplugin auto", "sidetrace", 1, "INBOUND", dict(WASMPLUGIN_INBOUND, direction="auto")),
     # The filter istio-manifests/unsampled-gate.yaml installs on an Istio sidecar's inbound
-    # listeners (the composite form, the WasmPlugin's settings; its sampling is the 1 %).
+    # listeners (the composite form, the WasmPlugins' settings; their sampling is the 1 %).
     ("sidetrace in 1% istio gate", "sidetrace-istio-gate", 1, "INBOUND", None),
 ]
 # A caller's context that was not sampled.

@@ -33,7 +33,7 @@ def test_valid_against_the_crd_schema(schemas, name, index, doc):
 
 
 def test_the_validator_rejects_what_istio_rejects(schemas):
-    plugin = yaml.safe_load(open(os.path.join(paths.REPO, "istio-manifests", "wasmplugin.yaml")))
+    plugin = istio.manifest("wasmplugin.yaml")
     schema = schemas[("extensions.istio.io/v1alpha1", "WasmPlugin")]
     for mutate in (
         lambda s: s.update(failStrategy="FAIL_SOMETIMES"),
@@ -132,18 +132,30 @@ def test_the_unsampled_gate_finds_its_module_where_the_pod_annotations_mount_it(
         assert f"create configmap {configmap} --from-file={os.path.basename(module)}=" in header
 
 
+def test_the_shipped_wasmplugins_differ_only_in_their_direction():
+    inbound, outbound = istio.manifests("wasmplugin.yaml")
+    assert (inbound["spec"]["match"], inbound["spec"]["pluginConfig"]["direction"]) == ([{"mode": "SERVER"}], "inbound")
+    assert (outbound["spec"]["match"], outbound["spec"]["pluginConfig"]["direction"]) == ([{"mode": "CLIENT"}], "outbound")
+
+    def without_direction(plugin):
+        spec = json.loads(json.dumps(plugin["spec"]))
+        del spec["match"], spec["pluginConfig"]["direction"]
+        return spec
+    assert without_direction(inbound) == without_direction(outbound), "one VM configuration, so one VM"
+
+
 def test_the_unsampled_gate_runs_the_wasmplugins_config_as_the_gate_needs_it():
-    plugin = istio.manifest("wasmplugin.yaml")
+    plugins = istio.manifests("wasmplugin.yaml")
     gate = istio.manifest("unsampled-gate.yaml")
     removed = [p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
                for p in gate["spec"]["configPatches"] if p["patch"]["operation"] == "REMOVE"]
-    assert removed == istio_gate.replaced_filter_names(plugin)
-    assert istio.istiod_filter_names(istio.manifest("trafficextension.yaml")) == removed[-1:]
+    assert removed == istio_gate.replaced_filter_names(plugins + istio.manifests("trafficextension.yaml"))
+    assert len(removed) == 2 * len(istio.FILTER_NAMES["WasmPlugin"]) + 1
     for context, wasm in _gated_wasm_filters(gate).items():
         config = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
         unsampled_gate.check_applies(config)
+        plugin, = [p for p in plugins if p["spec"]["pluginConfig"]["direction"] == config["direction"]]
         assert config["direction"] == {"SIDECAR_INBOUND": "inbound", "SIDECAR_OUTBOUND": "outbound"}[context]
-        expected = dict(plugin["spec"]["pluginConfig"], direction=config["direction"],
-                        propagation=istio_gate.W3C_ONLY, excludePaths=[])
+        expected = dict(plugin["spec"]["pluginConfig"], propagation=istio_gate.W3C_ONLY, excludePaths=[])
         assert config == expected, "the WasmPlugin's settings, but for what the gate needs"
         assert wasm["typed_config"]["config"]["fail_open"] is True

@@ -1,7 +1,7 @@
 """The shipped `istio-manifests/unsampled-gate.yaml` in real Envoy: the sidecar istiod builds for
-the WasmPlugin (its filter named as each Istio release names it), with the EnvoyFilter applied as
-istiod applies it to a pod that opted in. The WasmPlugin's filter must be gone (one span per hop,
-not two), an unsampled caller's request must pass both listeners without entering the VM, and
+the WasmPlugins (their filters named as each Istio release names them), with the EnvoyFilter
+applied as istiod applies it to a pod that opted in. The WasmPlugins' filters must be gone (one
+span per hop, not two), an unsampled caller's request must pass both listeners without entering the VM, and
 the others must be traced as the WasmPlugin traces them, with the pod's identity."""
 import time
 import uuid
@@ -18,12 +18,13 @@ CALLER_SPAN = "00f067aa0ba902b7"
 LISTENERS = ("inbound", "outbound")
 
 
-def gated_sidecar(filter_name, collector_port, app_port, payments_port, pod_labels, module_mounted=True):
-    """The checkout pod's sidecar: istiod's filter for the WasmPlugin, then the EnvoyFilter.
+def gated_sidecar(release, collector_port, app_port, payments_port, pod_labels, module_mounted=True):
+    """The checkout pod's sidecar: istiod's filters for the WasmPlugins, named as the Istio
+    release at index `release` of `istio.FILTER_NAMES` names them, then the EnvoyFilter.
     `module_mounted`: the pod's annotations put the module where the EnvoyFilter loads it from."""
-    plugin = istio.manifest("wasmplugin.yaml")
     config, ports = istio.sidecar(app_port, {"payments": payments_port}, collector_port)
-    config = istio.apply_to_sidecar(config, plugin, paths.wasm_path(), filter_name)
+    for plugin in istio.manifests("wasmplugin.yaml"):
+        config = istio.apply_to_sidecar(config, plugin, paths.wasm_path(), istio.istiod_filter_names(plugin)[release])
     gate = istio.manifest("unsampled-gate.yaml")
     files = {istio_gate.MODULE_PATH: paths.wasm_path()} if module_mounted else {}
     return istio.apply_envoy_filter(config, gate, pod_labels, files), ports
@@ -48,19 +49,31 @@ def delegations(envoy):
     return {listener: stats.get(f"http.{listener}.composite.filter_delegation_success", 0) for listener in LISTENERS}
 
 
-@pytest.mark.parametrize("filter_name", istio_gate.replaced_filter_names(istio.manifest("wasmplugin.yaml")))
-def test_the_gate_replaces_the_plugins_filter_under_each_release_name(filter_name):
-    config, _ = gated_sidecar(filter_name, free_port(), 1, 2, istio_gate.LABEL)
-    ungated, _ = gated_sidecar(filter_name, free_port(), 1, 2, {"app": "checkout-app"})
+RELEASES = list(istio.FILTER_NAMES["WasmPlugin"])
+
+
+@pytest.mark.parametrize("release", range(len(RELEASES)), ids=RELEASES)
+def test_the_gate_replaces_the_plugins_filters_under_each_release_name(release):
+    config, _ = gated_sidecar(release, free_port(), 1, 2, istio_gate.LABEL)
+    ungated, _ = gated_sidecar(release, free_port(), 1, 2, {"app": "checkout-app"})
+    for listener, plugin in zip(LISTENERS, istio.manifests("wasmplugin.yaml")):
+        assert http_filters(config, listener) == ["sidetrace-gate", "envoy.filters.http.router"], listener
+        assert http_filters(ungated, listener) == [istio.istiod_filter_names(plugin)[release], "envoy.filters.http.router"], \
+            "a pod without the label keeps the WasmPlugins"
+
+
+def test_the_gate_replaces_a_traffic_extension_deployed_instead():
+    config, _ = istio.sidecar(1, {"payments": 2}, free_port())
+    config = istio.apply_to_sidecar(config, istio.manifest("trafficextension.yaml"), paths.wasm_path())
+    assert http_filters(config, "inbound")[0] == "extensions.istio.io/trafficextension/istio-system.sidetrace"
+    config = istio.apply_envoy_filter(config, istio.manifest("unsampled-gate.yaml"), istio_gate.LABEL, {})
     for listener in LISTENERS:
         assert http_filters(config, listener) == ["sidetrace-gate", "envoy.filters.http.router"], listener
-        assert http_filters(ungated, listener) == [filter_name, "envoy.filters.http.router"], "a pod without the label keeps the WasmPlugin"
 
 
 def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest():
-    filter_name = istio.istiod_filter_names(istio.manifest("wasmplugin.yaml"))[-1]
     with OtlpReceiver() as receiver, App("payments", free_port()) as payments, App("checkout", free_port()) as app:
-        config, ports = gated_sidecar(filter_name, receiver.port, app.port, payments.port, istio_gate.LABEL)
+        config, ports = gated_sidecar(-1, receiver.port, app.port, payments.port, istio_gate.LABEL)
         app.calls = [("payments", ports["outbound"])]
         with Envoy(sidecar_config.to_yaml(config), "istio-gate", env=istio.PROXY_ENV) as envoy:
             # An unsampled caller: both listeners pass it on untouched and the VM never sees it.
@@ -108,9 +121,8 @@ def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest():
 
 def test_a_labelled_pod_without_the_module_file_gets_a_config_envoy_refuses(tmp_path):
     """Why the manifest says the label and the annotations go together."""
-    filter_name = istio.istiod_filter_names(istio.manifest("wasmplugin.yaml"))[-1]
     for mounted in (True, False):
-        config, _ = gated_sidecar(filter_name, free_port(), 1, 2, istio_gate.LABEL, module_mounted=mounted)
+        config, _ = gated_sidecar(-1, free_port(), 1, 2, istio_gate.LABEL, module_mounted=mounted)
         path = tmp_path / f"mounted-{mounted}.yaml"
         path.write_text(sidecar_config.to_yaml(config))
         result = validate(str(path))

@@ -101,17 +101,17 @@ def envoy_wasm_filter(resource: dict, wasm_path: str, filter_name: str = None) -
         environment["key_values"] = key_values
     if host_keys:
         environment["host_env_keys"] = host_keys
-    name = resource["metadata"]["name"]
-    vm_config = {"vm_id": f"{resource['metadata'].get('namespace', 'default')}.{name}", "runtime": "envoy.wasm.runtime.v8",
-                 "code": {"local": {"filename": wasm_path}}}
+    # No vm_id, as istiod sets none: plugins with the same module and VM settings share a VM.
+    vm_config = {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm_path}}}
     if environment:
         vm_config["environment_variables"] = environment
+    filter_name = filter_name or istiod_filter_names(resource)[0]
     return {
-        "name": filter_name or f"{resource['metadata'].get('namespace', 'default')}.{name}",
+        "name": filter_name,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": f"{resource['metadata'].get('namespace', 'default')}.{name}",
+                "name": filter_name,
                 "root_id": spec.get("pluginName", ""),
                 "fail_open": spec.get("failStrategy", "FAIL_CLOSE") == "FAIL_OPEN",
                 "configuration": {
@@ -220,9 +220,14 @@ CHECKOUT_NODE = istio_node_metadata(
 PROXY_ENV = {"ISTIO_META_CLUSTER_ID": "east-1", "POD_NAMESPACE": "shop"}
 
 
+def manifests(name: str) -> list:
+    """The documents of `istio-manifests/<name>`."""
+    return [doc for doc in yaml.safe_load_all(open(os.path.join(paths.REPO, "istio-manifests", name))) if doc]
+
+
 def manifest(name: str, index: int = 0) -> dict:
     """The `index`th document of `istio-manifests/<name>`."""
-    return list(yaml.safe_load_all(open(os.path.join(paths.REPO, "istio-manifests", name))))[index]
+    return manifests(name)[index]
 
 
 def sidecar(app_port: int, upstreams: dict, collector_port: int, node_metadata: dict = CHECKOUT_NODE) -> tuple:

@@ -1,4 +1,4 @@
-"""The unsampled gate for Istio sidecars: an EnvoyFilter that takes the WasmPlugin's filter out of
+"""The unsampled gate for Istio sidecars: an EnvoyFilter that takes the WasmPlugins' filters out of
 the workloads it selects and puts sidetrace back behind Envoy's composite filter, so requests
 carrying an unsampled caller's W3C context never reach the VM (`unsampled_gate.composite`).
 
@@ -39,33 +39,35 @@ def _http_filter_match(sub_filter: str, context: str = None) -> dict:
 
 def gated_plugin_config(plugin: dict, direction: str) -> dict:
     """The plugin's `pluginConfig` as the gate needs it: W3C only (other formats are translated,
-    so the filter must see every request); the listener's direction fixed, so a request without
-    context does not read it (~11,700 Envoy instructions); and no path excluded, so such a
-    request costs a `traceparent` lookup instead of the whole header map (~8,900; kubelet probes
-    reach istio-agent, not these listeners)."""
+    so the filter must see every request); the listener's direction fixed (as the shipped
+    WasmPlugins have it), so a request without context does not read it (~11,700 Envoy
+    instructions); and no path excluded, so such a request costs a `traceparent` lookup instead
+    of the whole header map (~8,900; kubelet probes reach istio-agent, not these listeners)."""
     config = copy.deepcopy(istio.wasm_spec(plugin)["pluginConfig"])
     config.update(propagation=copy.deepcopy(W3C_ONLY), direction=direction, excludePaths=[])
     unsampled_gate.check_applies(config)
     return config
 
 
-def replaced_filter_names(plugin: dict) -> list:
-    """The names the filter istiod generates for `plugin` (a WasmPlugin) has had, and the name of
-    a TrafficExtension of the same name and namespace deployed in its place."""
-    return istio.istiod_filter_names(plugin) + istio.istiod_filter_names(dict(plugin, kind="TrafficExtension"))
+def replaced_filter_names(resources: list) -> list:
+    """Every name istiod has given the filters it generates for `resources` (WasmPlugins and
+    TrafficExtensions)."""
+    return [name for resource in resources for name in istio.istiod_filter_names(resource)]
 
 
-def envoy_filter(plugin: dict) -> dict:
-    """The EnvoyFilter for `plugin` (the shipped WasmPlugin): removes the filter istiod generated
-    for it, under each release's name, then inserts the gated filter before the router on every
-    inbound and outbound HTTP listener of the selected workloads."""
-    namespace, name = plugin["metadata"].get("namespace", "default"), plugin["metadata"]["name"]
+def envoy_filter(plugins: list, extensions: list) -> dict:
+    """The EnvoyFilter for the shipped WasmPlugins (`plugins`, one with `direction: inbound` for
+    SERVER, one with `outbound` for CLIENT) and TrafficExtensions (`extensions`, deployed instead
+    of them on newer releases): removes the filters istiod generated for either, under each
+    release's name, then inserts each WasmPlugin, gated, before the router on the listeners of
+    its direction."""
     patches = [{"applyTo": "HTTP_FILTER", "match": _http_filter_match(filter_name), "patch": {"operation": "REMOVE"}}
-               for filter_name in replaced_filter_names(plugin)]
+               for filter_name in replaced_filter_names(plugins + extensions)]
     for context, direction in (("SIDECAR_INBOUND", "inbound"), ("SIDECAR_OUTBOUND", "outbound")):
+        plugin, = [p for p in plugins if istio.wasm_spec(p)["pluginConfig"].get("direction") == direction]
         resource = copy.deepcopy(plugin)
         istio.wasm_spec(resource)["pluginConfig"] = gated_plugin_config(plugin, direction)
-        wasm = istio.envoy_wasm_filter(resource, MODULE_PATH)
+        wasm = istio.envoy_wasm_filter(resource, MODULE_PATH, f"sidetrace-gated-{direction}")
         # Indented, to read as a block in the manifest.
         wasm["typed_config"]["config"]["configuration"]["value"] = json.dumps(
             istio.wasm_spec(resource)["pluginConfig"], indent=2)
@@ -78,6 +80,6 @@ def envoy_filter(plugin: dict) -> dict:
     return {
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
-        "metadata": {"name": f"{name}-unsampled-gate", "namespace": namespace},
+        "metadata": {"name": "sidetrace-unsampled-gate", "namespace": plugins[0]["metadata"].get("namespace", "default")},
         "spec": {"workloadSelector": {"labels": dict(LABEL)}, "configPatches": patches},
     }
