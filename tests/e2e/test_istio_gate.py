@@ -1,8 +1,8 @@
 """The shipped `istio-manifests/unsampled-gate.yaml` in real Envoy: the sidecar istiod builds for
 the WasmPlugins (their filters named as each Istio release names them), with the EnvoyFilter
 applied as istiod applies it to a pod that opted in. The WasmPlugins' filters must be gone (one
-span per hop, not two), an unsampled caller's request must pass both listeners without entering the VM, and
-the others must be traced as the WasmPlugin traces them, with the pod's identity."""
+span per hop, not two), an unsampled caller's request must pass both listeners without entering
+the VM, and the others must be traced as the WasmPlugins trace them, with the pod's identity."""
 import time
 import uuid
 
