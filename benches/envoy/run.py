@@ -63,6 +63,7 @@ VARIANTS = [
     ("native 100%", "native", 100, "INBOUND", None),
     ("sidetrace in 100%", "sidetrace", 100, "INBOUND", W3C_ONLY),
     ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND", W3C_ONLY),
+    ("sidetrace in 100% dir", "sidetrace", 100, "INBOUND", W3C_ONLY_INBOUND),
     ("native 1%", "native", 1, "INBOUND", None),
     ("sidetrace in 1%", "sidetrace", 1, "INBOUND", W3C_ONLY),
     ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
