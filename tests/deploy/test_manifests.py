@@ -150,7 +150,7 @@ def test_the_unsampled_gate_runs_the_wasmplugins_config_as_the_gate_needs_it():
     removed = [p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
                for p in gate["spec"]["configPatches"] if p["patch"]["operation"] == "REMOVE"]
     assert removed == istio_gate.replaced_filter_names(plugins + istio.manifests("trafficextension.yaml"))
-    assert len(removed) == 2 * len(istio.FILTER_NAMES["WasmPlugin"]) + 1
+    assert len(removed) == 2 * len(istio.FILTER_NAMES["WasmPlugin"]) + 2
     for context, wasm in _gated_wasm_filters(gate).items():
         config = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
         unsampled_gate.check_applies(config)

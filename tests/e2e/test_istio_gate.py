@@ -62,10 +62,12 @@ def test_the_gate_replaces_the_plugins_filters_under_each_release_name(release):
             "a pod without the label keeps the WasmPlugins"
 
 
-def test_the_gate_replaces_a_traffic_extension_deployed_instead():
+def test_the_gate_replaces_traffic_extensions_deployed_instead():
     config, _ = istio.sidecar(1, {"payments": 2}, free_port())
-    config = istio.apply_to_sidecar(config, istio.manifest("trafficextension.yaml"), paths.wasm_path())
-    assert http_filters(config, "inbound")[0] == "extensions.istio.io/trafficextension/istio-system.sidetrace"
+    for extension in istio.manifests("trafficextension.yaml"):
+        config = istio.apply_to_sidecar(config, extension, paths.wasm_path())
+    assert http_filters(config, "inbound")[0] == "extensions.istio.io/trafficextension/istio-system.sidetrace-inbound"
+    assert http_filters(config, "outbound")[0] == "extensions.istio.io/trafficextension/istio-system.sidetrace-outbound"
     config = istio.apply_envoy_filter(config, istio.manifest("unsampled-gate.yaml"), istio_gate.LABEL, {})
     for listener in LISTENERS:
         assert http_filters(config, listener) == ["sidetrace-gate", "envoy.filters.http.router"], listener
