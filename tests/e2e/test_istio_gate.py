@@ -35,15 +35,6 @@ def http_filters(config, listener):
     return [f["name"] for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]]
 
 
-def settled(read, expected, timeout=5.0):
-    """`read()` once it returns `expected` (the filter's counters reach Envoy on its tick), or
-    what it returns when `timeout` runs out."""
-    deadline = time.time() + timeout
-    while (value := read()) != expected and time.time() < deadline:
-        time.sleep(0.05)
-    return value
-
-
 def delegations(envoy):
     stats = envoy.stats()
     return {listener: stats.get(f"http.{listener}.composite.filter_delegation_success", 0) for listener in LISTENERS}
@@ -116,8 +107,8 @@ def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest():
 
             # Both listeners' plugins run in one VM and count together: the VM saw the sampled
             # caller twice and the new trace once or, sampled, twice.
-            started_spans = settled(lambda: envoy.sidetrace_stats().get("spans_started"), 3 + sampled)
-            assert started_spans == 3 + sampled
+            stats = envoy.wait_for_sidetrace_stats(lambda stats: stats.get("spans_started") == 3 + sampled)
+            assert stats.get("spans_started") == 3 + sampled
             assert "sidetrace config" not in envoy.log_text(), "the gated pluginConfig is accepted"
 
 

@@ -14,9 +14,9 @@ from harness.envoy import Envoy
 from harness.ports import free_port
 
 
-def istio_sidecar(plugins, receiver, app_port, payments_port=None):
+def istio_sidecar(plugins, receiver, app_port, payments_port):
     """The checkout pod's sidecar with istiod's filter for each of `plugins`."""
-    config, ports = istio.sidecar(app_port, {"payments": payments_port or app_port}, receiver.port)
+    config, ports = istio.sidecar(app_port, {"payments": payments_port}, receiver.port)
     for plugin in plugins:
         config = istio.apply_to_sidecar(config, plugin, paths.wasm_path())
     return config, ports

@@ -115,6 +115,16 @@ class Envoy:
         prefix = "wasmcustom.sidetrace."
         return {k[len(prefix):]: v for k, v in self.stats().items() if k.startswith(prefix)}
 
+    def wait_for_sidetrace_stats(self, condition, timeout: float = 5.0) -> dict:
+        """The filter's counters once `condition` holds for them (they reach Envoy on the
+        filter's tick), or as they are when `timeout` runs out."""
+        deadline = time.time() + timeout
+        while True:
+            stats = self.sidetrace_stats()
+            if condition(stats) or time.time() > deadline:
+                return stats
+            time.sleep(0.05)
+
     def log_text(self) -> str:
         with open(self.log_path, errors="replace") as f:
             return f.read()

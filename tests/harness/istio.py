@@ -184,10 +184,10 @@ def apply_envoy_filter(envoy_config: dict, envoy_filter: dict, pod_labels: dict,
             if listener["name"] not in CONTEXT_LISTENERS[match.get("context", "ANY")]:
                 continue
             hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-            names = [f["name"] for f in hcm["http_filters"]]
             if operation == "REMOVE":
                 hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != target]
             elif operation == "INSERT_BEFORE":
+                names = [f["name"] for f in hcm["http_filters"]]
                 if target in names:
                     hcm["http_filters"].insert(names.index(target), _with_files(patch["patch"]["value"], files))
             else:
@@ -230,7 +230,7 @@ def manifest(name: str, index: int = 0) -> dict:
     return manifests(name)[index]
 
 
-def sidecar(app_port: int, upstreams: dict, collector_port: int, node_metadata: dict = CHECKOUT_NODE) -> tuple:
+def sidecar(app_port: int, upstreams: dict, collector_port: int) -> tuple:
     """An Istio-like sidecar of the checkout pod, with its plugin still to apply: inbound
     to the app at `app_port`, outbound to `upstreams` (name → port on loopback), the collector
     under Istio's cluster name too. Returns the config and its listeners' ports."""
@@ -244,7 +244,7 @@ def sidecar(app_port: int, upstreams: dict, collector_port: int, node_metadata: 
         upstreams={name: ("127.0.0.1", port) for name, port in upstreams.items()},
         collector=("127.0.0.1", collector_port),
         wasm=paths.wasm_path(),
-        node_metadata=node_metadata,
+        node_metadata=CHECKOUT_NODE,
     )
     for cluster in config["static_resources"]["clusters"]:
         if cluster["name"] == sidecar_config.COLLECTOR_CLUSTER:
