@@ -100,7 +100,8 @@ def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest():
             started = app.headers_for("/new")["traceparent"]
             assert started.startswith("00-") and len(started) == 55
             assert payments.headers_for("/new")["traceparent"][:35] == started[:35]
-            sampled = started.endswith("-01")
+            # The sampled bit of the flags (a new trace also sets the random flag, 02).
+            sampled = int(started[-2:], 16) & 1
             assert delegations(envoy) == {"inbound": 2, "outbound": 1 + sampled}
             if not sampled:
                 assert payments.headers_for("/new")["traceparent"] == started

@@ -11,6 +11,8 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from .polling import poll
+
 KINDS = {trace_pb2.Span.SPAN_KIND_SERVER: "SERVER", trace_pb2.Span.SPAN_KIND_CLIENT: "CLIENT"}
 STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
@@ -185,12 +187,8 @@ class OtlpReceiver:
             self.counted = 0
 
     def wait_for_spans(self, count: int, timeout: float = 10.0, predicate=None) -> list:
-        deadline = time.time() + timeout
-        while True:
-            spans = [s for s in self.spans() if predicate is None or predicate(s)]
-            if len(spans) >= count or time.time() > deadline:
-                return spans
-            time.sleep(0.05)
+        return poll(lambda: [s for s in self.spans() if predicate is None or predicate(s)],
+                    lambda spans: len(spans) >= count, timeout)
 
     def traces(self) -> dict:
         grouped = {}

@@ -10,6 +10,7 @@ import urllib.request
 import yaml
 
 from . import paths
+from .polling import poll
 
 _base_ids = itertools.count(1000 + os.getpid() % 1000 * 10)
 
@@ -118,12 +119,7 @@ class Envoy:
     def wait_for_sidetrace_stats(self, condition, timeout: float = 5.0) -> dict:
         """The filter's counters once `condition` holds for them (they reach Envoy on the
         filter's tick), or as they are when `timeout` runs out."""
-        deadline = time.time() + timeout
-        while True:
-            stats = self.sidetrace_stats()
-            if condition(stats) or time.time() > deadline:
-                return stats
-            time.sleep(0.05)
+        return poll(self.sidetrace_stats, condition, timeout)
 
     def log_text(self) -> str:
         with open(self.log_path, errors="replace") as f:

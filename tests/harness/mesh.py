@@ -12,6 +12,7 @@ from . import paths, sidecar_config
 from .apps import App
 from .collector import OtlpReceiver
 from .envoy import Envoy
+from .polling import poll
 from .ports import free_port
 
 
@@ -30,13 +31,8 @@ class Pod:
 
     def wait_for_access_log(self, text: str, count: int = 1, timeout: float = 5.0) -> list:
         """Envoy flushes access logs about once a second."""
-        import time
-        deadline = time.time() + timeout
-        while True:
-            lines = [line for line in self.access_log_lines() if text in line]
-            if len(lines) >= count or time.time() > deadline:
-                return lines
-            time.sleep(0.1)
+        return poll(lambda: [line for line in self.access_log_lines() if text in line],
+                    lambda lines: len(lines) >= count, timeout, interval=0.1)
 
     def access_log_lines(self) -> list:
         try:
@@ -120,13 +116,7 @@ class Mesh(contextlib.ExitStack):
 
     def wait_for_stats(self, condition, timeout: float = 5.0) -> dict:
         """Per-request counters reach Envoy on the filter's next tick; poll until `condition`."""
-        import time
-        deadline = time.time() + timeout
-        while True:
-            stats = self.stats()
-            if condition(stats) or time.time() > deadline:
-                return stats
-            time.sleep(0.05)
+        return poll(self.stats, condition, timeout)
 
     def stats(self) -> dict:
         """The filter's counters summed over every sidecar."""
