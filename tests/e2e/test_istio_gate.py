@@ -3,6 +3,8 @@ the WasmPlugins (their filters named as each Istio release names them), with the
 applied as istiod applies it to a pod that opted in. The WasmPlugins' filters must be gone (one
 span per hop, not two), an unsampled caller's request must pass both listeners without entering
 the VM, and the others must be traced as the WasmPlugins trace them, with the pod's identity."""
+import copy
+import json
 import time
 import uuid
 
@@ -18,14 +20,29 @@ CALLER_SPAN = "00f067aa0ba902b7"
 LISTENERS = ("inbound", "outbound")
 
 
-def gated_sidecar(release, collector_port, app_port, payments_port, pod_labels, module_mounted=True):
+def with_sampling(gate, percentage):
+    """The EnvoyFilter with its plugins' `randomSamplingPercentage` changed."""
+    gate = copy.deepcopy(gate)
+    for patch in gate["spec"]["configPatches"]:
+        if patch["patch"]["operation"] == "INSERT_BEFORE":
+            matcher = patch["patch"]["value"]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]
+            wasm = matcher["on_match"]["action"]["typed_config"]["typed_config"]
+            configuration = wasm["typed_config"]["config"]["configuration"]
+            configuration["value"] = json.dumps(dict(json.loads(configuration["value"]), randomSamplingPercentage=percentage))
+    return gate
+
+
+def gated_sidecar(release, collector_port, app_port, payments_port, pod_labels, module_mounted=True, sampling=None):
     """The checkout pod's sidecar: istiod's filters for the WasmPlugins, named as the Istio
     release at index `release` of `istio.FILTER_NAMES` names them, then the EnvoyFilter.
-    `module_mounted`: the pod's annotations put the module where the EnvoyFilter loads it from."""
+    `module_mounted`: the pod's annotations put the module where the EnvoyFilter loads it from;
+    `sampling`, if given, replaces the plugins' sampling percentage."""
     config, ports = istio.sidecar(app_port, {"payments": payments_port}, collector_port)
     for plugin in istio.manifests("wasmplugin.yaml"):
         config = istio.apply_to_sidecar(config, plugin, paths.wasm_path(), istio.istiod_filter_names(plugin)[release])
     gate = istio.manifest("unsampled-gate.yaml")
+    if sampling is not None:
+        gate = with_sampling(gate, sampling)
     files = {istio_gate.MODULE_PATH: paths.wasm_path()} if module_mounted else {}
     return istio.apply_envoy_filter(config, gate, pod_labels, files), ports
 
@@ -64,9 +81,11 @@ def test_the_gate_replaces_traffic_extensions_deployed_instead():
         assert http_filters(config, listener) == ["sidetrace-gate", "envoy.filters.http.router"], listener
 
 
-def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest():
+# As shipped (1 %: a new trace is almost always unsampled), and sampling every new trace.
+@pytest.mark.parametrize("sampling", [None, 100], ids=["shipped", "100%"])
+def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest(sampling):
     with OtlpReceiver() as receiver, App("payments", free_port()) as payments, App("checkout", free_port()) as app:
-        config, ports = gated_sidecar(-1, receiver.port, app.port, payments.port, istio_gate.LABEL)
+        config, ports = gated_sidecar(-1, receiver.port, app.port, payments.port, istio_gate.LABEL, sampling=sampling)
         app.calls = [("payments", ports["outbound"])]
         with Envoy(sidecar_config.to_yaml(config), "istio-gate", env=istio.PROXY_ENV) as envoy:
             # An unsampled caller: both listeners pass it on untouched and the VM never sees it.
@@ -102,6 +121,8 @@ def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest():
             assert payments.headers_for("/new")["traceparent"][:35] == started[:35]
             # The sampled bit of the flags (a new trace also sets the random flag, 02).
             sampled = int(started[-2:], 16) & 1
+            if sampling == 100:
+                assert sampled
             assert delegations(envoy) == {"inbound": 2, "outbound": 1 + sampled}
             if not sampled:
                 assert payments.headers_for("/new")["traceparent"] == started
