@@ -1,12 +1,21 @@
 //! Span names with bounded cardinality: `{method} {route}`, where the route is Envoy's route name
-//! when one is set, else the path with id-like segments collapsed to `{id}`.
+//! when one names a route of the app's, else the path with id-like segments collapsed to `{id}`.
 
 /// Longest route kept in a span name; longer ones end with `...`.
 pub const MAX_ROUTE_LEN: usize = 128;
 const ID: &str = "{id}";
 
-fn is_uuid(segment: &str) -> bool {
-    let bytes = segment.as_bytes();
+/// The names istiod gives the routes it generates rather than takes from a VirtualService: every
+/// route of a service without one (`default`, inbound and outbound), and those to hosts outside
+/// the registry (`allow_any`, `block_all`). They name no route of the app's, so a span named
+/// after them would say nothing (every span of an Istio mesh "GET default").
+const GENERATED_ROUTE_NAMES: [&str; 3] = ["default", "allow_any", "block_all"];
+
+fn names_an_app_route(route_name: &str) -> bool {
+    !route_name.is_empty() && !GENERATED_ROUTE_NAMES.contains(&route_name)
+}
+
+fn is_uuid(bytes: &[u8]) -> bool {
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => *c == b'-',
@@ -15,33 +24,46 @@ fn is_uuid(segment: &str) -> bool {
 }
 
 /// Numbers, UUIDs, long hex strings, and long opaque tokens that mix letters and digits.
+/// One pass over the segment: every sampled span's name goes through here.
 pub fn is_id_like(segment: &str) -> bool {
     let bytes = segment.as_bytes();
     if bytes.is_empty() {
         return false;
     }
-    if bytes.iter().all(u8::is_ascii_digit) || is_uuid(segment) {
+    if is_uuid(bytes) {
         return true;
     }
-    if bytes.len() >= 16 && bytes.iter().all(u8::is_ascii_hexdigit) {
-        return true;
+    let (mut digits, mut hex, mut letters, mut token_chars) = (0, 0, 0, true);
+    for &c in bytes {
+        match c {
+            b'0'..=b'9' => {
+                digits += 1;
+                hex += 1;
+            }
+            b'a'..=b'f' | b'A'..=b'F' => {
+                hex += 1;
+                letters += 1;
+            }
+            b'g'..=b'z' | b'G'..=b'Z' => letters += 1,
+            b'-' | b'_' | b'=' | b'.' => {}
+            _ => token_chars = false,
+        }
     }
-    let has_digit = bytes.iter().any(u8::is_ascii_digit);
-    let has_alpha = bytes.iter().any(u8::is_ascii_alphabetic);
-    let token_chars = bytes
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.'));
-    bytes.len() >= 24 && has_digit && has_alpha && token_chars
+    let len = bytes.len();
+    digits == len
+        || (len >= 16 && hex == len)
+        || (len >= 24 && digits > 0 && letters > 0 && token_chars)
 }
 
 /// Writes the normalized path (query and fragment dropped) into `out`.
 pub fn normalize_path(path: &str, out: &mut String) {
-    let path = path.split(['?', '#']).next().unwrap_or(path);
+    // `?` and `#` are ASCII, so cutting at them keeps `path` valid UTF-8; so does cutting at `/`.
+    let end = path.bytes().position(|b| b == b'?' || b == b'#');
+    let mut rest = &path[..end.unwrap_or(path.len())];
     let start = out.len();
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
+    loop {
+        let slash = rest.bytes().position(|b| b == b'/');
+        let segment = &rest[..slash.unwrap_or(rest.len())];
         out.push_str(if is_id_like(segment) { ID } else { segment });
         if out.len() - start > MAX_ROUTE_LEN {
             let mut cut = start + MAX_ROUTE_LEN;
@@ -51,6 +73,13 @@ pub fn normalize_path(path: &str, out: &mut String) {
             out.truncate(cut);
             out.push_str("...");
             return;
+        }
+        match slash {
+            Some(at) => {
+                out.push('/');
+                rest = &rest[at + 1..];
+            }
+            None => break,
         }
     }
     if out.len() == start {
@@ -63,7 +92,7 @@ pub fn span_name(method: &str, route_name: Option<&str>, path: &str, out: &mut S
     out.clear();
     out.push_str(method);
     out.push(' ');
-    match route_name.filter(|r| !r.is_empty()) {
+    match route_name.filter(|r| names_an_app_route(r)) {
         Some(route) => out.push_str(route),
         None => normalize_path(path, out),
     }
@@ -72,6 +101,74 @@ pub fn span_name(method: &str, route_name: Option<&str>, path: &str, out: &mut S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The rules as first written, one test per rule, against which the one-pass code is held.
+    fn reference_is_id_like(segment: &str) -> bool {
+        let bytes = segment.as_bytes();
+        if bytes.is_empty() {
+            return false;
+        }
+        if bytes.iter().all(u8::is_ascii_digit) || is_uuid(bytes) {
+            return true;
+        }
+        if bytes.len() >= 16 && bytes.iter().all(u8::is_ascii_hexdigit) {
+            return true;
+        }
+        let has_digit = bytes.iter().any(u8::is_ascii_digit);
+        let has_alpha = bytes.iter().any(u8::is_ascii_alphabetic);
+        let token_chars = bytes
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.'));
+        bytes.len() >= 24 && has_digit && has_alpha && token_chars
+    }
+
+    fn reference_normalize_path(path: &str) -> String {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let mut out = String::new();
+        for (i, segment) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(if reference_is_id_like(segment) {
+                ID
+            } else {
+                segment
+            });
+            if out.len() > MAX_ROUTE_LEN {
+                let mut cut = MAX_ROUTE_LEN;
+                while !out.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                out.truncate(cut);
+                out.push_str("...");
+                return out;
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn one_pass_rules_match_the_reference(segment in "[0-9a-zA-Z_=.\\-é/?#%~]{0,40}") {
+            prop_assert_eq!(is_id_like(&segment), reference_is_id_like(&segment));
+        }
+
+        #[test]
+        fn one_pass_path_matches_the_reference(
+            path in "(/([0-9]{1,6}|[0-9a-f]{16,40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z]{1,12}|[0-9a-zA-Z_-]{20,30}|é{1,3}|[?#=&]){0,12}){1,3}",
+            prefix in "[a-z]{0,3}",
+        ) {
+            let mut out = prefix.clone();
+            normalize_path(&path, &mut out);
+            prop_assert_eq!(out, prefix + &reference_normalize_path(&path));
+        }
+    }
 
     #[test]
     fn collapses_ids_and_keeps_words() {
@@ -119,5 +216,23 @@ mod tests {
         assert_eq!(out, "POST /orders/{id}");
         span_name("GET", None, "/", &mut out);
         assert_eq!(out, "GET /");
+    }
+
+    #[test]
+    fn names_from_the_path_when_istio_generated_the_route() {
+        let cases = [
+            (Some("default"), "GET /orders/{id}"),
+            (Some("allow_any"), "GET /orders/{id}"),
+            (Some("block_all"), "GET /orders/{id}"),
+            // A VirtualService's route names, `<http route>` or `<http route>.<match>`, are the app's.
+            (Some("reviews-v2"), "GET reviews-v2"),
+            (Some("reviews-v2.default"), "GET reviews-v2.default"),
+            (Some("Default"), "GET Default"),
+        ];
+        let mut out = String::new();
+        for (route_name, expected) in cases {
+            span_name("GET", route_name, "/orders/42", &mut out);
+            assert_eq!(out, expected, "{route_name:?}");
+        }
     }
 }

@@ -232,8 +232,8 @@ def manifest(name: str, index: int = 0) -> dict:
 
 def sidecar(app_port: int, upstreams: dict, collector_port: int) -> tuple:
     """An Istio-like sidecar of the checkout pod, with its plugin still to apply: inbound
-    to the app at `app_port`, outbound to `upstreams` (name → port on loopback), the collector
-    under Istio's cluster name too. Returns the config and its listeners' ports."""
+    to the app at `app_port`, outbound to `upstreams` (name → port on loopback), routes and the
+    collector under the names Istio gives them. Returns the config and its listeners' ports."""
     ports = {"admin": free_port(), "inbound": free_port(), "outbound": free_port()}
     config = sidecar_config.sidecar(
         service="checkout",
@@ -252,4 +252,11 @@ def sidecar(app_port: int, upstreams: dict, collector_port: int) -> tuple:
             renamed["name"] = renamed["load_assignment"]["cluster_name"] = COLLECTOR_CLUSTER
             config["static_resources"]["clusters"].append(renamed)
             break
+    # Route names as istiod writes them without a VirtualService (route.DefaultRouteName), and
+    # for hosts outside the registry (util.BlackHole).
+    for listener in config["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        for virtual_host in hcm["route_config"]["virtual_hosts"]:
+            for route in virtual_host["routes"]:
+                route["name"] = "block_all" if "direct_response" in route else "default"
     return config, ports
