@@ -101,16 +101,6 @@ def test_the_unsampled_gate_manifest_is_what_the_generator_renders():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _gated_wasm_filters(gate):
-    """The Wasm filters the gate's INSERT patches put behind the composite, by patch context."""
-    filters = {}
-    for patch in gate["spec"]["configPatches"]:
-        if patch["patch"]["operation"] == "INSERT_BEFORE":
-            matcher = patch["patch"]["value"]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]
-            filters[patch["match"]["context"]] = matcher["on_match"]["action"]["typed_config"]["typed_config"]
-    return filters
-
-
 def test_the_unsampled_gate_finds_its_module_where_the_pod_annotations_mount_it():
     gate = istio.manifest("unsampled-gate.yaml")
     assert gate["spec"]["workloadSelector"]["labels"] == istio_gate.LABEL
@@ -122,7 +112,7 @@ def test_the_unsampled_gate_finds_its_module_where_the_pod_annotations_mount_it(
     header = open(os.path.join(paths.REPO, "istio-manifests", "unsampled-gate.yaml")).read().split("\napiVersion:")[0]
     for key, value in istio_gate.ANNOTATIONS.items():
         assert f"{key}: '{value}'" in header, "the manifest shows the annotations to copy"
-    filters = _gated_wasm_filters(gate)
+    filters = istio_gate.gated_wasm_filters(gate)
     assert set(filters) == {"SIDECAR_INBOUND", "SIDECAR_OUTBOUND"}
     for wasm in filters.values():
         module = wasm["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
@@ -151,7 +141,7 @@ def test_the_unsampled_gate_runs_the_wasmplugins_config_as_the_gate_needs_it():
                for p in gate["spec"]["configPatches"] if p["patch"]["operation"] == "REMOVE"]
     assert removed == istio_gate.replaced_filter_names(plugins + istio.manifests("trafficextension.yaml"))
     assert len(removed) == 2 * len(istio.FILTER_NAMES["WasmPlugin"]) + 2
-    for context, wasm in _gated_wasm_filters(gate).items():
+    for context, wasm in istio_gate.gated_wasm_filters(gate).items():
         config = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
         unsampled_gate.check_applies(config)
         plugin, = [p for p in plugins if p["spec"]["pluginConfig"]["direction"] == config["direction"]]

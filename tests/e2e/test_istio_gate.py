@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from harness import istio, istio_gate, paths, sidecar_config
+from harness import istio, istio_gate, paths, sidecar_config, unsampled_gate
 from harness.apps import App
 from harness.collector import OtlpReceiver
 from harness.envoy import Envoy, validate
@@ -23,12 +23,9 @@ LISTENERS = ("inbound", "outbound")
 def with_sampling(gate, percentage):
     """The EnvoyFilter with its plugins' `randomSamplingPercentage` changed."""
     gate = copy.deepcopy(gate)
-    for patch in gate["spec"]["configPatches"]:
-        if patch["patch"]["operation"] == "INSERT_BEFORE":
-            matcher = patch["patch"]["value"]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]
-            wasm = matcher["on_match"]["action"]["typed_config"]["typed_config"]
-            configuration = wasm["typed_config"]["config"]["configuration"]
-            configuration["value"] = json.dumps(dict(json.loads(configuration["value"]), randomSamplingPercentage=percentage))
+    for wasm in istio_gate.gated_wasm_filters(gate).values():
+        configuration = wasm["typed_config"]["config"]["configuration"]
+        configuration["value"] = json.dumps(dict(json.loads(configuration["value"]), randomSamplingPercentage=percentage))
     return gate
 
 
@@ -54,7 +51,7 @@ def http_filters(config, listener):
 
 def delegations(envoy):
     stats = envoy.stats()
-    return {listener: stats.get(f"http.{listener}.composite.filter_delegation_success", 0) for listener in LISTENERS}
+    return {listener: stats.get(unsampled_gate.delegation_stat(listener), 0) for listener in LISTENERS}
 
 
 RELEASES = list(istio.FILTER_NAMES["WasmPlugin"])

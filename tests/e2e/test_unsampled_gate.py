@@ -13,7 +13,7 @@ import pytest
 from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
 from harness.sidecar_config import default_filter_config
-from harness.unsampled_gate import TWIN_STAT_PREFIX, check_applies
+from harness.unsampled_gate import TWIN_STAT_PREFIX, check_applies, delegation_stat
 
 HOPS = 3  # a's inbound, a's outbound, b's inbound
 GATES = ("routes", "composite")
@@ -97,7 +97,7 @@ def counters(mesh, side):
         stats = pod.envoy.stats()
         for key in ("spans_started", "spans_sampled", "invalid_context"):
             total[key] += stats.get(f"wasmcustom.sidetrace.{key}", 0)
-        total["delegated"] += sum(stats.get(f"http.{listener}.composite.filter_delegation_success", 0)
+        total["delegated"] += sum(stats.get(delegation_stat(listener), 0)
                                   for listener in ("inbound", "outbound"))
         total["twin_routed"] += sum(value for stat, value in stats.items()
                                     if stat.endswith(f".route.{TWIN_STAT_PREFIX}.upstream_rq_total"))

@@ -10,6 +10,7 @@ import yaml
 from . import paths, sidecar_config
 from .ports import free_port
 
+HCM = "envoy.filters.network.http_connection_manager"
 # The collector cluster under the name Istio gives the Service the plugins export to.
 COLLECTOR_CLUSTER = "outbound|4317||otel-collector.observability.svc.cluster.local"
 
@@ -141,7 +142,7 @@ def apply_to_sidecar(envoy_config: dict, resource: dict, wasm_path: str, filter_
     attached = listeners_for(resource)
     for listener in config["static_resources"]["listeners"]:
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        filters = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.wasm"]
+        filters = [f for f in hcm["http_filters"] if f["name"] != sidecar_config.WASM_FILTER]
         if listener["name"] in attached:
             filters.insert(0, envoy_wasm_filter(resource, wasm_path, filter_name))
         hcm["http_filters"] = filters
@@ -176,7 +177,7 @@ def apply_envoy_filter(envoy_config: dict, envoy_filter: dict, pod_labels: dict,
             raise NotImplementedError(f"applyTo {patch['applyTo']}")
         match = patch["match"]
         network_filter = match["listener"]["filterChain"]["filter"]
-        if network_filter["name"] != "envoy.filters.network.http_connection_manager":
+        if network_filter["name"] != HCM:
             raise NotImplementedError(f"network filter {network_filter['name']}")
         target = network_filter["subFilter"]["name"]
         operation = patch["patch"]["operation"]

@@ -26,12 +26,11 @@ ANNOTATIONS = {
     "sidecar.istio.io/userVolumeMount": '{"%s":{"mountPath":"%s","readOnly":true}}' % (VOLUME, MODULE_DIR),
 }
 W3C_ONLY = {"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]}
-HCM = "envoy.filters.network.http_connection_manager"
 ROUTER = "envoy.filters.http.router"
 
 
 def _http_filter_match(sub_filter: str, context: str = None) -> dict:
-    match = {"listener": {"filterChain": {"filter": {"name": HCM, "subFilter": {"name": sub_filter}}}}}
+    match = {"listener": {"filterChain": {"filter": {"name": istio.HCM, "subFilter": {"name": sub_filter}}}}}
     if context:
         match["context"] = context
     return match
@@ -83,3 +82,10 @@ def envoy_filter(plugins: list, extensions: list) -> dict:
         "metadata": {"name": "sidetrace-unsampled-gate", "namespace": plugins[0]["metadata"].get("namespace", "default")},
         "spec": {"workloadSelector": {"labels": dict(LABEL)}, "configPatches": patches},
     }
+
+
+def gated_wasm_filters(envoy_filter: dict) -> dict:
+    """The Wasm filters `envoy_filter`'s INSERT patches put behind the composite, by patch
+    context (the same objects, so changing one changes the EnvoyFilter)."""
+    return {patch["match"]["context"]: unsampled_gate.wrapped(patch["patch"]["value"])
+            for patch in envoy_filter["spec"]["configPatches"] if patch["patch"]["operation"] == "INSERT_BEFORE"}

@@ -93,10 +93,16 @@ def skip_routes(virtual_hosts: list, filter_name: str, filter_config: dict) -> l
     return gated
 
 
+def delegation_stat(stat_prefix: str) -> str:
+    """Envoy's count of the requests a `composite` gate ran its filter for, in the HTTP
+    connection manager with `stat_prefix`."""
+    return f"http.{stat_prefix}.composite.filter_delegation_success"
+
+
 def composite(wasm_filter: dict, filter_config: dict) -> dict:
     """`wasm_filter` (an `http_filters` entry) run only for requests that do not carry an
-    unsampled caller's `traceparent`. Envoy counts the requests it ran for in
-    `http.<stat_prefix>.composite.filter_delegation_success`."""
+    unsampled caller's `traceparent`. Envoy counts the requests it ran for in `delegation_stat`;
+    `wrapped` gives `wasm_filter` back."""
     check_applies(filter_config)
     unsampled_caller = {"single_predicate": {
         "input": {"name": "traceparent", "typed_config": {
@@ -118,3 +124,9 @@ def composite(wasm_filter: dict, filter_config: dict) -> dict:
             }]}},
         },
     }
+
+
+def wrapped(gate: dict) -> dict:
+    """The filter a `composite` gate runs (the same object, so changing it changes the gate)."""
+    matcher = gate["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]
+    return matcher["on_match"]["action"]["typed_config"]["typed_config"]
