@@ -283,7 +283,9 @@ fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, (address, port): (&'a str, Option
 pub fn split_host_port(authority: &str) -> (&str, Option<i64>) {
     if let Some(rest) = authority.strip_prefix('[') {
         if let Some((host, tail)) = rest.split_once(']') {
-            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+            let port = tail
+                .strip_prefix(':')
+                .and_then(|digits| parse_port(digits.as_bytes()));
             return (host, port);
         }
         return (authority, None);

@@ -55,15 +55,21 @@ pub fn is_id_like(segment: &str) -> bool {
         || (len >= 24 && digits > 0 && letters > 0 && token_chars)
 }
 
-/// Writes the normalized path (query and fragment dropped) into `out`.
+/// Writes the normalized path (query and fragment dropped) into `out`, in one pass over its
+/// bytes: every sampled span's name comes through here.
 pub fn normalize_path(path: &str, out: &mut String) {
-    // `?` and `#` are ASCII, so cutting at them keeps `path` valid UTF-8; so does cutting at `/`.
-    let end = path.bytes().position(|b| b == b'?' || b == b'#');
-    let mut rest = &path[..end.unwrap_or(path.len())];
     let start = out.len();
+    let bytes = path.as_bytes();
+    let mut segment_start = 0;
+    let mut at = 0;
     loop {
-        let slash = rest.bytes().position(|b| b == b'/');
-        let segment = &rest[..slash.unwrap_or(rest.len())];
+        let byte = bytes.get(at).copied();
+        if !matches!(byte, None | Some(b'/' | b'?' | b'#')) {
+            at += 1;
+            continue;
+        }
+        // `/`, `?` and `#` are ASCII, so the segment between them is valid UTF-8.
+        let segment = &path[segment_start..at];
         out.push_str(if is_id_like(segment) { ID } else { segment });
         if out.len() - start > MAX_ROUTE_LEN {
             let mut cut = start + MAX_ROUTE_LEN;
@@ -74,13 +80,12 @@ pub fn normalize_path(path: &str, out: &mut String) {
             out.push_str("...");
             return;
         }
-        match slash {
-            Some(at) => {
-                out.push('/');
-                rest = &rest[at + 1..];
-            }
-            None => break,
+        if byte != Some(b'/') {
+            break;
         }
+        out.push('/');
+        at += 1;
+        segment_start = at;
     }
     if out.len() == start {
         out.push('/');

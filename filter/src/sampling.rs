@@ -5,7 +5,6 @@
 use crate::context::{SpanContext, TraceId};
 
 const RANDOMNESS_BITS: u32 = 56;
-const MAX_THRESHOLD: u64 = 1 << RANDOMNESS_BITS;
 const HUNDREDTHS_OF_PERCENT: u64 = 10_000;
 
 #[derive(Clone, Debug)]
@@ -16,6 +15,18 @@ pub struct Sampler {
     hundredths: u64,
 }
 
+/// round((1 - p) * 2^56) for `rejected` = (1 - p) in hundredths of a percent, in 64-bit integers
+/// (the module does without 128-bit division's code): 2^56 / 10000 is 2^52 / 625, and the whole
+/// multiples of 625 divide exactly, which leaves a remainder's share small enough for a `u64`.
+fn rejection_threshold(rejected: u64) -> u64 {
+    // 10000 = 2^4 * 625.
+    const FIVE_TO_THE_FOURTH: u64 = HUNDREDTHS_OF_PERCENT >> 4;
+    const SHIFT: u32 = RANDOMNESS_BITS - 4;
+    let (whole, rest) = (rejected / FIVE_TO_THE_FOURTH, rejected % FIVE_TO_THE_FOURTH);
+    // round(2^52 * rest / 625) = floor((2^53 * rest + 625) / 1250).
+    (whole << SHIFT) + ((rest << (SHIFT + 1)) + FIVE_TO_THE_FOURTH) / (2 * FIVE_TO_THE_FOURTH)
+}
+
 impl Sampler {
     /// `percentage` from 0 to 100, kept to 0.01 % as Istio does.
     pub fn new(percentage: f64) -> Result<Sampler, &'static str> {
@@ -24,10 +35,7 @@ impl Sampler {
         }
         let hundredths = (percentage * 100.0).round() as u64;
         let rejected = HUNDREDTHS_OF_PERCENT - hundredths;
-        // round((1 - p) * 2^56) in integers: 2^56 * rejected / 10000, rounded.
-        let threshold = ((MAX_THRESHOLD as u128 * rejected as u128
-            + HUNDREDTHS_OF_PERCENT as u128 / 2)
-            / HUNDREDTHS_OF_PERCENT as u128) as u64;
+        let threshold = rejection_threshold(rejected);
         let threshold_hex = (hundredths > 0).then(|| {
             if threshold == 0 {
                 return "0".to_string();
@@ -72,14 +80,9 @@ impl Sampler {
 
     /// An incoming `ot=rv:` value: exactly 14 lowercase hex digits.
     pub fn parse_randomness(rv: &str) -> Option<u64> {
-        if rv.len() != 14
-            || !rv
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        {
-            return None;
-        }
-        u64::from_str_radix(rv, 16).ok()
+        let mut value = [0u8; 8];
+        crate::hex::decode_into(rv.as_bytes(), &mut value[1..], true)?;
+        Some(u64::from_be_bytes(value))
     }
 }
 
@@ -88,6 +91,16 @@ mod tests {
     use super::*;
     use crate::context::{Format, Sampling, SpanId};
     use crate::ids::IdGenerator;
+
+    #[test]
+    fn thresholds_match_the_formula_at_every_hundredth() {
+        for rejected in 0..=HUNDREDTHS_OF_PERCENT {
+            let exact = (((1u128 << RANDOMNESS_BITS) * u128::from(rejected)
+                + u128::from(HUNDREDTHS_OF_PERCENT) / 2)
+                / u128::from(HUNDREDTHS_OF_PERCENT)) as u64;
+            assert_eq!(rejection_threshold(rejected), exact, "{rejected}");
+        }
+    }
 
     fn trace_with_randomness(r: u64) -> TraceId {
         let mut id = [0xffu8; 16];

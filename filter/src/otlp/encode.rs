@@ -39,6 +39,9 @@ fn truncate(text: &str, max: usize) -> &str {
 
 /// `KeyValue` body. AnyValue is a oneof, so even empty and zero values are written.
 pub fn put_attribute(out: &mut Vec<u8>, field: u32, attribute: &Attribute, max_value_len: usize) {
+    if field < 16 && put_short_attribute(out, field, attribute, max_value_len) {
+        return;
+    }
     put_message(out, field, |out| {
         put_str(out, 1, attribute.key);
         put_message(out, 2, |out| match attribute.value {
@@ -59,6 +62,39 @@ pub fn put_attribute(out: &mut Vec<u8>, field: u32, attribute: &Attribute, max_v
             }
         });
     });
+}
+
+/// The common attribute, a string whose `KeyValue` fits one-byte lengths, written with its
+/// lengths known up front: one reservation and no back-patching. False, having written nothing,
+/// for any other.
+fn put_short_attribute(
+    out: &mut Vec<u8>,
+    field: u32,
+    attribute: &Attribute,
+    max_value_len: usize,
+) -> bool {
+    let AttributeValue::Str(text) = attribute.value else {
+        return false;
+    };
+    let key = attribute.key.as_bytes();
+    let value = truncate(text, max_value_len).as_bytes();
+    // KeyValue { key (1): key, value (2): AnyValue { string_value (1): value } }
+    let key_value_len = 2 + key.len() + 4 + value.len();
+    // proto3 leaves an empty key out, which the general path does.
+    if key.is_empty() || key_value_len >= 0x80 {
+        return false;
+    }
+    out.reserve(2 + key_value_len);
+    out.extend_from_slice(&[
+        ((field << 3) | LENGTH_DELIMITED) as u8,
+        key_value_len as u8,
+        0x0a,
+        key.len() as u8,
+    ]);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&[0x12, 2 + value.len() as u8, 0x0a, value.len() as u8]);
+    out.extend_from_slice(value);
+    true
 }
 
 fn put_link(out: &mut Vec<u8>, link: &Link) {
@@ -293,6 +329,40 @@ mod tests {
             put_varint(&mut theirs, body.len() as u64);
             theirs.extend_from_slice(&body);
             assert_eq!(ours, theirs, "{key:.20}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Both paths of `put_attribute` (lengths that fit one byte and those that do not, values
+        /// cut to the limit) against prost, with keys and values around the boundaries.
+        #[test]
+        fn attributes_of_any_length_match_prost(
+            key in "[a-z.é]{0,70}",
+            text in "[a-zé ]{0,140}",
+            number in proptest::prelude::any::<i64>(),
+            as_text in proptest::prelude::any::<bool>(),
+            max_value_len in 0usize..160,
+            field in 1u32..20,
+        ) {
+            use crate::otlp::proto::common::{AnyValue, KeyValue};
+            let (value, expected) = if as_text {
+                let kept = truncate(&text, max_value_len);
+                (AttributeValue::Str(&text), Value::StringValue(kept.to_string()))
+            } else {
+                (AttributeValue::Int(number), Value::IntValue(number))
+            };
+            let mut ours = vec![7];
+            put_attribute(&mut ours, field, &Attribute { key: &key, value }, max_value_len);
+            let body = KeyValue {
+                key: key.clone(),
+                value: Some(AnyValue { value: Some(expected) }),
+            }
+            .encode_to_vec();
+            let mut theirs = vec![7];
+            put_tag(&mut theirs, field, LENGTH_DELIMITED);
+            put_varint(&mut theirs, body.len() as u64);
+            theirs.extend_from_slice(&body);
+            proptest::prop_assert_eq!(ours, theirs);
         }
     }
 
