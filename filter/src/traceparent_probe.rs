@@ -9,8 +9,9 @@
 //! while few requests are sampled (`MAX_PERCENTAGE`).
 
 use crate::config::Config;
+use crate::context::{Format, Sampling, SpanContext};
 use crate::ids::IdGenerator;
-use crate::propagation::{composite, Getter};
+use crate::propagation::{composite, tracecontext, Getter};
 use crate::tracer::{SpanStart, Tracer};
 
 /// Above this sampling percentage the lookup made before every sampled request's map read costs
@@ -46,6 +47,45 @@ pub fn settle(
     }
     *ids = trial_ids;
     Some(start)
+}
+
+/// The caller's context when the request's `traceparent` (its value, looked up alone) is one
+/// the tracer passes through untouched: a valid value from a trusted caller that did not sample,
+/// W3C the only format written. This is `settle`'s answer for the request a mesh's sidecars see
+/// most, read off the value's bytes without building a start (building one was most of the
+/// module's work for that request). `None` leaves the request to `settle`.
+pub fn unsampled_caller(tracer: &Tracer, traceparent: &[u8]) -> Option<SpanContext> {
+    if !tracer.trust_incoming || !tracer.propagator.is_w3c_only() {
+        return None;
+    }
+    tracecontext::parse_traceparent(traceparent).filter(|caller| !caller.is_sampled())
+}
+
+/// The context `settle` starts for a request without `traceparent` when the new trace is not
+/// sampled, its ids minted from `ids` as `Tracer::start` mints them (span id, then trace id)
+/// with none of the extraction a request with headers needs: the request a sidecar sees most at
+/// the edge of a mesh. Written with `tracecontext::inject`, as `Tracer::propagate` writes it.
+/// `None`, with `ids` untouched, when the new trace is sampled (its span needs the whole
+/// request) or the tracer's formats ask for more than a W3C root.
+pub fn unsampled_root(tracer: &Tracer, ids: &mut IdGenerator) -> Option<SpanContext> {
+    if !tracer.propagator.is_w3c_only() || tracer.xray_trace_ids {
+        return None;
+    }
+    let mut trial_ids = ids.clone();
+    let span_id = trial_ids.span_id();
+    let trace_id = trial_ids.trace_id(None);
+    if tracer.sampler.decide(None, &trace_id, None) {
+        return None;
+    }
+    *ids = trial_ids;
+    let mut root = SpanContext::new(
+        trace_id,
+        span_id,
+        Sampling::NotSampled,
+        Format::TraceContext,
+    );
+    root.random = true;
+    Some(root)
 }
 
 #[cfg(test)]
@@ -172,6 +212,119 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `unsampled_caller` answers only where `settle` passes the caller through, and with the
+    /// context `settle` leaves the stream with.
+    #[test]
+    fn the_unsampled_caller_shortcut_agrees_with_settle() {
+        let values = [
+            traceparent("00"),
+            traceparent("02"),
+            traceparent("01"),
+            traceparent("03"),
+            traceparent("0"),
+            traceparent("000"),
+            traceparent("0g"),
+            format!("01-{TRACE}-{CALLER}-00-later-fields"),
+            format!("01-{TRACE}-{CALLER}-00x"),
+            format!("00-{TRACE}-{CALLER}-00-x"),
+            format!("ff-{TRACE}-{CALLER}-00"),
+            format!("00-{}-{CALLER}-00", "0".repeat(32)),
+            format!("00-{TRACE}-{}-00", "0".repeat(16)),
+            format!("00-{}-{CALLER}-00", TRACE.to_uppercase()),
+            format!("00_{TRACE}-{CALLER}-00"),
+            String::new(),
+        ];
+        let w3c_and_b3 = [Format::TraceContext, Format::B3Multi];
+        for value in &values {
+            for (percentage, trust, w3c_only) in [
+                (0.0, true, true),
+                (25.0, true, true),
+                (100.0, true, true),
+                (0.0, false, true),
+                (0.0, true, false),
+            ] {
+                let mut tracer = tracer(percentage, trust);
+                if !w3c_only {
+                    tracer.propagator = Propagator::new(&w3c_and_b3, &w3c_and_b3);
+                }
+                let looked_up = Headers::from_pairs([("traceparent", value.as_str())]);
+                let expected = settle(&tracer, &looked_up, &mut IdGenerator::from_seed(3))
+                    .filter(|start| tracer.passes_through(start))
+                    .map(|mut start| {
+                        start.pass_through();
+                        start.context
+                    });
+                let shortcut = unsampled_caller(&tracer, value.as_bytes());
+                assert_eq!(
+                    shortcut, expected,
+                    "{value:?} at {percentage} %, trust {trust}, W3C only {w3c_only}"
+                );
+            }
+        }
+    }
+
+    /// The headers a propagation writes and removes, in order.
+    fn written_by(propagate: impl FnOnce(&mut Headers)) -> Vec<(String, String)> {
+        let mut headers = Headers::from_pairs([("tracestate", "stray=1"), ("other", "kept")]);
+        propagate(&mut headers);
+        let mut pairs = Vec::new();
+        headers.for_each(&mut |name, value| pairs.push((name.to_string(), value.to_string())));
+        pairs
+    }
+
+    /// `unsampled_root` answers only where `settle` starts an unsampled trace for a request
+    /// without context, with the same context and the same ids drawn.
+    #[test]
+    fn the_unsampled_root_shortcut_agrees_with_settle() {
+        let w3c_and_b3 = [Format::TraceContext, Format::B3Multi];
+        let mut answered = 0;
+        for seed in 0..300 {
+            for (percentage, trust, w3c_only, xray_ids) in [
+                (0.0, true, true, false),
+                (1.0, true, true, false),
+                (50.0, false, true, false),
+                (100.0, true, true, false),
+                (0.0, true, false, false),
+                (0.0, true, true, true),
+            ] {
+                let mut tracer = tracer(percentage, trust);
+                tracer.xray_trace_ids = xray_ids;
+                if !w3c_only {
+                    tracer.propagator = Propagator::new(&w3c_and_b3, &w3c_and_b3);
+                }
+                let mut settled_ids = IdGenerator::from_seed(seed);
+                let expected = settle(&tracer, &Headers::new(), &mut settled_ids)
+                    .filter(|start| !tracer.passes_through(start))
+                    .map(|mut start| {
+                        let written = written_by(|writer| tracer.propagate(&mut start, writer));
+                        (start.context, written)
+                    });
+                let mut ids = IdGenerator::from_seed(seed);
+                let shortcut = unsampled_root(&tracer, &mut ids).map(|root| {
+                    let written = written_by(|writer| tracecontext::inject(&root, writer));
+                    (root, written)
+                });
+                let why = format!(
+                    "seed {seed}, {percentage} %, W3C only {w3c_only}, X-Ray ids {xray_ids}"
+                );
+                if w3c_only && !xray_ids {
+                    assert_eq!(shortcut, expected, "{why}");
+                } else {
+                    assert_eq!(shortcut, None, "{why}");
+                }
+                // Drawn as `settle` draws them when it answers; untouched when it does not.
+                let mut expected_ids = if shortcut.is_some() {
+                    settled_ids
+                } else {
+                    IdGenerator::from_seed(seed)
+                };
+                assert_eq!(ids.span_id(), expected_ids.span_id(), "{why}");
+                answered += shortcut.is_some() as u32;
+            }
+        }
+        assert!(answered > 300, "only {answered} unsampled roots");
     }
 
     /// The decision made on the whole request must be the one the lookup would have made: a

@@ -36,7 +36,7 @@ pub fn extract(carrier: &impl Getter) -> Extracted {
 
 /// Parses at the fixed offsets every version shares; version 00 must be exactly 55 bytes, later
 /// versions may append `-`-separated fields, which are ignored (the context is re-emitted as 00).
-fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
+pub(crate) fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
     if value.len() < LENGTH {
         return None;
     }

@@ -36,6 +36,39 @@ struct Recording {
     status_code: Option<u32>,
 }
 
+/// What a request's start adds to the filter's counters.
+#[derive(Clone, Copy)]
+struct StartCount {
+    sampled: bool,
+    without_context: bool,
+    /// Context headers that were malformed or not UTF-8.
+    invalid: i64,
+}
+
+impl StartCount {
+    /// A trusted caller's unsampled context, passed through.
+    const UNSAMPLED_CALLER: StartCount = StartCount {
+        sampled: false,
+        without_context: false,
+        invalid: 0,
+    };
+
+    /// A new trace, not sampled, for a request without context.
+    const UNSAMPLED_ROOT: StartCount = StartCount {
+        sampled: false,
+        without_context: true,
+        invalid: 0,
+    };
+
+    fn of(start: &SpanStart, unreadable: u32) -> Self {
+        StartCount {
+            sampled: start.is_sampled(),
+            without_context: start.incoming.context.is_none(),
+            invalid: start.incoming.invalid as i64 + unreadable as i64,
+        }
+    }
+}
+
 impl SidetraceStream {
     pub fn new(shared: Rc<Shared>) -> Self {
         SidetraceStream {
@@ -235,10 +268,10 @@ impl SidetraceStream {
                 (host::now_unix_nanos() / 1_000_000_000) as u32
             });
         let excluded = plugin.is_excluded(|| request.get(":path"));
-        let (kind, recorded) = self.count_start(&start, unreadable, excluded);
+        let (kind, recorded) = self.count_start(StartCount::of(&start, unreadable), excluded);
         let mut writer = RequestHeaderWriter::new(&request, unreadable);
         plugin.tracer.propagate(&mut start, &mut writer);
-        self.announce(&start);
+        self.announce(&start.context);
 
         if recorded && start.is_sampled() {
             self.recording = Some(Recording {
@@ -253,12 +286,34 @@ impl SidetraceStream {
     }
 
     /// Settles an unsampled request from its `traceparent` alone (`traceparent_probe`); false
-    /// when the request is sampled and its span needs the whole header map.
+    /// when the request is sampled and its span needs the whole header map. The two requests a
+    /// sidecar sees most, an unsampled caller's and one without context that starts an unsampled
+    /// trace, take the shortcuts that build no start.
     fn settle_by_traceparent(&mut self) -> bool {
         let plugin = &self.shared.plugin;
         let name = tracecontext::HEADERS[0];
         let value = host::request_header(name);
+        let caller = value
+            .as_deref()
+            .and_then(|value| traceparent_probe::unsampled_caller(&plugin.tracer, value));
+        if let Some(caller) = caller {
+            // Passed through untouched: nothing to write.
+            self.count_start(StartCount::UNSAMPLED_CALLER, false);
+            self.announce(&caller);
+            return true;
+        }
         let present = value.is_some();
+        let root = (!present)
+            .then(|| {
+                traceparent_probe::unsampled_root(&plugin.tracer, &mut self.shared.ids.borrow_mut())
+            })
+            .flatten();
+        if let Some(root) = root {
+            tracecontext::inject(&root, &mut RequestHeaderWriter::after_lookup(name, present));
+            self.count_start(StartCount::UNSAMPLED_ROOT, false);
+            self.announce(&root);
+            return true;
+        }
         let (looked_up, unreadable) = match value {
             Some(value) => HeaderBlock::single(name, value),
             None => (HeaderBlock::default(), 0),
@@ -273,33 +328,29 @@ impl SidetraceStream {
         };
         let mut writer = RequestHeaderWriter::after_lookup(name, present);
         plugin.tracer.propagate(&mut start, &mut writer);
-        self.count_start(&start, unreadable, false);
-        self.announce(&start);
+        self.count_start(StartCount::of(&start, unreadable), false);
+        self.announce(&start.context);
         true
     }
 
     /// Counts the request in the filter's metrics, and settles what its span's kind is (`None`
     /// when it is left to the end) and whether the span is recorded if sampled.
-    fn count_start(
-        &self,
-        start: &SpanStart,
-        unreadable: u32,
-        excluded: bool,
-    ) -> (Option<SpanKind>, bool) {
+    fn count_start(&self, start: StartCount, excluded: bool) -> (Option<SpanKind>, bool) {
         let plugin = &self.shared.plugin;
-        let invalid = start.incoming.invalid as i64 + unreadable as i64;
-        let without_context = start.incoming.context.is_none();
+        let StartCount {
+            sampled,
+            without_context,
+            invalid,
+        } = start;
         // The listener's direction costs a host call when the config leaves it to the listener:
         // it is read only when something depends on it (a span to record, the count of outbound
         // calls without context, a match mode). An unsampled request with context needs none. A
         // span recorded whatever its kind reads it at the end, with its other facts, in one call.
         let recorded_whatever_kind = plugin.records_whatever_kind();
-        let kind_at_end = start.is_sampled()
-            && recorded_whatever_kind == Some(true)
-            && !excluded
-            && plugin.kind_can_wait();
+        let kind_at_end =
+            sampled && recorded_whatever_kind == Some(true) && !excluded && plugin.kind_can_wait();
         let kind = (!kind_at_end
-            && (start.is_sampled() || without_context || recorded_whatever_kind.is_none()))
+            && (sampled || without_context || recorded_whatever_kind.is_none()))
         .then(|| Self::span_kind(plugin));
         let orphan = without_context && kind == Some(SpanKind::Client);
         let recorded = kind_at_end
@@ -315,14 +366,14 @@ impl SidetraceStream {
     }
 
     /// Hands the stream's context to access logs and the response, where configured.
-    fn announce(&mut self, start: &SpanStart) {
+    fn announce(&mut self, context: &SpanContext) {
         let plugin = &self.shared.plugin;
         if plugin.config.publish_filter_state {
-            Self::publish_context(&start.context);
+            Self::publish_context(context);
         }
         let response_headers = &plugin.config.response_headers;
         if response_headers.traceresponse || response_headers.trace_id_header.is_some() {
-            self.trace_response = Some(tracecontext::format_traceparent(&start.context));
+            self.trace_response = Some(tracecontext::format_traceparent(context));
         }
     }
 
