@@ -44,6 +44,8 @@ CALLS = {
     "add": ("add", None, "header add (traceparent-sized value)"),
     "remove": ("remove", None, "header remove, header absent"),
     "time": ("time", None, "current time"),
+    # Against `pairs` plus one `replace` and three `add`s: four trace headers written as one call.
+    "setpairs": ("setpairs", None, "all request headers read, then set back with 4 more as one map"),
     "expr": ("done.expr", "[1]", "CEL expression evaluated at the stream's end (`[1]`)"),
     "expr3": ("done.expr", NATIVE_FACTS, "the same, listing the 3 facts of the native span"),
 }
