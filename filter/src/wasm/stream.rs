@@ -18,8 +18,9 @@ use std::rc::Rc;
 
 pub struct SidetraceStream {
     shared: Rc<Shared>,
-    /// Present only while a sampled span is being recorded.
-    recording: Option<Recording>,
+    /// Present only while a sampled span is being recorded; boxed, so that the stream every
+    /// request creates is a few words, not the few hundred bytes a recording holds.
+    recording: Option<Box<Recording>>,
     /// The `traceresponse` value, kept only when response headers are configured.
     trace_response: Option<Text<55>>,
 }
@@ -156,7 +157,7 @@ impl SidetraceStream {
         }
     }
 
-    fn finish(&mut self, recording: Recording) {
+    fn finish(&mut self, recording: Box<Recording>) {
         let plugin = &self.shared.plugin;
         let end_unix_nanos = host::now_unix_nanos();
         let fields = RequestFields::read(&recording.request);
@@ -274,14 +275,14 @@ impl SidetraceStream {
         self.announce(&start.context);
 
         if recorded && start.is_sampled() {
-            self.recording = Some(Recording {
+            self.recording = Some(Box::new(Recording {
                 kind,
                 without_context: start.incoming.context.is_none(),
                 start,
                 start_unix_nanos: host::now_unix_nanos(),
                 request,
                 status_code: None,
-            });
+            }));
         }
     }
 
