@@ -20,7 +20,7 @@ wasm-target:
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p sidetrace
 	@if command -v wasm-opt >/dev/null 2>&1; then \
-		wasm-opt -O3 --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
+		wasm-opt -O3 --converge --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 			--enable-nontrapping-float-to-int --enable-mutable-globals \
 			$(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); \
 	else \

@@ -8,7 +8,7 @@ use sidetrace::http_span::{Exchange, SpanDecorations};
 use sidetrace::ids::IdGenerator;
 use sidetrace::otlp::{encode_span, SpanLimits};
 use sidetrace::propagation::composite::Propagator;
-use sidetrace::propagation::{header_block, HeaderBlock, Setter};
+use sidetrace::propagation::{header_block, HeaderBlock, Rewriter, Setter};
 use sidetrace::sampling::Sampler;
 use sidetrace::span::{FinishedSpan, SpanKind};
 use sidetrace::tracer::Tracer;
@@ -22,6 +22,16 @@ impl Setter for Discard {
     }
     fn remove(&mut self, name: &str) {
         self.0 += name.len();
+    }
+}
+
+impl Rewriter for Discard {
+    fn leaves_as_is(&mut self, _: impl FnOnce(&mut Self)) -> bool {
+        false
+    }
+
+    fn holds(&self, _: &str) -> bool {
+        false
     }
 }
 

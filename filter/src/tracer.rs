@@ -4,7 +4,7 @@
 use crate::context::{Format, Sampling, SpanContext, SpanId};
 use crate::ids::IdGenerator;
 use crate::propagation::composite::{Incoming, Propagator};
-use crate::propagation::{tracestate, Getter, Setter};
+use crate::propagation::{tracestate, Getter, Rewriter};
 use crate::sampling::Sampler;
 
 /// How a sidecar treats incoming context.
@@ -116,10 +116,37 @@ impl Tracer {
         !start.is_sampled() && start.parent.is_some() && self.propagator.is_w3c_only()
     }
 
+    /// Whether an unsampled trusted caller's context is already written the way this hop would
+    /// write it, in every format it writes: writing the caller's own context would set each
+    /// header to the value it holds and remove none that is there. Then, as in
+    /// `passes_through`, rewriting would only name a span never recorded. In a mesh whose
+    /// sidecars write the same formats, and whose apps forward them all, that is every unsampled
+    /// request, and each header left alone saves Envoy ~4,400 instructions.
+    pub fn caller_context_already_written(
+        &self,
+        start: &mut SpanStart,
+        headers: &mut impl Rewriter,
+    ) -> bool {
+        let Some(caller_span) = start.parent.filter(|_| !start.is_sampled()) else {
+            return false;
+        };
+        if !self.propagator.may_leave_as_is(|name| headers.holds(name)) {
+            return false;
+        }
+        // The caller's context is this one with the caller's span id.
+        let own_span = std::mem::replace(&mut start.context.span_id, caller_span);
+        let unchanged = headers.leaves_as_is(|writer| {
+            self.propagator
+                .inject(&start.context, &start.incoming, writer)
+        });
+        start.context.span_id = own_span;
+        unchanged
+    }
+
     /// Writes the new span's context for the next hop in every configured format, unless the
     /// caller's passes through, which makes `start` the caller's.
-    pub fn propagate(&self, start: &mut SpanStart, headers: &mut impl Setter) {
-        if self.passes_through(start) {
+    pub fn propagate(&self, start: &mut SpanStart, headers: &mut impl Rewriter) {
+        if self.passes_through(start) || self.caller_context_already_written(start, headers) {
             start.pass_through();
         } else {
             self.propagator
@@ -289,6 +316,132 @@ mod tests {
                     "4bf92f3577b34da6a3ce929d0e0e4736"
                 );
                 assert!(start.parent.is_none() && !start.is_sampled());
+            }
+        }
+    }
+
+    /// A mesh's sidecars writing W3C and B3 each hand the next hop both: an unsampled caller's
+    /// context then passes through whenever writing it again would change no header.
+    #[test]
+    fn an_unsampled_caller_already_written_in_every_format_passes_through() {
+        let extract = [
+            Format::TraceContext,
+            Format::Baggage,
+            Format::B3,
+            Format::B3Multi,
+            Format::XRay,
+            Format::Jaeger,
+        ];
+        let inject = [Format::TraceContext, Format::Baggage, Format::B3Multi];
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let caller = "00f067aa0ba902b7";
+        let unsampled = format!("00-{trace}-{caller}-00");
+        let as_written: Vec<(String, String)> = [
+            ("traceparent", unsampled.as_str()),
+            ("x-b3-traceid", trace),
+            ("x-b3-spanid", caller),
+            ("x-b3-sampled", "0"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = as_written.clone();
+            pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            pairs
+        };
+        // `value` empty: the header left out.
+        let replaced = |name: &str, value: &str| {
+            let mut pairs = as_written.clone();
+            pairs.retain(|(k, _)| k != name);
+            if !value.is_empty() {
+                pairs.push((name.to_string(), value.to_string()));
+            }
+            pairs
+        };
+        let sampled = format!("00-{trace}-{caller}-01");
+        let single_b3 = format!("{trace}-{caller}-0");
+        // (case, trusted, headers, passes through)
+        type Case<'a> = (&'a str, bool, Vec<(String, String)>, bool);
+        let cases: Vec<Case> = vec![
+            (
+                "written as this hop writes it",
+                true,
+                as_written.clone(),
+                true,
+            ),
+            (
+                "with its tracestate and baggage",
+                true,
+                with(&[("tracestate", "vendor=1"), ("baggage", "tenant=a")]),
+                true,
+            ),
+            ("untrusted", false, as_written.clone(), false),
+            ("sampled", true, replaced("traceparent", &sampled), false),
+            ("B3 missing", true, replaced("x-b3-spanid", ""), false),
+            (
+                "B3 naming another span",
+                true,
+                replaced("x-b3-spanid", "1111111111111111"),
+                false,
+            ),
+            (
+                "B3 leaving the decision to us",
+                true,
+                replaced("x-b3-sampled", ""),
+                false,
+            ),
+            (
+                "B3 parent span id, which this hop removes",
+                true,
+                with(&[("x-b3-parentspanid", "2222222222222222")]),
+                false,
+            ),
+            (
+                "an extract-only format's header",
+                true,
+                with(&[("b3", &single_b3)]),
+                false,
+            ),
+            (
+                "a tracestate this hop would write otherwise",
+                true,
+                with(&[("tracestate", "vendor=1 , other=2")]),
+                false,
+            ),
+            (
+                "Jaeger baggage this hop would write as baggage",
+                true,
+                with(&[("uberctx-tenant", "a")]),
+                false,
+            ),
+            ("B3 twice", true, with(&[("x-b3-sampled", "0")]), false),
+        ];
+        for (why, trust, pairs, expected) in cases {
+            let tracer = Tracer {
+                propagator: Propagator::new(&extract, &inject),
+                ..tracer(0.0, trust)
+            };
+            let mut headers = Headers::from_pairs(pairs);
+            let before = headers.clone();
+            let mut start = tracer.start(&headers, &mut IdGenerator::from_seed(9), || 0);
+            let own_span = start.context.span_id;
+            assert_eq!(
+                tracer.caller_context_already_written(&mut start, &mut headers),
+                expected,
+                "{why}"
+            );
+            assert_eq!(headers, before, "{why}: asking writes nothing");
+            assert_eq!(
+                start.context.span_id, own_span,
+                "{why}: and leaves the start as it was"
+            );
+            tracer.propagate(&mut start, &mut headers);
+            if expected {
+                assert_eq!(headers, before, "{why}: passed through untouched");
+                assert_eq!(start.context.span_id.to_string(), caller, "{why}");
+                assert!(start.parent.is_none() && !start.is_sampled(), "{why}");
+            } else {
+                assert_ne!(headers, before, "{why}: rewritten");
             }
         }
     }

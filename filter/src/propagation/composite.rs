@@ -81,6 +81,15 @@ impl Propagator {
         self.extract.contains(&format)
     }
 
+    /// Whether a request `holds` the first header of every format written: the least it must
+    /// carry for writing a context to change none of its headers, asked in a few lookups before
+    /// the writes are tried.
+    pub fn may_leave_as_is(&self, holds: impl Fn(&str) -> bool) -> bool {
+        self.inject
+            .iter()
+            .all(|&format| format == Format::Baggage || holds(headers_of(format)[0]))
+    }
+
     pub fn injects(&self, format: Format) -> bool {
         self.inject.contains(&format)
     }

@@ -18,7 +18,7 @@ pub mod tracecontext;
 pub mod tracestate;
 pub mod xray;
 
-pub use carrier::{Getter, Headers, Setter};
+pub use carrier::{Getter, Headers, Rewriter, Setter};
 pub use header_block::HeaderBlock;
 
 use crate::context::SpanContext;

@@ -71,9 +71,17 @@ pub extern "C" fn _initialize() {
     // SAFETY: the reactor's static constructors, run once before anything else, as wasi-libc's
     // own `_initialize` would.
     unsafe { __wasm_call_ctors() };
-    // A panic aborts the VM; the reason goes to Envoy's log first.
+    // A panic aborts the VM; the reason and where go to Envoy's log first (written out here: the
+    // panic's own `Display` would be carried for this alone).
     std::panic::set_hook(Box::new(|panic| {
-        host::log(abi::LOG_CRITICAL, &format!("sidetrace: {panic}"))
+        let message = panic.payload_as_str().unwrap_or("");
+        let (file, line) = panic
+            .location()
+            .map_or(("", 0), |at| (at.file(), at.line()));
+        host::log(
+            abi::LOG_CRITICAL,
+            &format!("sidetrace: panicked at {file}:{line}: {message}"),
+        )
     }));
 }
 

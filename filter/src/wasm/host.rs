@@ -2,7 +2,7 @@
 //! can send a value that is not UTF-8, and that must never abort the VM.
 
 use super::abi;
-use crate::propagation::{header_block, Getter, HeaderBlock, Setter};
+use crate::propagation::{header_block, Getter, HeaderBlock, Rewriter, Setter};
 
 /// Takes ownership of a buffer the host filled: the host obtained it from
 /// `proxy_on_memory_allocate`, which hands out a leaked boxed slice of exactly `size` bytes.
@@ -52,6 +52,9 @@ pub struct RequestHeaderWriter<'a> {
     /// cost a replace.
     written: [u64; 8],
     writes: usize,
+    /// While `leaves_as_is` runs its writes: whether one would change a header. Nothing is
+    /// written meanwhile.
+    trying: Option<bool>,
 }
 
 /// What was read of the request before writing to it.
@@ -84,7 +87,26 @@ impl<'a> RequestHeaderWriter<'a> {
             received,
             written: [0; 8],
             writes: 0,
+            trying: None,
         }
+    }
+
+    /// Whether the request holds `name` with exactly `value` and no other value. Asked of a
+    /// request of which one header was looked up, or whose map had unreadable headers: no.
+    fn holds_only(&self, name: &str, value: &str) -> bool {
+        let Received::Map {
+            headers,
+            complete: true,
+        } = self.received
+        else {
+            return false;
+        };
+        let (mut values, mut same) = (0, true);
+        headers.get_all(name, &mut |held| {
+            values += 1;
+            same &= held == value;
+        });
+        values == 1 && same
     }
 
     /// Whether the request may already hold `name`, whose fingerprint `print` computes.
@@ -122,6 +144,10 @@ impl Setter for RequestHeaderWriter<'_> {
     // Out of line: every format's injection is instantiated for this writer.
     #[inline(never)]
     fn set(&mut self, name: &str, value: &str) {
+        if let Some(changes) = self.trying {
+            self.trying = Some(changes || !self.holds_only(name, value));
+            return;
+        }
         let print = fingerprint(name);
         if self.may_hold(name, || print) {
             set_header(abi::REQUEST_HEADERS, name, value);
@@ -142,12 +168,31 @@ impl Setter for RequestHeaderWriter<'_> {
 
     #[inline(never)]
     fn remove(&mut self, name: &str) {
-        if self.may_hold(name, || fingerprint(name)) {
+        let may_hold = self.may_hold(name, || fingerprint(name));
+        if let Some(changes) = self.trying {
+            self.trying = Some(changes || may_hold);
+            return;
+        }
+        if may_hold {
             // SAFETY: the name outlives the call.
             unsafe {
                 abi::proxy_remove_header_map_value(abi::REQUEST_HEADERS, name.as_ptr(), name.len());
             }
         }
+    }
+}
+
+impl Rewriter for RequestHeaderWriter<'_> {
+    fn leaves_as_is(&mut self, writes: impl FnOnce(&mut Self)) -> bool {
+        self.trying = Some(false);
+        writes(self);
+        self.trying.take() == Some(false)
+    }
+
+    /// After one header's lookup (a W3C-only plugin, whose callers pass through without being
+    /// asked), no: writing is never skipped on what was not read.
+    fn holds(&self, name: &str) -> bool {
+        matches!(self.received, Received::Map { headers, .. } if headers.get(name).is_some())
     }
 }
 

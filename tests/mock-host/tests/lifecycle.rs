@@ -190,6 +190,50 @@ fn filter_state_is_published_only_when_configured() {
     }
 }
 
+/// A caller whose unsampled context is already written in every format this hop writes (as a
+/// mesh's sidecars write it: W3C and B3 here, the default formats) passes through: the host is
+/// asked for the headers once and nothing is written.
+#[test]
+fn an_unsampled_caller_already_written_in_every_format_passes_through() {
+    let traceparent = w3c(TRACE, CALLER, "00");
+    for (why, span_id, passes) in [
+        ("as this hop writes it", CALLER, true),
+        ("B3 naming another span", "1111111111111111", false),
+    ] {
+        let mut host = configured(r#""randomSamplingPercentage":1"#);
+        let stream = host.new_stream().unwrap();
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+        let sent = request(
+            "/",
+            &[
+                ("traceparent", &traceparent),
+                ("x-b3-traceid", TRACE),
+                ("x-b3-spanid", span_id),
+                ("x-b3-sampled", "0"),
+            ],
+        );
+        let (calls_before, _) = host.cost();
+        host.request_headers(stream, &sent).unwrap();
+        let calls = host.cost().0 - calls_before;
+        let mut now = host.request_headers_now(stream);
+        let mut as_sent: Vec<(String, String)> = sent
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        now.sort();
+        as_sent.sort();
+        assert_eq!(now == as_sent, passes, "{why}: {now:?}");
+        assert_eq!(calls == 1, passes, "{why}: {calls} host calls");
+        if !passes {
+            let rewritten = host.request_header(stream, "x-b3-spanid").unwrap();
+            assert_eq!(
+                host.request_header(stream, "traceparent").unwrap()[36..52],
+                rewritten
+            );
+        }
+    }
+}
+
 #[test]
 fn inbound_request_becomes_a_server_span_exported_over_grpc() {
     let mut host = configured(r#""serviceName":"checkout-svc","publishFilterState":true"#);
@@ -1524,35 +1568,50 @@ fn a_w3c_plugin_sampling_little_reads_traceparent_alone_until_it_samples() {
 
 /// The lookup pays only while few requests are sampled: above that, or with other formats or
 /// excluded paths, the map is read at once. An unsampled caller's context still passes through
-/// untouched wherever W3C is the only format.
+/// untouched wherever W3C is the only format, and wherever writing it again would change no
+/// header: with B3 only read, when no B3 header came (one that did would be removed).
 #[test]
 fn a_plugin_sampling_much_or_reading_other_formats_reads_the_whole_map() {
     let caller = w3c(TRACE, CALLER, "00");
-    // (config, whether the caller's context passes through)
+    let b3 = format!("{TRACE}-{CALLER}-0");
+    // (config, a B3 header too, whether the caller's context passes through)
     let cases = [
         (
             r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":30"#,
+            false,
             true,
         ),
         (
             r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0,"excludePaths":["/healthz"]"#,
+            false,
             true,
         ),
         (
             r#""propagation":{"extract":["tracecontext","b3"],"inject":["tracecontext"]},"randomSamplingPercentage":0"#,
             false,
+            true,
+        ),
+        (
+            r#""propagation":{"extract":["tracecontext","b3"],"inject":["tracecontext"]},"randomSamplingPercentage":0"#,
+            true,
+            false,
         ),
         (
             r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext","b3"]},"randomSamplingPercentage":0"#,
             false,
+            false,
         ),
     ];
-    for (extra, passes_through) in cases {
+    for (extra, with_b3, passes_through) in cases {
         let mut host = configured(extra);
         host.take_request_header_reads();
         host.take_header_writes();
+        let mut headers = vec![("traceparent", caller.as_str())];
+        if with_b3 {
+            headers.push(("b3", b3.as_str()));
+        }
         let stream = host
-            .exchange(INBOUND, &request("/", &[("traceparent", &caller)]), 200)
+            .exchange(INBOUND, &request("/", &headers), 200)
             .unwrap();
         assert_eq!(host.take_request_header_reads(), ["*"], "{extra}");
         let sent = host.request_header(stream, "traceparent").unwrap();
