@@ -320,19 +320,12 @@ mod tests {
         }
     }
 
-    /// A mesh's sidecars writing W3C and B3 each hand the next hop both: an unsampled caller's
-    /// context then passes through whenever writing it again would change no header.
+    /// A mesh's sidecars with the default formats write W3C and B3 and hand the next hop both:
+    /// an unsampled caller's context then passes through whenever writing it again would change
+    /// no header.
     #[test]
     fn an_unsampled_caller_already_written_in_every_format_passes_through() {
-        let extract = [
-            Format::TraceContext,
-            Format::Baggage,
-            Format::B3,
-            Format::B3Multi,
-            Format::XRay,
-            Format::Jaeger,
-        ];
-        let inject = [Format::TraceContext, Format::Baggage, Format::B3Multi];
+        use crate::config::{DEFAULT_EXTRACT, DEFAULT_INJECT};
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
         let caller = "00f067aa0ba902b7";
         let unsampled = format!("00-{trace}-{caller}-00");
@@ -418,7 +411,7 @@ mod tests {
         ];
         for (why, trust, pairs, expected) in cases {
             let tracer = Tracer {
-                propagator: Propagator::new(&extract, &inject),
+                propagator: Propagator::new(&DEFAULT_EXTRACT, &DEFAULT_INJECT),
                 ..tracer(0.0, trust)
             };
             let mut headers = Headers::from_pairs(pairs);
