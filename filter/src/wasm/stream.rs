@@ -293,32 +293,28 @@ impl SidetraceStream {
     fn settle_by_traceparent(&mut self) -> bool {
         let plugin = &self.shared.plugin;
         let name = tracecontext::HEADERS[0];
-        let value = host::request_header(name);
-        let caller = value
-            .as_deref()
-            .and_then(|value| traceparent_probe::unsampled_caller(&plugin.tracer, value));
-        if let Some(caller) = caller {
+        let Some(value) = host::request_header(name) else {
+            // No root here is a sampled one (or, were the tracer's formats more than W3C, one
+            // `unsampled_root` declines): the whole request decides it, with the same ids.
+            let root = traceparent_probe::unsampled_root(
+                &plugin.tracer,
+                &mut self.shared.ids.borrow_mut(),
+            );
+            let Some(root) = root else {
+                return false;
+            };
+            tracecontext::inject(&root, &mut RequestHeaderWriter::after_lookup(name, false));
+            self.count_start(StartCount::UNSAMPLED_ROOT, false);
+            self.announce(&root);
+            return true;
+        };
+        if let Some(caller) = traceparent_probe::unsampled_caller(&plugin.tracer, &value) {
             // Passed through untouched: nothing to write.
             self.count_start(StartCount::UNSAMPLED_CALLER, false);
             self.announce(&caller);
             return true;
         }
-        let present = value.is_some();
-        let root = (!present)
-            .then(|| {
-                traceparent_probe::unsampled_root(&plugin.tracer, &mut self.shared.ids.borrow_mut())
-            })
-            .flatten();
-        if let Some(root) = root {
-            tracecontext::inject(&root, &mut RequestHeaderWriter::after_lookup(name, present));
-            self.count_start(StartCount::UNSAMPLED_ROOT, false);
-            self.announce(&root);
-            return true;
-        }
-        let (looked_up, unreadable) = match value {
-            Some(value) => HeaderBlock::single(name, value),
-            None => (HeaderBlock::default(), 0),
-        };
+        let (looked_up, unreadable) = HeaderBlock::single(name, value);
         let settled = traceparent_probe::settle(
             &plugin.tracer,
             &looked_up,
@@ -327,7 +323,7 @@ impl SidetraceStream {
         let Some(mut start) = settled else {
             return false;
         };
-        let mut writer = RequestHeaderWriter::after_lookup(name, present);
+        let mut writer = RequestHeaderWriter::after_lookup(name, true);
         plugin.tracer.propagate(&mut start, &mut writer);
         self.count_start(StartCount::of(&start, unreadable), false);
         self.announce(&start.context);
