@@ -23,8 +23,16 @@ with_tool() {
     fi
 }
 
+echo "== Envoy: the same at 1 %, every request with an unsampled caller's context"
+.venv/bin/python benches/envoy/run.py --caller-context --export-rate 0 --variant "native 1%" \
+    --variant "sidetrace in 1% dir" --variant "sidetrace in 1% gated" --variant "sidetrace in 1% composite" "$@"
+echo
 echo "== Envoy: instructions per request (callgrind; deterministic)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py
+echo
+echo "== Envoy: instructions per second with no request (timers and ticks; callgrind)"
+with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 \
+    --variant "native 100%" --variant "native 1%" --variant "sidetrace in 100% dir" --variant "sidetrace in 1% dir"
 echo
 echo "== Envoy: instructions per request at 1 %, every request with an unsampled caller's context"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --caller-context \

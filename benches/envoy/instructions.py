@@ -14,6 +14,7 @@ track it. Figures, not assertions.
     .venv/bin/python benches/envoy/instructions.py
     .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
     .venv/bin/python benches/envoy/instructions.py --caller-context --variant "native 1%" --variant "sidetrace in 1%"
+    .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 --variant "native 1%" --variant "sidetrace in 1% dir"
 
 `--caller-context` sends every request with an unsampled W3C `traceparent`, as a sidecar inside a
 mesh sees most requests (the hop before it made the decision), where without it every request is
@@ -42,6 +43,7 @@ EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
                   ("sidetrace in 100% gated", "sidetrace-routes", 100, "INBOUND", run.W3C_ONLY)]
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
+                    "sidetrace in 100% dir", "sidetrace in 100% held",
                     "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir", "sidetrace in 1% gated",
                     "sidetrace out 1% gated", "sidetrace in 1% composite", "sidetrace in 1% istio gate"]
 
@@ -64,7 +66,9 @@ def wait_until_serving(url, process, timeout=300):
         time.sleep(0.5)
 
 
-def count(variant, requests, receiver, workdir, headers=()):
+def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0):
+    """Instructions per request over `requests` requests; with `idle_seconds`, instead, per
+    second over that long with no request at all (after the same warm-up)."""
     name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
     config_path = os.path.join(workdir, "envoy.yaml")
@@ -87,12 +91,17 @@ def count(variant, requests, receiver, workdir, headers=()):
         subprocess.run(h2load + ["-n", "1000", url], capture_output=True, check=True)
         time.sleep(2)
         subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], capture_output=True, check=True)
-        out = subprocess.run(h2load + ["-n", str(requests), url], capture_output=True, text=True, check=True).stdout
-        if f"{requests} succeeded" not in out:
-            raise SystemExit(f"{name}: not every request succeeded:\n{out}")
-        # Batches leave on the tick; let the last one go and be answered inside the window.
-        time.sleep(3)
+        started = time.time()
+        if idle_seconds:
+            time.sleep(idle_seconds)
+        else:
+            out = subprocess.run(h2load + ["-n", str(requests), url], capture_output=True, text=True, check=True).stdout
+            if f"{requests} succeeded" not in out:
+                raise SystemExit(f"{name}: not every request succeeded:\n{out}")
+            # Batches leave on the tick; let the last one go and be answered inside the window.
+            time.sleep(3)
         subprocess.run(["callgrind_control", "--instr=off", str(process.pid)], capture_output=True, check=True)
+        window = time.time() - started
     finally:
         process.terminate()
         process.wait()
@@ -102,6 +111,9 @@ def count(variant, requests, receiver, workdir, headers=()):
             for line in data:
                 if line.startswith("totals:"):
                     total += int(line.split()[1])
+    if idle_seconds:
+        return total / window
+    print(f"{name:<20} window {window:.1f} s", file=sys.stderr, flush=True)
     return total / requests
 
 
@@ -111,6 +123,19 @@ def require_tools():
             raise SystemExit(f"{tool} not installed (Debian: valgrind, nghttp2-client)")
 
 
+def idle(variants, seconds):
+    """What each variant costs Envoy per second on its own timers, over no tracing's. A counted
+    window lasts as long as valgrind takes to serve its requests (seconds, where wrk needs a
+    fraction of one), so per request the counts charge these timers ~100 times what they cost
+    at wrk's pace."""
+    with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
+        rates = {variant[0]: count(variant, 0, receiver, workdir, idle_seconds=seconds) for variant in variants}
+    print(f"\nEnvoy 1.40 under callgrind, 1 worker, after the warm-up, {seconds} s without a request")
+    print(f"{'variant':<24} {'instr/s':>12} {'added':>10}")
+    for name, rate in rates.items():
+        print(f"{name:<24} {rate:>12,.0f} {rate - rates['none']:>10,.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
@@ -118,6 +143,8 @@ def main():
                         help="a row name of run.py, \"sidetrace in 100%% held\" or \"sidetrace in 100%% gated\" (repeatable)")
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
+    parser.add_argument("--idle-seconds", type=int, default=0,
+                        help="count instructions per second with no request instead (timers and ticks)")
     args = parser.parse_args()
     headers = [run.CALLER_TRACEPARENT] if args.caller_context else []
     require_tools()
@@ -126,6 +153,9 @@ def main():
     if "none" not in wanted:
         variants.insert(0, run.VARIANTS[0])
     run.build_probe_filter()
+    if args.idle_seconds:
+        idle(variants, args.idle_seconds)
+        return
     per_request = {}
     with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
         for variant in variants:

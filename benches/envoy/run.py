@@ -27,6 +27,12 @@ call on top of it).
 
 `--caller-context` sends every request with an unsampled W3C `traceparent`, as a sidecar inside a
 mesh sees most requests; `--variant` (repeatable) runs only the rows named, with "none".
+
+On a machine of two cores or more, Envoy runs on the last core and wrk on the others
+(`--no-pin` lets the scheduler place them): with three busy processes on two cores, Envoy's CPU
+time per request moved with whatever shared its core. The receiver only counts the spans it
+parses: decoding each into Python objects, as the tests' receiver does, made it a third busy
+process at 100 % sampling.
 """
 import argparse
 import json
@@ -180,13 +186,34 @@ def parse_wrk(text):
     return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), latency_ms("50"), latency_ms("99")
 
 
-def measure(name, kind, percentage, direction, seconds, connections, receiver, extra=None, headers=()):
+def cores():
+    """The cores Envoy and the load generator get when pinned: (Envoy's, the load's), or None."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None
+    return {available[-1]}, set(available[:-1])
+
+
+def pin(pid, cpus):
+    """Pins every thread of process `pid` (Envoy starts its workers before it serves)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except ProcessLookupError:
+            pass
+
+
+def measure(name, kind, percentage, direction, seconds, connections, receiver, extra=None, headers=(), pinned=None):
     port, admin = free_port(), free_port()
     receiver.clear()
     config = envoy_config(kind, percentage, direction, port, admin, receiver.port, extra)
     with Envoy(config, f"bench-{kind}", log_level="warning") as envoy:
         url = f"http://127.0.0.1:{port}/bench/item"
         wrk = ["wrk", "-t1"] + [arg for header in headers for arg in ("-H", header)]
+        if pinned:
+            envoy_cores, load_cores = pinned
+            pin(envoy.process.pid, envoy_cores)
+            wrk = ["taskset", "-c", ",".join(map(str, sorted(load_cores)))] + wrk
         # Long enough for V8 to move the module's hot functions to its optimizing tier.
         subprocess.run(wrk + ["-c4", "-d2s", url], capture_output=True)
         before = envoy.cpu_seconds()
@@ -198,7 +225,7 @@ def measure(name, kind, percentage, direction, seconds, connections, receiver, e
         stats = envoy.sidetrace_stats()
         rss = envoy.rss_bytes()
     return {"variant": name, "rps": rps, "p50_ms": p50, "p99_ms": p99, "cpu_us_per_req": cpu / requests * 1e6,
-            "spans_received": len(receiver.spans()), "requests": requests, "rss_mb": rss / 2**20,
+            "spans_received": receiver.span_count(), "requests": requests, "rss_mb": rss / 2**20,
             "dropped": stats.get("spans_dropped", 0), "exported": stats.get("spans_exported", 0)}
 
 
@@ -239,6 +266,7 @@ def main():
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
     parser.add_argument("--variant", action="append", help="a row name to run (repeatable); \"none\" always runs")
+    parser.add_argument("--no-pin", action="store_true", help="leave Envoy and wrk where the scheduler puts them")
     args = parser.parse_args()
     if args.export_only:
         export_throughput(args.export_rate, args.export_seconds)
@@ -249,19 +277,26 @@ def main():
     headers = [CALLER_TRACEPARENT] if args.caller_context else []
     build_probe_filter()
     results = {name: [] for name, *_ in variants}
-    with OtlpReceiver() as receiver:
+    pinned = None if args.no_pin else cores()
+    all_cores = os.sched_getaffinity(0)
+    if pinned:
+        # The receiver's threads, started next, inherit this: they stay off Envoy's core.
+        os.sched_setaffinity(0, pinned[1])
+    with OtlpReceiver(count_only=True) as receiver:
         for round_index in range(rounds):
             for name, kind, percentage, direction, extra in variants:
                 results[name].append(measure(name, kind, percentage, direction, seconds, args.connections, receiver,
-                                             extra, headers))
+                                             extra, headers, pinned))
                 print(f"round {round_index + 1}/{rounds} {name:<20} {results[name][-1]['cpu_us_per_req']:.2f} µs/req", file=sys.stderr, flush=True)
+    os.sched_setaffinity(0, all_cores)
     median = {name: {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[0][k]
                      for k in runs[0]} for name, runs in results.items()}
     base = median["none"]["cpu_us_per_req"]
     added = {name: m["cpu_us_per_req"] - base for name, m in median.items()}
     print(f"\nEnvoy 1.40, 1 worker, direct_response, wrk -c{args.connections}, {rounds} round(s) x {seconds} s, "
           + ("every request with an unsampled caller's traceparent, " if headers else "")
-          + f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()})")
+          + f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}), "
+          + (f"Envoy pinned to core {sorted(pinned[0])}, wrk to {sorted(pinned[1])}" if pinned else "not pinned"))
     def per_round_ratio(name, percent):
         # Each round's variants ran minutes apart at most: a ratio within a round cancels the
         # machine's slow drift, and the median of those ratios resists one noisy round.
