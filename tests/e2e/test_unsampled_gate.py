@@ -105,14 +105,15 @@ def counters(mesh, side):
 
 
 def settled_counters(mesh):
-    """Both sides' counters once a previous case's last tick has landed (two reads agree)."""
+    """Both sides' counters once a previous case's last tick has landed: two reads agree across
+    more than a tick (once a second with nothing to export)."""
     previous = None
     while True:
         current = {side: counters(mesh, side) for side in SIDES}
         if current == previous:
             return current
         previous = current
-        time.sleep(0.3)
+        time.sleep(1.1)
 
 
 def wait_for_counters(mesh, expected, before, timeout=5.0):

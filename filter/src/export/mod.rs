@@ -95,6 +95,12 @@ impl Exporter {
         true
     }
 
+    /// Nothing waiting, on the wire or awaiting a retry: until a span arrives, a poll has
+    /// nothing to do.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.outstanding() == 0
+    }
+
     pub fn has_full_batch(&self) -> bool {
         self.waiting.len() >= self.settings.max_batch_size
     }

@@ -335,3 +335,20 @@ fn random_sequences_keep_the_counts_exact() {
         assert_eq!(s.sampled, s.exported + s.dropped);
     }
 }
+
+#[test]
+fn is_idle_only_with_nothing_waiting_in_flight_or_awaiting_a_retry() {
+    let mut exporter = Exporter::new(settings(), 1);
+    assert!(exporter.is_idle(), "new");
+    fill(&mut exporter, 1);
+    assert!(!exporter.is_idle(), "a span waiting");
+    let batch = exporter.poll(0, &concat).unwrap();
+    assert!(!exporter.is_idle(), "a batch in flight");
+    exporter.complete(batch.batch_id, FAIL, 1);
+    assert!(!exporter.is_idle(), "a batch awaiting its retry");
+    let retry = exporter.poll(10_000, &concat).expect("the retry");
+    assert!(!exporter.is_idle(), "the retry in flight");
+    exporter.complete(retry.batch_id, OK, 10_001);
+    assert!(exporter.is_idle(), "all delivered");
+    assert_invariant(&exporter);
+}

@@ -8,13 +8,16 @@ use crate::config::Config;
 use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
 use crate::otlp::{decode_export_response, grpc_service_target, retry_delay_from_status_details};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
 const METHOD: &str = "Export";
 /// Ticks run more often than `scheduledDelayMs` so a full batch leaves within this long.
 const MAX_TICK_MS: u64 = 50;
+/// With nothing to send, a tick only publishes counters: once a second does, and spares an idle
+/// sidecar twenty wake-ups a second per worker.
+const IDLE_TICK_MS: u64 = 1000;
 const GRPC_OK: u32 = 0;
 const DEADLINE_EXCEEDED: u32 = 4;
 
@@ -38,6 +41,37 @@ pub struct Shared {
     pub exporter: RefCell<Exporter>,
     pub ids: RefCell<IdGenerator>,
     pub stats: StatsPublisher,
+    pub pace: TickPace,
+}
+
+/// How often the root ticks: every `MAX_TICK_MS` (or the scheduled delay, if shorter) from the
+/// first span queued until the exporter holds nothing again, `IDLE_TICK_MS` otherwise. The root
+/// and its streams can both set it, since the host applies a tick period to the root of the
+/// context that asks. Never set inside a tick: Envoy replaces the timer whose callback runs.
+pub struct TickPace {
+    busy_ms: u32,
+    idle_ms: u32,
+    busy: Cell<bool>,
+}
+
+impl TickPace {
+    /// Idle: the root asks for `idle_ms` when it is configured.
+    fn new(scheduled_delay_ms: u64) -> Self {
+        let busy_ms = scheduled_delay_ms.clamp(1, MAX_TICK_MS);
+        TickPace {
+            busy_ms: busy_ms as u32,
+            idle_ms: busy_ms.max(IDLE_TICK_MS) as u32,
+            busy: Cell::new(false),
+        }
+    }
+
+    /// One host call when the pace changes; none while it stays.
+    #[inline(never)]
+    pub fn set(&self, busy: bool) {
+        if self.busy.replace(busy) != busy {
+            host::set_tick_period_ms(if busy { self.busy_ms } else { self.idle_ms });
+        }
+    }
 }
 
 impl Shared {
@@ -236,6 +270,12 @@ impl SidetraceRoot {
             }
         };
         self.complete(export.batch_id, outcome);
+        if let Some(shared) = &self.shared {
+            // The last export answered, nothing waiting: back to the idle pace until a span.
+            if shared.exporter.borrow().is_idle() {
+                shared.pace.set(false);
+            }
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -254,6 +294,8 @@ impl SidetraceRoot {
             return true;
         };
         self.draining = true;
+        // Timeouts and retries of what is still held are noticed on the tick.
+        shared.pace.set(true);
         if live_roots_after_this_one() == 0 {
             // The VM goes with its last plugin, and no export response would outlive it: what
             // is still held cannot be delivered, so it is counted as dropped now.
@@ -295,7 +337,8 @@ impl SidetraceRoot {
             }
         };
         let settings = Self::exporter_settings(&config);
-        let tick = config.batch.scheduled_delay_ms.clamp(1, MAX_TICK_MS);
+        let pace = TickPace::new(config.batch.scheduled_delay_ms);
+        host::set_tick_period_ms(pace.idle_ms);
         let mut ids = IdGenerator::from_entropy();
         let jitter_seed = ids.span_id().0;
         let plugin = Plugin::new(config);
@@ -308,8 +351,8 @@ impl SidetraceRoot {
             exporter: RefCell::new(Exporter::new(settings, u64::from_le_bytes(jitter_seed))),
             ids: RefCell::new(ids),
             stats: StatsPublisher::new(),
+            pace,
         }));
-        host::set_tick_period_ms(tick as u32);
         true
     }
 
