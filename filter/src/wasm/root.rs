@@ -294,8 +294,6 @@ impl SidetraceRoot {
             return true;
         };
         self.draining = true;
-        // Timeouts and retries of what is still held are noticed on the tick.
-        shared.pace.set(true);
         if live_roots_after_this_one() == 0 {
             // The VM goes with its last plugin, and no export response would outlive it: what
             // is still held cannot be delivered, so it is counted as dropped now.
@@ -324,6 +322,8 @@ impl SidetraceRoot {
             shared.publish_stats();
             return true;
         }
+        // Exports still on the wire: their timeouts are noticed on the tick.
+        shared.pace.set(true);
         false
     }
 

@@ -28,8 +28,6 @@ pub struct SidetraceStream {
 struct Recording {
     /// `None` until the end when the listener's direction is read with the span's other facts.
     kind: Option<SpanKind>,
-    /// The request came without trace context: counted at the end if the span turns out a client.
-    without_context: bool,
     start: SpanStart,
     start_unix_nanos: u64,
     request: HeaderBlock,
@@ -163,7 +161,9 @@ impl SidetraceStream {
         let fields = RequestFields::read(&recording.request);
         let mut answer = None;
         let (kind, facts) = self.read_facts(&recording, fields.is_grpc(), &mut answer);
-        if recording.kind.is_none() && recording.without_context && kind == SpanKind::Client {
+        // A request without context is counted at the end when its span turns out a client.
+        let without_context = recording.start.incoming.context.is_none();
+        if recording.kind.is_none() && without_context && kind == SpanKind::Client {
             metrics::count(|pending| pending.outbound_without_context += 1);
         }
         let status_code = facts.status_code;
@@ -278,7 +278,6 @@ impl SidetraceStream {
         if recorded && start.is_sampled() {
             self.recording = Some(Box::new(Recording {
                 kind,
-                without_context: start.incoming.context.is_none(),
                 start,
                 start_unix_nanos: host::now_unix_nanos(),
                 request,
