@@ -34,6 +34,10 @@ echo "== Envoy: instructions per second with no request (timers and ticks; callg
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 \
     --variant "native 100%" --variant "native 1%" --variant "sidetrace in 100% dir" --variant "sidetrace in 1% dir"
 echo
+echo "== Envoy: instructions per request at 20 requests a second, a quiet sidecar's pace (callgrind)"
+with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --rate 20 --requests 600 \
+    --variant "native 100%" --variant "sidetrace in 100% dir" --variant "native 1%" --variant "sidetrace in 1% dir"
+echo
 echo "== Envoy: instructions per request at 1 %, every request with an unsampled caller's context"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --caller-context \
     --variant "native 1%" --variant "sidetrace in 1%" --variant "sidetrace out 1%" --variant "sidetrace in 1% dir" \

@@ -15,10 +15,13 @@ track it. Figures, not assertions.
     .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
     .venv/bin/python benches/envoy/instructions.py --caller-context --variant "native 1%" --variant "sidetrace in 1%"
     .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 --variant "native 1%" --variant "sidetrace in 1% dir"
+    .venv/bin/python benches/envoy/instructions.py --rate 20 --requests 600 --variant "native 100%" --variant "sidetrace in 100% dir"
 
-`--caller-context` sends every request with an unsampled W3C `traceparent`, as a sidecar inside a
-mesh sees most requests (the hop before it made the decision), where without it every request is
-a new trace's first.
+`--rate N` paces the requests at N a second: a sidecar's usual traffic is far below what valgrind
+serves (a few hundred a second), and at that pace what timers and exports cost weighs more on
+each request. `--caller-context` sends every request with an unsampled W3C `traceparent`, as a
+sidecar inside a mesh sees most requests (the hop before it made the decision), where without it
+every request is a new trace's first.
 """
 import argparse
 import glob
@@ -66,9 +69,10 @@ def wait_until_serving(url, process, timeout=300):
         time.sleep(0.5)
 
 
-def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0):
-    """Instructions per request over `requests` requests; with `idle_seconds`, instead, per
-    second over that long with no request at all (after the same warm-up)."""
+def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate=0):
+    """Instructions per request over `requests` requests (at `rate` requests a second, or as
+    fast as Envoy under valgrind answers); with `idle_seconds`, instead, per second over that
+    long with no request at all (after the same warm-up)."""
     name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
     config_path = os.path.join(workdir, "envoy.yaml")
@@ -95,7 +99,9 @@ def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0):
         if idle_seconds:
             time.sleep(idle_seconds)
         else:
-            out = subprocess.run(h2load + ["-n", str(requests), url], capture_output=True, text=True, check=True).stdout
+            # h2load's rate is per client: two clients at half the rate each.
+            paced = ["--rps", str(max(1, rate // 2))] if rate else []
+            out = subprocess.run(h2load + paced + ["-n", str(requests), url], capture_output=True, text=True, check=True).stdout
             if f"{requests} succeeded" not in out:
                 raise SystemExit(f"{name}: not every request succeeded:\n{out}")
             # Batches leave on the tick; let the last one go and be answered inside the window.
@@ -143,6 +149,9 @@ def main():
                         help="a row name of run.py, \"sidetrace in 100%% held\" or \"sidetrace in 100%% gated\" (repeatable)")
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
+    parser.add_argument("--rate", type=int, default=0,
+                        help="requests a second (two clients at half each); a sidecar's usual traffic is "
+                             "far below what valgrind can serve, and timers weigh more per request there")
     parser.add_argument("--idle-seconds", type=int, default=0,
                         help="count instructions per second with no request instead (timers and ticks)")
     args = parser.parse_args()
@@ -159,11 +168,12 @@ def main():
     per_request = {}
     with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
-            per_request[variant[0]] = count(variant, args.requests, receiver, workdir, headers)
+            per_request[variant[0]] = count(variant, args.requests, receiver, workdir, headers, rate=args.rate)
             print(f"{variant[0]:<20} {per_request[variant[0]]:>10,.0f} instructions/request", file=sys.stderr, flush=True)
     base = per_request["none"]
     print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
           f"after 1000 to warm up; all threads, exports and ticks included"
+          + (f"; {args.rate} requests a second" if args.rate else "")
           + ("; every request with an unsampled caller's traceparent" if headers else ""))
     header = f"{'variant':<24} {'instr/request':>14} {'added':>10} {'vs native':>10}"
     print(header)

@@ -97,8 +97,11 @@ impl Exporter {
 
     /// Nothing waiting, on the wire or awaiting a retry: until a span arrives, a poll has
     /// nothing to do.
-    pub fn is_idle(&self) -> bool {
-        self.waiting.is_empty() && self.outstanding() == 0
+    /// Whether something is due sooner than the scheduled delay: a full batch waits to leave,
+    /// or a failed one for its retry. Spans short of a batch leave on the schedule, and exports
+    /// on the wire are answered by callbacks, not found by ticks.
+    pub fn needs_fast_tick(&self) -> bool {
+        self.has_full_batch() || !self.awaiting_retry.is_empty()
     }
 
     pub fn has_full_batch(&self) -> bool {

@@ -337,18 +337,24 @@ fn random_sequences_keep_the_counts_exact() {
 }
 
 #[test]
-fn is_idle_only_with_nothing_waiting_in_flight_or_awaiting_a_retry() {
+fn needs_a_fast_tick_only_for_a_full_batch_or_a_retry() {
     let mut exporter = Exporter::new(settings(), 1);
-    assert!(exporter.is_idle(), "new");
+    assert_eq!(settings().max_batch_size, 4);
+    assert!(!exporter.needs_fast_tick(), "new");
+    fill(&mut exporter, 3);
+    assert!(
+        !exporter.needs_fast_tick(),
+        "short of a batch: the schedule sends it"
+    );
     fill(&mut exporter, 1);
-    assert!(!exporter.is_idle(), "a span waiting");
+    assert!(exporter.needs_fast_tick(), "a full batch waiting");
     let batch = exporter.poll(0, &concat).unwrap();
-    assert!(!exporter.is_idle(), "a batch in flight");
+    assert!(!exporter.needs_fast_tick(), "a batch in flight");
     exporter.complete(batch.batch_id, FAIL, 1);
-    assert!(!exporter.is_idle(), "a batch awaiting its retry");
+    assert!(exporter.needs_fast_tick(), "a batch awaiting its retry");
     let retry = exporter.poll(10_000, &concat).expect("the retry");
-    assert!(!exporter.is_idle(), "the retry in flight");
+    assert!(!exporter.needs_fast_tick(), "the retry in flight");
     exporter.complete(retry.batch_id, OK, 10_001);
-    assert!(exporter.is_idle(), "all delivered");
+    assert!(!exporter.needs_fast_tick(), "all delivered");
     assert_invariant(&exporter);
 }

@@ -13,10 +13,12 @@ use std::rc::Rc;
 
 const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
 const METHOD: &str = "Export";
-/// Ticks run more often than `scheduledDelayMs` so a full batch leaves within this long.
+/// While a full batch (or a retry) waits, the root ticks this often, or every
+/// `scheduledDelayMs` if that is shorter: a full batch leaves within this long.
 const MAX_TICK_MS: u64 = 50;
-/// With nothing to send, a tick only publishes counters: once a second does, and spares an idle
-/// sidecar twenty wake-ups a second per worker.
+/// Otherwise a tick sends what has waited the scheduled delay and publishes counters: once a
+/// second (or every `scheduledDelayMs`, if shorter) does both, and spares a sidecar that sees
+/// less than a batch a second twenty wake-ups a second per worker.
 const IDLE_TICK_MS: u64 = 1000;
 const GRPC_OK: u32 = 0;
 const DEADLINE_EXCEEDED: u32 = 4;
@@ -44,10 +46,13 @@ pub struct Shared {
     pub pace: TickPace,
 }
 
-/// How often the root ticks: every `MAX_TICK_MS` (or the scheduled delay, if shorter) from the
-/// first span queued until the exporter holds nothing again, `IDLE_TICK_MS` otherwise. The root
-/// and its streams can both set it, since the host applies a tick period to the root of the
-/// context that asks. Never set inside a tick: Envoy replaces the timer whose callback runs.
+/// How often the root ticks: every `MAX_TICK_MS` (or the scheduled delay, if shorter) while the
+/// exporter has a full batch or a retry waiting (`Exporter::needs_fast_tick`), every
+/// `IDLE_TICK_MS` (or the scheduled delay, if shorter) otherwise. A stream whose span fills a
+/// batch sets the fast pace; the root sets the pace again on each export's answer. The host
+/// applies a tick period to the root of the context that asks. Never set inside a tick: Envoy
+/// replaces the timer whose callback runs, so a pace a tick would change waits for the next
+/// answer.
 pub struct TickPace {
     busy_ms: u32,
     idle_ms: u32,
@@ -60,7 +65,7 @@ impl TickPace {
         let busy_ms = scheduled_delay_ms.clamp(1, MAX_TICK_MS);
         TickPace {
             busy_ms: busy_ms as u32,
-            idle_ms: busy_ms.max(IDLE_TICK_MS) as u32,
+            idle_ms: scheduled_delay_ms.min(IDLE_TICK_MS).max(busy_ms) as u32,
             busy: Cell::new(false),
         }
     }
@@ -75,6 +80,12 @@ impl TickPace {
 }
 
 impl Shared {
+    /// The pace the exporter's state asks for (`TickPace`); never from inside a tick.
+    #[inline(never)]
+    pub fn follow_exporter_pace(&self) {
+        self.pace.set(self.exporter.borrow().needs_fast_tick());
+    }
+
     pub fn publish_stats(&self) {
         self.stats.publish(self.exporter.borrow().stats());
     }
@@ -271,10 +282,7 @@ impl SidetraceRoot {
         };
         self.complete(export.batch_id, outcome);
         if let Some(shared) = &self.shared {
-            // The last export answered, nothing waiting: back to the idle pace until a span.
-            if shared.exporter.borrow().is_idle() {
-                shared.pace.set(false);
-            }
+            shared.follow_exporter_pace();
         }
     }
 
@@ -322,8 +330,8 @@ impl SidetraceRoot {
             shared.publish_stats();
             return true;
         }
-        // Exports still on the wire: their timeouts are noticed on the tick.
-        shared.pace.set(true);
+        // Exports still on the wire: their answers, or Envoy's timeouts, finish the plugin, and
+        // the tick notices an export overdue past its own deadline.
         false
     }
 

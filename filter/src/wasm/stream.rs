@@ -248,7 +248,7 @@ impl SidetraceStream {
         // Counters follow on the next tick, with the per-request ones: two metric calls per
         // span saved.
         self.shared.exporter.borrow_mut().enqueue(encoded);
-        self.shared.pace.set(true);
+        self.shared.follow_exporter_pace();
     }
 
     fn span_kind(plugin: &Plugin) -> SpanKind {

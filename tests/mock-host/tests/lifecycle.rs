@@ -967,33 +967,50 @@ fn default_batching_sustains_25000_spans_per_second_without_drops() {
     assert_eq!(host.tick_period_ms(), 1000, "idle again once all is sent");
 }
 
-/// An idle sidecar's worker is woken once a second, not twenty times: the tick runs fast only
-/// from the first span queued until the exporter holds nothing again.
+/// A sidecar's worker is woken once a second, not twenty times, unless a full batch or a retry
+/// waits: spans short of a batch leave on the one-second tick, as they did on the fast one.
 #[test]
-fn the_tick_is_fast_only_while_spans_wait_or_exports_are_on_the_wire() {
-    let mut host = configured("");
+fn the_tick_is_fast_only_while_a_full_batch_or_a_retry_waits() {
+    let mut host = configured(r#""batch":{"scheduledDelayMs":1000,"maxExportBatchSize":4}"#);
     assert_eq!(host.tick_period_ms(), 1000, "configured, nothing to send");
     for _ in 0..3 {
         host.advance_ms(1000);
         host.tick().unwrap();
     }
     assert_eq!(host.tick_period_ms(), 1000, "ticks with nothing to send");
+    host.advance_ms(10);
     host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
-    assert_eq!(host.tick_period_ms(), 50, "a span waits");
-    let mut calls = Vec::new();
-    let mut waited_ms = 0;
-    while calls.is_empty() && waited_ms < 5000 {
-        host.advance_ms(50);
-        waited_ms += 50;
-        host.tick().unwrap();
-        calls = host.take_grpc_calls();
-    }
-    assert_eq!(calls.len(), 1);
-    assert!(
-        waited_ms <= 1050,
-        "sent {waited_ms} ms after it was queued: the scheduled delay is 1000"
+    assert_eq!(
+        host.tick_period_ms(),
+        1000,
+        "one span waits for the schedule"
     );
-    assert_eq!(host.tick_period_ms(), 50, "an export on the wire");
+    host.advance_ms(990);
+    host.tick().unwrap();
+    let calls = host.take_grpc_calls();
+    assert_eq!(
+        calls.len(),
+        1,
+        "sent on the next one-second tick, 990 ms after it was queued"
+    );
+    assert_eq!(
+        host.tick_period_ms(),
+        1000,
+        "an export on the wire needs no tick"
+    );
+    host.grpc_respond_ok(calls[0].token, &ok_response())
+        .unwrap();
+    assert_eq!(host.tick_period_ms(), 1000, "answered, nothing waiting");
+
+    // A full batch asks for the fast tick and leaves on it.
+    for _ in 0..4 {
+        host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+    }
+    assert_eq!(host.tick_period_ms(), 50, "a full batch waits");
+    host.advance_ms(50);
+    host.tick().unwrap();
+    let calls = host.take_grpc_calls();
+    assert_eq!(calls.len(), 1, "the full batch left on the fast tick");
     host.grpc_respond_ok(calls[0].token, &ok_response())
         .unwrap();
     assert_eq!(host.tick_period_ms(), 1000, "answered, nothing waiting");
@@ -1020,7 +1037,7 @@ fn the_tick_is_fast_only_while_spans_wait_or_exports_are_on_the_wire() {
     host.grpc_respond_ok(retried[0].token, &ok_response())
         .unwrap();
     assert_eq!(host.tick_period_ms(), 1000);
-    assert_eq!(metric(&host, "spans_exported"), 2);
+    assert_eq!(metric(&host, "spans_exported"), 6);
 }
 
 /// Hosts call an exported callback on every event it names (body callbacks on every chunk):
