@@ -95,8 +95,6 @@ impl Exporter {
         true
     }
 
-    /// Nothing waiting, on the wire or awaiting a retry: until a span arrives, a poll has
-    /// nothing to do.
     /// Whether something is due sooner than the scheduled delay: a full batch waits to leave,
     /// or a failed one for its retry. Spans short of a batch leave on the schedule, and exports
     /// on the wire are answered by callbacks, not found by ticks.

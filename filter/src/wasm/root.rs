@@ -48,9 +48,9 @@ pub struct Shared {
 
 /// How often the root ticks: every `MAX_TICK_MS` (or the scheduled delay, if shorter) while the
 /// exporter has a full batch or a retry waiting (`Exporter::needs_fast_tick`), every
-/// `IDLE_TICK_MS` (or the scheduled delay, if shorter) otherwise. A stream whose span fills a
-/// batch sets the fast pace; the root sets the pace again on each export's answer. The host
-/// applies a tick period to the root of the context that asks. Never set inside a tick: Envoy
+/// `IDLE_TICK_MS` (or the scheduled delay, if shorter) otherwise. It is set again after each span
+/// is queued (by its stream) and on each export's answer (by the root); the host applies a tick
+/// period to the root of the context that asks. Never set inside a tick: Envoy
 /// replaces the timer whose callback runs, so a pace a tick would change waits for the next
 /// answer.
 pub struct TickPace {
