@@ -408,7 +408,8 @@ mod tests {
             Json::Null => serde_json::Value::Null,
             Json::Bool(b) => serde_json::Value::Bool(*b),
             // Integers through serde_json (exact); fractions through std's correctly rounded
-            // parser, as serde_json's own is not without its `float_roundtrip` feature.
+            // parser, which serde_json matches only with its `float_roundtrip` feature (on in
+            // this crate's dev-dependencies, for the documents it parses itself below).
             Json::Number(text) if text.contains(['.', 'e', 'E']) => {
                 let number = text.parse::<f64>().expect("number text");
                 serde_json::Number::from_f64(number)?.into()
