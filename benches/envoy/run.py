@@ -153,9 +153,14 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
             runtime = unsampled_gate.LAYERED_RUNTIME
         hcm["http_filters"].insert(0, sidetrace)
     if kind == "probe":
-        # `extra`: {"wasm": a build of the probe filter, "calls": its configuration}.
+        # `extra`: {"wasm": a build of the probe filter, "calls": its configuration, and
+        # optionally "route_response_headers": the route's `response_headers_to_add`}.
         extra = extra or {}
         hcm["http_filters"].insert(0, wasm_filter("probe", extra.get("wasm", PROBE_WASM), extra.get("calls", "")))
+        if extra.get("route_response_headers"):
+            route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+            route["name"] = "bench"
+            route["response_headers_to_add"] = extra["route_response_headers"]
     bootstrap = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {

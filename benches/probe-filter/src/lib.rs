@@ -6,7 +6,8 @@
 //!
 //! Configuration: whitespace-separated `call:count`, e.g. `absent:4 time:2`, made on request
 //! headers; `done.call:count` makes them when the stream is done instead, when the response's
-//! attributes exist. `expr` evaluates the CEL expression written after a `|` (Envoy's
+//! attributes exist, and `response.call:count` on the response's headers, reading and writing
+//! that map. `expr` evaluates the CEL expression written after a `|` (Envoy's
 //! `expr_evaluate`), e.g. `done.expr:4 | [response.code, request.protocol]`.
 
 #[cfg(target_arch = "wasm32")]
@@ -14,6 +15,7 @@ mod filter {
     use std::cell::RefCell;
 
     const REQUEST_HEADERS: u32 = 0;
+    const RESPONSE_HEADERS: u32 = 2;
     const PLUGIN_CONFIGURATION: u32 = 7;
 
     #[link(wasm_import_module = "env")]
@@ -81,6 +83,9 @@ mod filter {
         Add,
         /// Removing a header the request does not have.
         Remove,
+        /// Removing `x-probe`, which the map has (a route's `response_headers_to_add` in the
+        /// benchmark that prices it).
+        RemoveProbe,
         Time,
         /// Envoy's `expr_evaluate` foreign function on the expression configured after `|`.
         Expression,
@@ -101,6 +106,7 @@ mod filter {
                 "replace" => Call::Replace,
                 "add" => Call::Add,
                 "remove" => Call::Remove,
+                "removeprobe" => Call::RemoveProbe,
                 "time" => Call::Time,
                 "expr" => Call::Expression,
                 "setpairs" => Call::SetPairs,
@@ -108,61 +114,55 @@ mod filter {
             })
         }
 
-        fn make(self) {
+        /// Makes the call on header map `map` (request or response headers).
+        fn make(self, map: u32) {
             let (mut data, mut size) = (std::ptr::null_mut(), 0);
             // SAFETY: every slice outlives its call; buffers the host fills are released below.
             unsafe {
                 match self {
                     Call::Absent => proxy_get_header_map_value(
-                        REQUEST_HEADERS,
+                        map,
                         b"x-absent".as_ptr(),
                         8,
                         &mut data,
                         &mut size,
                     ),
-                    Call::Present => proxy_get_header_map_value(
-                        REQUEST_HEADERS,
-                        b":path".as_ptr(),
-                        5,
-                        &mut data,
-                        &mut size,
-                    ),
-                    Call::Pairs => {
-                        proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size)
+                    Call::Present => {
+                        proxy_get_header_map_value(map, b":path".as_ptr(), 5, &mut data, &mut size)
                     }
+                    Call::Pairs => proxy_get_header_map_pairs(map, &mut data, &mut size),
                     Call::Property => {
                         proxy_get_property(b"request\0protocol".as_ptr(), 16, &mut data, &mut size)
                     }
                     Call::Replace => proxy_replace_header_map_value(
-                        REQUEST_HEADERS,
+                        map,
                         b"x-probe".as_ptr(),
                         7,
                         TRACEPARENT.as_ptr(),
                         TRACEPARENT.len(),
                     ),
                     Call::Add => proxy_add_header_map_value(
-                        REQUEST_HEADERS,
+                        map,
                         b"x-probe".as_ptr(),
                         7,
                         TRACEPARENT.as_ptr(),
                         TRACEPARENT.len(),
                     ),
-                    Call::Remove => {
-                        proxy_remove_header_map_value(REQUEST_HEADERS, b"x-absent".as_ptr(), 8)
-                    }
+                    Call::Remove => proxy_remove_header_map_value(map, b"x-absent".as_ptr(), 8),
+                    Call::RemoveProbe => proxy_remove_header_map_value(map, b"x-probe".as_ptr(), 7),
                     Call::Time => {
                         let mut now = 0;
                         proxy_get_current_time_nanoseconds(&mut now)
                     }
                     Call::SetPairs => {
-                        proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size);
+                        proxy_get_header_map_pairs(map, &mut data, &mut size);
                         let read = if data.is_null() {
                             &[][..]
                         } else {
                             std::slice::from_raw_parts(data, size)
                         };
-                        let map = with_four_more(read);
-                        proxy_set_header_map_pairs(REQUEST_HEADERS, map.as_ptr(), map.len())
+                        let more = with_four_more(read);
+                        proxy_set_header_map_pairs(map, more.as_ptr(), more.len())
                     }
                     Call::Expression => {
                         let token = TOKEN.with(|t| *t.borrow()).to_le_bytes();
@@ -227,6 +227,8 @@ mod filter {
         static CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
         /// Calls made when the stream is done (words prefixed `done.`), after the response.
         static DONE_CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
+        /// Calls made on the response's headers (words prefixed `response.`).
+        static RESPONSE_CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
         static TOKEN: RefCell<u32> = const { RefCell::new(0) };
         /// Root contexts are done too, when Envoy stops; they have no stream to read from.
         static ROOTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
@@ -283,14 +285,17 @@ mod filter {
             release(out, out_size);
             TOKEN.with(|t| *t.borrow_mut() = token);
         }
-        let (mut calls, mut done_calls) = (Vec::new(), Vec::new());
+        let (mut calls, mut done_calls, mut response_calls) = (Vec::new(), Vec::new(), Vec::new());
         for item in words.split_whitespace() {
             let Some((name, count)) = item.split_once(':') else {
                 return 0;
             };
-            let (list, name) = match name.strip_prefix("done.") {
-                Some(name) => (&mut done_calls, name),
-                None => (&mut calls, name),
+            let (list, name) = if let Some(name) = name.strip_prefix("done.") {
+                (&mut done_calls, name)
+            } else if let Some(name) = name.strip_prefix("response.") {
+                (&mut response_calls, name)
+            } else {
+                (&mut calls, name)
             };
             let (Some(call), Ok(count)) = (Call::parse(name), count.parse::<usize>()) else {
                 return 0;
@@ -299,6 +304,7 @@ mod filter {
         }
         CALLS.with(|c| *c.borrow_mut() = calls);
         DONE_CALLS.with(|c| *c.borrow_mut() = done_calls);
+        RESPONSE_CALLS.with(|c| *c.borrow_mut() = response_calls);
         1
     }
 
@@ -312,13 +318,24 @@ mod filter {
 
     #[no_mangle]
     pub extern "C" fn proxy_on_request_headers(_: u32, _: usize, _: u32) -> u32 {
-        CALLS.with(|calls| calls.borrow().iter().for_each(|call| call.make()));
+        CALLS.with(|calls| {
+            calls
+                .borrow()
+                .iter()
+                .for_each(|call| call.make(REQUEST_HEADERS))
+        });
         0
     }
 
     #[cfg(feature = "response-headers")]
     #[no_mangle]
     pub extern "C" fn proxy_on_response_headers(_: u32, _: usize, _: u32) -> u32 {
+        RESPONSE_CALLS.with(|calls| {
+            calls
+                .borrow()
+                .iter()
+                .for_each(|call| call.make(RESPONSE_HEADERS))
+        });
         0
     }
 
@@ -328,7 +345,12 @@ mod filter {
         if ROOTS.with(|roots| roots.borrow().contains(&context_id)) {
             return 1;
         }
-        DONE_CALLS.with(|calls| calls.borrow().iter().for_each(|call| call.make()));
+        DONE_CALLS.with(|calls| {
+            calls
+                .borrow()
+                .iter()
+                .for_each(|call| call.make(REQUEST_HEADERS))
+        });
         1
     }
 }
