@@ -88,14 +88,23 @@ FACTS_ROWS = [("facts in one CEL expression", f"done.expr:1 | {ROUTE_FACTS}", No
                FACTS_HEADER)]
 
 
+def probe(calls, wasm=None, route_response_headers=None):
+    """A run.py variant: the probe filter making `calls` (the build `wasm`, or the one
+    `run.build_probe_filter()` made last), the route adding `route_response_headers` to
+    responses."""
+    extra = {"calls": calls, "route_response_headers": route_response_headers}
+    if wasm:
+        extra["wasm"] = wasm
+    return ("probe", "probe", None, "INBOUND", extra)
+
+
 def facts_by_response_header(requests):
     """Counts `FACTS_ROWS` against the probe filter making no call."""
     counted = {}
     with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
         run.build_probe_filter()
-        rows = [("none", run.VARIANTS[0]), ("probe, no call", ("probe", "probe", None, "INBOUND", {"calls": ""}))]
-        rows += [(label, ("probe", "probe", None, "INBOUND", {"calls": calls, "route_response_headers": headers}))
-                 for label, calls, headers in FACTS_ROWS]
+        rows = [("none", run.VARIANTS[0]), ("probe, no call", probe(""))]
+        rows += [(label, probe(calls, route_response_headers=headers)) for label, calls, headers in FACTS_ROWS]
         for label, variant in rows:
             counted[label] = instructions.count(variant, requests, receiver, workdir)
             print(f"{label:<58} {counted[label]:>10,.0f} instructions/request", file=sys.stderr, flush=True)
@@ -130,9 +139,6 @@ def main():
             shutil.copy(run.build_probe_filter(features), floors[name])
         full = floors[SIDETRACE_FLOOR]
 
-        def probe(calls, wasm=full):
-            return ("probe", "probe", None, "INBOUND", {"wasm": wasm, "calls": calls})
-
         counted = {}
         with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
             def count(key, variant):
@@ -143,10 +149,10 @@ def main():
             for name, wasm in floors.items():
                 count(name, probe("", wasm))
             for key in CALLS:
-                count(key, probe(probe_configuration(key)))
-            count("sidetrace's calls", probe(SIDETRACE_CALLS))
+                count(key, probe(probe_configuration(key), full))
+            count("sidetrace's calls", probe(SIDETRACE_CALLS, full))
             count("sidetrace in 100%", next(v for v in run.VARIANTS if v[0] == "sidetrace in 100%"))
-            count("sidetrace's root calls", probe(SIDETRACE_ROOT_CALLS))
+            count("sidetrace's root calls", probe(SIDETRACE_ROOT_CALLS, full))
             count(SIDETRACE_UNSAMPLED[0], SIDETRACE_UNSAMPLED)
             if not args.no_native:
                 for variant in run.VARIANTS:

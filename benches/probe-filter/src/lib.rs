@@ -316,26 +316,21 @@ mod filter {
         }
     }
 
+    /// Makes every call of one of the lists above, on header map `map`.
+    fn make_all(calls: &'static std::thread::LocalKey<RefCell<Vec<Call>>>, map: u32) {
+        calls.with(|calls| calls.borrow().iter().for_each(|call| call.make(map)));
+    }
+
     #[no_mangle]
     pub extern "C" fn proxy_on_request_headers(_: u32, _: usize, _: u32) -> u32 {
-        CALLS.with(|calls| {
-            calls
-                .borrow()
-                .iter()
-                .for_each(|call| call.make(REQUEST_HEADERS))
-        });
+        make_all(&CALLS, REQUEST_HEADERS);
         0
     }
 
     #[cfg(feature = "response-headers")]
     #[no_mangle]
     pub extern "C" fn proxy_on_response_headers(_: u32, _: usize, _: u32) -> u32 {
-        RESPONSE_CALLS.with(|calls| {
-            calls
-                .borrow()
-                .iter()
-                .for_each(|call| call.make(RESPONSE_HEADERS))
-        });
+        make_all(&RESPONSE_CALLS, RESPONSE_HEADERS);
         0
     }
 
@@ -345,12 +340,7 @@ mod filter {
         if ROOTS.with(|roots| roots.borrow().contains(&context_id)) {
             return 1;
         }
-        DONE_CALLS.with(|calls| {
-            calls
-                .borrow()
-                .iter()
-                .for_each(|call| call.make(REQUEST_HEADERS))
-        });
+        make_all(&DONE_CALLS, REQUEST_HEADERS);
         1
     }
 }
