@@ -9,7 +9,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: all build wasm-target venv test test-rust test-mock-host test-envoy demo bench fmt lint clean
+.PHONY: all build wasm-opt-flags wasm-target venv test test-rust test-mock-host test-envoy demo bench fmt lint clean
 
 all: build
 
@@ -17,16 +17,26 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 # The release build is size-tuned in Cargo.toml; wasm-opt trims it further when installed.
+# `--low-memory-unused` holds because the stack starts at 1 MiB and grows down, data and heap lie
+# above it: nothing lives in the first KiB, so constant offsets fold into loads and stores.
+# Stack IR optimisation drops the local.set/get pairs left between expressions.
+# Passes run in the order given, and stack IR is lost if anything changes the module after it:
+# the stack IR passes come last.
+WASM_OPT_FLAGS := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	--enable-mutable-globals --low-memory-unused --strip-producers -O3 --converge \
+	--generate-stack-ir --optimize-stack-ir
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p sidetrace
 	@if command -v wasm-opt >/dev/null 2>&1; then \
-		wasm-opt -O3 --converge --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
-			--enable-nontrapping-float-to-int --enable-mutable-globals \
-			$(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+		wasm-opt --strip-debug $(WASM_OPT_FLAGS) $(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); \
 	else \
 		echo "wasm-opt not found: using the unoptimised module"; cp $(WASM_BUILT) $(WASM); \
 	fi
 	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+# For scripts that optimise a module of their own the same way (benches/wasm_profile.sh).
+wasm-opt-flags:
+	@echo $(WASM_OPT_FLAGS)
 
 venv: $(VENV)/.installed
 

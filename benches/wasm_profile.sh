@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 out=target/profile
 CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR="$out" \
     cargo build -q --release --target wasm32-wasip1 -p sidetrace
-wasm-opt -O3 --converge --debuginfo --strip-producers --enable-bulk-memory --enable-sign-ext \
-    --enable-nontrapping-float-to-int --enable-mutable-globals \
+# shellcheck disable=SC2046 # the flags are separate words
+wasm-opt --debuginfo $(make -s --no-print-directory wasm-opt-flags) \
     "$out/wasm32-wasip1/release/sidetrace.wasm" -o "$out/sidetrace-named.wasm"
 cargo run -q --release -p sidetrace-mock-host --example profile -- "$out/sidetrace-named.wasm" "$@"
