@@ -45,7 +45,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
 
-from harness import istio, istio_gate, paths, unsampled_gate  # noqa: E402
+from harness import facts_header, istio, istio_gate, paths, unsampled_gate  # noqa: E402
 from harness.collector import OtlpReceiver  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
 from harness.ports import free_port  # noqa: E402
@@ -59,6 +59,9 @@ W3C_ONLY = {"propagation": {"extract": ["tracecontext"], "inject": ["tracecontex
 # tracer takes it from the listener's config.
 W3C_ONLY_INBOUND = dict(W3C_ONLY, direction="inbound")
 W3C_ONLY_OUTBOUND = dict(W3C_ONLY, direction="outbound")
+# A span's facts from a response header the route adds (Envoy formats it), instead of a CEL
+# expression: one header lookup, and the header removed from every response.
+W3C_FACTS_INBOUND = dict(W3C_ONLY_INBOUND, responseHeaders={"factsHeader": "x-sidetrace-facts"})
 # The shipped WasmPlugins' settings (istio-manifests/wasmplugin.yaml: six formats read, three
 # written, custom tags), their SERVER plugin's, less what the bench sets itself.
 WASMPLUGIN_INBOUND = {key: value for key, value in istio.wasm_spec(istio.manifest("wasmplugin.yaml"))["pluginConfig"].items()
@@ -70,9 +73,11 @@ VARIANTS = [
     ("sidetrace in 100%", "sidetrace", 100, "INBOUND", W3C_ONLY),
     ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 100% dir", "sidetrace", 100, "INBOUND", W3C_ONLY_INBOUND),
+    ("sidetrace in 100% dir facts", "sidetrace", 100, "INBOUND", W3C_FACTS_INBOUND),
     ("native 1%", "native", 1, "INBOUND", None),
     ("sidetrace in 1%", "sidetrace", 1, "INBOUND", W3C_ONLY),
     ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
+    ("sidetrace in 1% dir facts", "sidetrace", 1, "INBOUND", W3C_FACTS_INBOUND),
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
     # Requests with an unsampled caller's context skip the filter: by a route twin that disables it
@@ -144,6 +149,10 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
     elif kind and kind.startswith("sidetrace"):
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
         config.update(extra or {})
+        facts = config.get("responseHeaders", {}).get("factsHeader")
+        if facts:
+            route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+            route["response_headers_to_add"] = facts_header.route_headers(facts, direction)
         sidetrace = wasm_filter("sidetrace", paths.wasm_path(), config)
         if kind == "sidetrace-composite":
             sidetrace = unsampled_gate.composite(sidetrace, config)

@@ -158,6 +158,48 @@ impl<'a> SpanFacts<'a> {
     }
 }
 
+/// What the route must add to every response under `factsHeader`, by span kind: Envoy formats
+/// it natively, cheaper than evaluating the expression, and the span's facts come in one header
+/// lookup. Fields are separated by one space each and may be empty; the route name, last, is the
+/// rest of the value.
+pub const SERVER_FACTS_FORMAT: &str =
+    "%RESP(:status)% %PROTOCOL% %DOWNSTREAM_REMOTE_ADDRESS% %ROUTE_NAME%";
+pub const CLIENT_FACTS_FORMAT: &str =
+    "%RESP(:status)% %PROTOCOL% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% %ROUTE_NAME%";
+
+impl<'a> SpanFacts<'a> {
+    /// Reads a response's facts header, formatted by the route as `*_FACTS_FORMAT` for `kind`.
+    /// `None` for any other value, which leaves the facts to the expression.
+    pub fn from_header(kind: SpanKind, value: &'a [u8]) -> Option<SpanFacts<'a>> {
+        let fields = match kind {
+            SpanKind::Server => 4,
+            SpanKind::Client => 5,
+        };
+        // Each field up to the next space; the last takes what is left.
+        let mut parts = [""; 5];
+        let mut rest = std::str::from_utf8(value).ok()?;
+        for part in &mut parts[..fields - 1] {
+            (*part, rest) = rest.split_once(' ')?;
+        }
+        parts[fields - 1] = rest;
+        let text = |at: usize| (!parts[at].is_empty()).then_some(Cow::Borrowed(parts[at]));
+        let mut facts = SpanFacts {
+            status_code: Some(crate::http_span::parse_status(parts[0].as_bytes())?),
+            protocol: text(1),
+            route_name: text(fields - 1),
+            ..SpanFacts::default()
+        };
+        match kind {
+            SpanKind::Server => facts.downstream_peer = text(2),
+            SpanKind::Client => {
+                facts.upstream_address = text(2);
+                facts.upstream_cluster = text(3);
+            }
+        }
+        Some(facts)
+    }
+}
+
 /// The names of a proxy-wasm pairs buffer, in order, as raw bytes (integers are not text).
 struct ListElements<'a> {
     bytes: &'a [u8],
@@ -257,6 +299,72 @@ mod tests {
                 assert_eq!(query.index(), at, "{query:?}");
                 assert_eq!(query.body_sizes, body_sizes);
             }
+        }
+    }
+
+    #[test]
+    fn reads_the_facts_header_the_route_formats() {
+        let server = SpanKind::Server;
+        let client = SpanKind::Client;
+        let borrowed = |text: &'static str| Some(Cow::Borrowed(text));
+        let cases: [(SpanKind, &[u8], Option<SpanFacts>); 8] = [
+            (
+                server,
+                b"503 HTTP/1.1 10.0.0.7:51234 checkout",
+                Some(SpanFacts {
+                    status_code: Some(503),
+                    protocol: borrowed("HTTP/1.1"),
+                    downstream_peer: borrowed("10.0.0.7:51234"),
+                    route_name: borrowed("checkout"),
+                    ..SpanFacts::default()
+                }),
+            ),
+            // A route name may hold spaces; an empty field is an absent fact.
+            (
+                server,
+                b"200 HTTP/2  orders by id",
+                Some(SpanFacts {
+                    status_code: Some(200),
+                    protocol: borrowed("HTTP/2"),
+                    route_name: borrowed("orders by id"),
+                    ..SpanFacts::default()
+                }),
+            ),
+            (
+                client,
+                b"201 HTTP/1.1  up ",
+                Some(SpanFacts {
+                    status_code: Some(201),
+                    protocol: borrowed("HTTP/1.1"),
+                    upstream_cluster: borrowed("up"),
+                    ..SpanFacts::default()
+                }),
+            ),
+            (
+                client,
+                b"502 HTTP/1.1 10.1.2.3:8080 outbound|80||checkout orders",
+                Some(SpanFacts {
+                    status_code: Some(502),
+                    protocol: borrowed("HTTP/1.1"),
+                    upstream_address: borrowed("10.1.2.3:8080"),
+                    upstream_cluster: borrowed("outbound|80||checkout"),
+                    route_name: borrowed("orders"),
+                    ..SpanFacts::default()
+                }),
+            ),
+            // Too few fields, a status that is not three digits, not UTF-8.
+            (server, b"200 HTTP/1.1 10.0.0.7:1", None),
+            (client, b"200 HTTP/1.1 10.0.0.7:1 up", None),
+            (server, b"2000 HTTP/1.1 10.0.0.7:1 r", None),
+            (server, b"200 HTTP/1.1 \xff r", None),
+        ];
+        for (kind, value, expected) in cases {
+            assert_eq!(
+                SpanFacts::from_header(kind, value),
+                expected,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
         }
     }
 

@@ -130,6 +130,10 @@ pub struct ResponseHeaders {
     pub traceresponse: bool,
     /// A response header carrying the trace id, e.g. `x-trace-id`.
     pub trace_id_header: Option<String>,
+    /// A response header the route adds, formatted by Envoy as `span_facts::SERVER_FACTS_FORMAT`
+    /// or `CLIENT_FACTS_FORMAT`: a span's facts in one lookup instead of an expression
+    /// evaluation. Removed from every response. Needs `direction` set.
+    pub facts_header: Option<String>,
 }
 
 /// `propagation.extract` when unset: every format sidetrace reads.
@@ -347,6 +351,14 @@ mod tests {
             (
                 r#"{"collector":{"cluster":"c"},"responseHeaders":{"traceIdHeader":"x trace"}}"#,
                 "`responseHeaders.traceIdHeader`",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"responseHeaders":{"factsHeader":"x-facts"}}"#,
+                "`responseHeaders.factsHeader`: needs `direction` set to inbound or outbound",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"direction":"inbound","responseHeaders":{"factsHeader":"x facts"}}"#,
+                "`responseHeaders.factsHeader`: \"x facts\" is not a header name",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"retry":{"initialBackoffMs":100,"maxBackoffMs":50}}"#,

@@ -181,6 +181,7 @@ fn response_headers(path: &str, value: &Json) -> Result<ResponseHeaders, ConfigE
             .get("traceresponse", fields::boolean)?
             .unwrap_or(false),
         trace_id_header: fields.get("traceIdHeader", header_name)?,
+        facts_header: fields.get("factsHeader", header_name)?,
     };
     fields.finish()?;
     Ok(headers)
@@ -351,6 +352,12 @@ impl Config {
                 .get("responseHeaders", response_headers)?
                 .unwrap_or_default(),
         };
+        if config.response_headers.facts_header.is_some() && config.direction == Direction::Auto {
+            return Err(invalid(
+                "responseHeaders.factsHeader",
+                "needs `direction` set to inbound or outbound",
+            ));
+        }
         let (extract, inject) = fields
             .get("propagation", |path, value| {
                 let mut fields = Fields::of(path, value)?;

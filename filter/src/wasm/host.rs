@@ -214,6 +214,18 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
     map_value(abi::REQUEST_HEADERS, name)
 }
 
+/// One response header's value, during `proxy_on_response_headers`.
+pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    map_value(abi::RESPONSE_HEADERS, name)
+}
+
+pub fn remove_response_header(name: &str) {
+    // SAFETY: the name outlives the call.
+    unsafe {
+        abi::proxy_remove_header_map_value(abi::RESPONSE_HEADERS, name.as_ptr(), name.len());
+    }
+}
+
 /// A value of the gRPC callout's trailing metadata, during `proxy_on_grpc_receive_trailing_metadata`.
 pub fn grpc_trailer(name: &str) -> Option<Vec<u8>> {
     map_value(abi::GRPC_TRAILING_METADATA, name)

@@ -33,6 +33,8 @@ struct Recording {
     request: HeaderBlock,
     /// From the response's `:status`, read only when the facts are read one by one.
     status_code: Option<u32>,
+    /// The response's `factsHeader` value, where the configuration names one.
+    facts_header: Option<Vec<u8>>,
 }
 
 /// What a request's start adds to the filter's counters.
@@ -88,13 +90,16 @@ impl SidetraceStream {
         );
     }
 
-    /// The span's facts from the proxy, in one expression evaluation when the host has them
-    /// compiled, else one attribute read each. Also settles a kind left for the end.
-    /// `answer` keeps the host's buffer the decoded facts borrow from.
+    /// The span's facts from the proxy: from the response's facts header when the route added
+    /// one and it holds them all (not a gRPC status or body sizes, known only at the end), else
+    /// in one expression evaluation when the host has them compiled, else one attribute read
+    /// each. Also settles a kind left for the end. `answer` keeps the host's buffer the facts
+    /// borrow from.
     fn read_facts<'a>(
         &self,
         recording: &Recording,
         grpc: bool,
+        facts_header: Option<&'a [u8]>,
         answer: &'a mut Option<Vec<u8>>,
     ) -> (SpanKind, SpanFacts<'a>) {
         let plugin = &self.shared.plugin;
@@ -103,6 +108,12 @@ impl SidetraceStream {
             grpc,
             body_sizes: plugin.config.record_body_sizes,
         };
+        if let (Some(kind), false, false) = (query.kind, grpc, query.body_sizes) {
+            if let Some(facts) = facts_header.and_then(|value| SpanFacts::from_header(kind, value))
+            {
+                return (kind, facts);
+            }
+        }
         *answer = plugin
             .facts_expression(&query)
             .and_then(host::expression_evaluate);
@@ -155,12 +166,18 @@ impl SidetraceStream {
         }
     }
 
-    fn finish(&mut self, recording: Box<Recording>) {
+    fn finish(&mut self, mut recording: Box<Recording>) {
         let plugin = &self.shared.plugin;
         let end_unix_nanos = host::now_unix_nanos();
+        let facts_header = recording.facts_header.take();
         let fields = RequestFields::read(&recording.request);
         let mut answer = None;
-        let (kind, facts) = self.read_facts(&recording, fields.is_grpc(), &mut answer);
+        let (kind, facts) = self.read_facts(
+            &recording,
+            fields.is_grpc(),
+            facts_header.as_deref(),
+            &mut answer,
+        );
         // A request without context is counted at the end when its span turns out a client.
         let without_context = recording.start.incoming.context.is_none();
         if recording.kind.is_none() && without_context && kind == SpanKind::Client {
@@ -282,6 +299,7 @@ impl SidetraceStream {
                 start_unix_nanos: host::now_unix_nanos(),
                 request,
                 status_code: None,
+                facts_header: None,
             }));
         }
     }
@@ -375,11 +393,16 @@ impl SidetraceStream {
     }
 
     pub fn on_response_headers(&mut self) {
-        if let Some(recording) = self
-            .recording
-            .as_mut()
-            .filter(|_| self.shared.plugin.facts.is_none())
-        {
+        let plugin = &self.shared.plugin;
+        if let Some(name) = &plugin.config.response_headers.facts_header {
+            // The header must never leave the sidecar: a recorded span's facts are looked up,
+            // and every response's header removed (an unsampled one's without looking).
+            if let Some(recording) = self.recording.as_mut() {
+                recording.facts_header = host::response_header(name);
+            }
+            host::remove_response_header(name);
+        }
+        if let Some(recording) = self.recording.as_mut().filter(|_| plugin.facts.is_none()) {
             recording.status_code = host::response_status();
         }
         let Some(value) = self.trace_response.as_ref().map(Text::as_str) else {

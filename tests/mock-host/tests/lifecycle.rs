@@ -1382,6 +1382,103 @@ fn span_facts_are_the_same_read_in_one_expression_or_one_by_one() {
     }
 }
 
+/// A route can hand a span's facts over in a response header Envoy formats
+/// (`responseHeaders.factsHeader`): one lookup instead of an expression evaluation. The header
+/// never leaves the sidecar, sampled or not, and a value that does not parse, or none, leaves the
+/// facts to the expression.
+#[test]
+fn a_routes_facts_header_stands_in_for_the_expression_and_never_leaves() {
+    let str_value = |text: &str| Some(Value::StringValue(text.to_string()));
+    // (direction, sampled, the header's value, expressions evaluated,
+    //  expected span: name, status code, protocol version, peer address)
+    let cases = [
+        (
+            INBOUND,
+            true,
+            Some("503 HTTP/2 10.1.1.1:4000 header route"),
+            0,
+            Some(("GET header route", 503, "2", "10.1.1.1")),
+        ),
+        (INBOUND, false, Some("200 HTTP/2 10.1.1.1:4000 r"), 0, None),
+        (
+            INBOUND,
+            true,
+            Some("garbage"),
+            1,
+            Some(("GET cel-route", 200, "1.1", "10.0.0.7")),
+        ),
+        (
+            INBOUND,
+            true,
+            None,
+            1,
+            Some(("GET cel-route", 200, "1.1", "10.0.0.7")),
+        ),
+        (
+            OUTBOUND,
+            true,
+            Some("502 HTTP/1.1 10.2.2.2:8080 outbound|80||pay pay"),
+            0,
+            Some(("GET pay", 502, "1.1", "10.2.2.2")),
+        ),
+    ];
+    for (direction, sampled, header, evaluations, expected) in cases {
+        let why = format!("{direction} {sampled} {header:?}");
+        let setting = if direction == INBOUND {
+            "inbound"
+        } else {
+            "outbound"
+        };
+        let mut host = configured(&format!(
+            r#""direction":"{setting}","responseHeaders":{{"factsHeader":"x-facts"}}"#
+        ));
+        let stream = host.new_stream().unwrap();
+        set_envoy_facts(&mut host, stream, direction, b"HTTP/1.1");
+        host.set_stream_property(stream, &["xds", "route_name"], b"cel-route");
+        host.set_stream_int_property(stream, &["response", "code"], 200);
+        let traceparent = w3c(TRACE, CALLER, if sampled { "01" } else { "00" });
+        host.request_headers(stream, &request("/", &[("traceparent", &traceparent)]))
+            .unwrap();
+        let mut response = vec![(":status", "503")];
+        response.extend(header.map(|value| ("x-facts", value)));
+        host.response_headers(stream, &response).unwrap();
+        assert!(
+            host.response_headers_now(stream)
+                .iter()
+                .all(|(name, _)| name != "x-facts"),
+            "{why}: the header reached the client"
+        );
+        host.finish_stream(stream).unwrap();
+        assert_eq!(
+            host.take_expressions_evaluated().len(),
+            evaluations,
+            "{why}"
+        );
+        let exported: Vec<Span> = flush(&mut host)
+            .iter()
+            .flat_map(|(_, r)| spans(r))
+            .collect();
+        let Some((name, status, version, peer)) = expected else {
+            assert!(exported.is_empty(), "{why}");
+            continue;
+        };
+        assert_eq!(exported.len(), 1, "{why}");
+        let span = &exported[0];
+        assert_eq!(span.name, name, "{why}");
+        assert_eq!(
+            attr(span, "http.response.status_code"),
+            Some(Value::IntValue(status)),
+            "{why}"
+        );
+        assert_eq!(
+            attr(span, "network.protocol.version"),
+            str_value(version),
+            "{why}"
+        );
+        assert_eq!(attr(span, "network.peer.address"), str_value(peer), "{why}");
+    }
+}
+
 /// Expressions are compiled once per configuration, and a replaced configuration's are deleted.
 #[test]
 fn a_reconfigured_plugin_leaves_no_expressions_behind() {

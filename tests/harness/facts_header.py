@@ -1,0 +1,23 @@
+"""A route's `response_headers_to_add` for sidetrace's `responseHeaders.factsHeader`: what Envoy
+formats into every response for the filter to read a span's facts from (and remove). The formats
+are the filter's own (`SERVER_FACTS_FORMAT` / `CLIENT_FACTS_FORMAT` in filter/src/span_facts.rs),
+read from there so the two cannot drift apart."""
+import os
+import re
+
+from . import paths
+
+
+def _formats():
+    with open(os.path.join(paths.REPO, "filter", "src", "span_facts.rs")) as source:
+        text = source.read()
+    found = dict(re.findall(r'pub const (\w+)_FACTS_FORMAT: &str =\s*"([^"]+)";', text))
+    return {"INBOUND": found["SERVER"], "OUTBOUND": found["CLIENT"]}
+
+
+FORMATS = _formats()
+
+
+def route_headers(name, direction):
+    """The route's `response_headers_to_add` for a listener of `direction` (INBOUND or OUTBOUND)."""
+    return [{"header": {"key": name, "value": FORMATS[direction]}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
