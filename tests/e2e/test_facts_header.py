@@ -63,10 +63,14 @@ def test_a_span_takes_its_facts_from_the_routes_header_which_never_reaches_the_c
                                                      http2=True)],
             },
         }
-        with Envoy(yaml.safe_dump(bootstrap), "facts-header"):
+        with Envoy(yaml.safe_dump(bootstrap), "facts-header") as envoy:
             answers = {path: get(port, path, "01") for path in TRACE_IDS}
             answers["/orders/8 unsampled"] = get(port, "/orders/8", "00")
             spans = receiver.wait_for_spans(len(TRACE_IDS), predicate=lambda s: s.trace_id in TRACE_IDS.values())
+            stats = envoy.wait_for_sidetrace_stats(lambda s: s.get("spans_started", 0) >= len(TRACE_IDS))
+    # Only /plain's span had no header to read; every span found its facts without the one-by-one reads.
+    assert stats.get("facts_header_unread") == 1, stats
+    assert stats.get("facts_read_one_by_one", 0) == 0, stats
     for path, (status, headers) in answers.items():
         assert status in (200, 201), (path, status)
         assert HEADER not in {name.lower() for name in headers}, (path, headers)

@@ -19,6 +19,9 @@ pub const OUTBOUND_WITHOUT_CONTEXT: &str = "sidetrace.outbound_without_context";
 /// Spans whose facts took one attribute read each: the host evaluates no expressions, or the
 /// stream lacked one of them (no route matched, no response).
 pub const FACTS_READ_ONE_BY_ONE: &str = "sidetrace.facts_read_one_by_one";
+/// Spans that could have taken their facts from the route's `factsHeader` and found none that
+/// parsed: a route that does not add it, or adds it in another format.
+pub const FACTS_HEADER_UNREAD: &str = "sidetrace.facts_header_unread";
 
 #[derive(Clone, Copy)]
 pub struct MetricIds {
@@ -32,6 +35,7 @@ pub struct MetricIds {
     pub invalid_context: u32,
     pub outbound_without_context: u32,
     pub facts_read_one_by_one: u32,
+    pub facts_header_unread: u32,
 }
 
 thread_local! {
@@ -59,6 +63,7 @@ pub fn ids() -> MetricIds {
             invalid_context: define(METRIC_COUNTER, INVALID_CONTEXT),
             outbound_without_context: define(METRIC_COUNTER, OUTBOUND_WITHOUT_CONTEXT),
             facts_read_one_by_one: define(METRIC_COUNTER, FACTS_READ_ONE_BY_ONE),
+            facts_header_unread: define(METRIC_COUNTER, FACTS_HEADER_UNREAD),
         };
         cell.set(Some(ids));
         ids
@@ -73,6 +78,7 @@ pub struct PendingCounts {
     pub invalid_context: i64,
     pub outbound_without_context: i64,
     pub facts_read_one_by_one: i64,
+    pub facts_header_unread: i64,
 }
 
 thread_local! {
@@ -82,6 +88,7 @@ thread_local! {
             invalid_context: 0,
             outbound_without_context: 0,
             facts_read_one_by_one: 0,
+            facts_header_unread: 0,
         })
     };
 }
@@ -105,6 +112,7 @@ pub fn flush_pending() {
         pending.outbound_without_context,
     );
     add(ids.facts_read_one_by_one, pending.facts_read_one_by_one);
+    add(ids.facts_header_unread, pending.facts_header_unread);
 }
 
 pub fn add(id: u32, delta: i64) {

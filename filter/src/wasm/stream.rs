@@ -113,6 +113,9 @@ impl SidetraceStream {
             {
                 return (kind, facts);
             }
+            if plugin.config.response_headers.facts_header.is_some() {
+                metrics::count(|pending| pending.facts_header_unread += 1);
+            }
         }
         *answer = plugin
             .facts_expression(&query)

@@ -1458,6 +1458,13 @@ fn a_routes_facts_header_stands_in_for_the_expression_and_never_leaves() {
             .iter()
             .flat_map(|(_, r)| spans(r))
             .collect();
+        // Every span that fell back to the expression here had a header to read and found none
+        // that parsed.
+        assert_eq!(
+            metric(&host, "facts_header_unread"),
+            evaluations as i64,
+            "{why}"
+        );
         let Some((name, status, version, peer)) = expected else {
             assert!(exported.is_empty(), "{why}");
             continue;
