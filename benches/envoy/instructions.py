@@ -46,7 +46,8 @@ EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
                   ("sidetrace in 100% gated", "sidetrace-routes", 100, "INBOUND", run.W3C_ONLY)]
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
-                    "sidetrace in 100% dir", "sidetrace in 100% dir facts", "sidetrace in 100% held",
+                    "sidetrace in 100% dir", "sidetrace in 100% dir facts", "sidetrace out 100% dir",
+                    "sidetrace out 100% dir facts", "sidetrace in 100% held",
                     "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir",
                     "sidetrace in 1% dir facts", "sidetrace in 1% gated",
                     "sidetrace out 1% gated", "sidetrace in 1% composite", "sidetrace in 1% istio gate"]

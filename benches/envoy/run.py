@@ -62,6 +62,7 @@ W3C_ONLY_OUTBOUND = dict(W3C_ONLY, direction="outbound")
 # A span's facts from a response header the route adds (Envoy formats it), instead of a CEL
 # expression: one header lookup, and the header removed from every response.
 W3C_FACTS_INBOUND = dict(W3C_ONLY_INBOUND, responseHeaders={"factsHeader": "x-sidetrace-facts"})
+W3C_FACTS_OUTBOUND = dict(W3C_ONLY_OUTBOUND, responseHeaders={"factsHeader": "x-sidetrace-facts"})
 # The shipped WasmPlugins' settings (istio-manifests/wasmplugin.yaml: six formats read, three
 # written, custom tags), their SERVER plugin's, less what the bench sets itself.
 WASMPLUGIN_INBOUND = {key: value for key, value in istio.wasm_spec(istio.manifest("wasmplugin.yaml"))["pluginConfig"].items()
@@ -74,6 +75,8 @@ VARIANTS = [
     ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 100% dir", "sidetrace", 100, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace in 100% dir facts", "sidetrace", 100, "INBOUND", W3C_FACTS_INBOUND),
+    ("sidetrace out 100% dir", "sidetrace", 100, "OUTBOUND", W3C_ONLY_OUTBOUND),
+    ("sidetrace out 100% dir facts", "sidetrace", 100, "OUTBOUND", W3C_FACTS_OUTBOUND),
     ("native 1%", "native", 1, "INBOUND", None),
     ("sidetrace in 1%", "sidetrace", 1, "INBOUND", W3C_ONLY),
     ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
