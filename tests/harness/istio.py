@@ -167,12 +167,16 @@ def apply_envoy_filter(envoy_config: dict, envoy_filter: dict, pod_labels: dict,
     (pilot/pkg/networking/core/envoyfilter/listener_patch.go): not at all unless every label of its
     workloadSelector is among `pod_labels`; in order; a patch finds an HTTP connection manager's
     filter by exact name; INSERT_BEFORE goes before the first match and does nothing without
-    one. `files` maps paths inside the pod to paths here. Patches of other kinds raise."""
+    one. VIRTUAL_HOST patches merge into every virtual host of their context's listeners.
+    `files` maps paths inside the pod to paths here. Patches of other kinds raise."""
     config = copy.deepcopy(envoy_config)
     selector = envoy_filter["spec"].get("workloadSelector", {}).get("labels", {})
     if any(pod_labels.get(key) != value for key, value in selector.items()):
         return config
     for patch in envoy_filter["spec"]["configPatches"]:
+        if patch["applyTo"] == "VIRTUAL_HOST":
+            _merge_into_virtual_hosts(config, patch)
+            continue
         if patch["applyTo"] != "HTTP_FILTER":
             raise NotImplementedError(f"applyTo {patch['applyTo']}")
         match = patch["match"]
@@ -194,6 +198,24 @@ def apply_envoy_filter(envoy_config: dict, envoy_filter: dict, pod_labels: dict,
             else:
                 raise NotImplementedError(f"operation {operation}")
     return config
+
+
+def _merge_into_virtual_hosts(config: dict, patch: dict):
+    """A VIRTUAL_HOST MERGE patch without a `routeConfiguration` match: merged into every virtual
+    host of the listeners its context reaches, lists appended, as a protobuf merge does."""
+    match, operation = patch["match"], patch["patch"]["operation"]
+    if set(match) - {"context"} or operation != "MERGE":
+        raise NotImplementedError(f"VIRTUAL_HOST {operation} matching {sorted(match)}")
+    for listener in config["static_resources"]["listeners"]:
+        if listener["name"] not in CONTEXT_LISTENERS[match.get("context", "ANY")]:
+            continue
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        for virtual_host in hcm["route_config"]["virtual_hosts"]:
+            for key, value in patch["patch"]["value"].items():
+                if isinstance(value, list):
+                    virtual_host.setdefault(key, []).extend(copy.deepcopy(value))
+                else:
+                    virtual_host[key] = copy.deepcopy(value)
 
 
 def istio_node_metadata(name, namespace, workload, labels, cluster_id, mesh_id) -> dict:
