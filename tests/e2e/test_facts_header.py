@@ -6,7 +6,7 @@ import urllib.request
 
 import yaml
 
-from harness import facts_header, paths, sidecar_config
+from harness import facts_header, sidecar_config
 from harness.collector import OtlpReceiver
 from harness.envoy import Envoy
 from harness.ports import free_port
@@ -52,17 +52,7 @@ def test_a_span_takes_its_facts_from_the_routes_header_which_never_reaches_the_c
     with OtlpReceiver() as receiver:
         port, admin = free_port(), free_port()
         config = sidecar_config.default_filter_config(direction="inbound", responseHeaders={"factsHeader": HEADER})
-        wasm = sidecar_config._wasm_filter(paths.wasm_path(), config, {})
-        hcm = sidecar_config._http_connection_manager("inbound", virtual_hosts, wasm, "/dev/null")
-        bootstrap = {
-            "node": {"id": "facts-header", "cluster": "facts-header"},
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {
-                "listeners": [sidecar_config._listener("inbound", "INBOUND", "127.0.0.1", port, hcm)],
-                "clusters": [sidecar_config._cluster(sidecar_config.COLLECTOR_CLUSTER, "127.0.0.1", receiver.port,
-                                                     http2=True)],
-            },
-        }
+        bootstrap = sidecar_config.inbound_only("facts-header", port, admin, virtual_hosts, config, receiver.port)
         with Envoy(yaml.safe_dump(bootstrap), "facts-header") as envoy:
             answers = {path: get(port, path, "01") for path in TRACE_IDS}
             answers["/orders/8 unsampled"] = get(port, "/orders/8", "00")

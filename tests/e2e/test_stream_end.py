@@ -5,7 +5,7 @@ import urllib.request
 
 import yaml
 
-from harness import paths, sidecar_config
+from harness import sidecar_config
 from harness.collector import OtlpReceiver
 from harness.envoy import Envoy
 from harness.ports import free_port
@@ -17,21 +17,10 @@ def test_a_refused_upstream_connection_is_described_on_the_span(tmp_path):
     closed_port = free_port()  # nothing listens there: Envoy's connection is refused
     with OtlpReceiver() as receiver:
         port, admin = free_port(), free_port()
-        wasm = sidecar_config._wasm_filter(paths.wasm_path(), sidecar_config.default_filter_config(), {})
         routes = [{"name": "inbound|dead", "domains": ["*"],
                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "dead", "timeout": "5s"}}]}]
-        hcm = sidecar_config._http_connection_manager("inbound", routes, wasm, "/dev/null")
-        bootstrap = {
-            "node": {"id": "stream-end", "cluster": "stream-end"},
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {
-                "listeners": [sidecar_config._listener("inbound", "INBOUND", "127.0.0.1", port, hcm)],
-                "clusters": [
-                    sidecar_config._cluster("dead", "127.0.0.1", closed_port),
-                    sidecar_config._cluster(sidecar_config.COLLECTOR_CLUSTER, "127.0.0.1", receiver.port, http2=True),
-                ],
-            },
-        }
+        bootstrap = sidecar_config.inbound_only("stream-end", port, admin, routes, sidecar_config.default_filter_config(),
+                                                receiver.port, [sidecar_config._cluster("dead", "127.0.0.1", closed_port)])
         with Envoy(yaml.safe_dump(bootstrap), "stream-end"):
             request = urllib.request.Request(f"http://127.0.0.1:{port}/orders/7",
                                              headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"})

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from . import unsampled_gate
+from . import paths, unsampled_gate
 
 # The access log carries the stream's trace context, published by the filter as filter state.
 # A Loki derived field `trace_id=(\w+)` turns it into a link to the trace.
@@ -126,6 +126,22 @@ def _listener(name, direction, bind, port, hcm) -> dict:
         "traffic_direction": direction,
         "address": {"socket_address": {"address": bind, "port_value": port}},
         "filter_chains": [{"filters": [hcm]}],
+    }
+
+
+def inbound_only(name: str, port: int, admin_port: int, virtual_hosts: list, filter_config: dict,
+                 collector_port: int, clusters=()) -> dict:
+    """A bootstrap with one inbound listener on `port` routing by `virtual_hosts`, sidetrace
+    configured with `filter_config`, the collector on `collector_port`, and `clusters` besides."""
+    wasm = _wasm_filter(paths.wasm_path(), filter_config, {})
+    hcm = _http_connection_manager("inbound", virtual_hosts, wasm, "/dev/null")
+    return {
+        "node": {"id": name, "cluster": name},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [_listener("inbound", "INBOUND", "127.0.0.1", port, hcm)],
+            "clusters": [*clusters, _cluster(COLLECTOR_CLUSTER, "127.0.0.1", collector_port, http2=True)],
+        },
     }
 
 
