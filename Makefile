@@ -20,9 +20,10 @@ wasm-target:
 # `--low-memory-unused` holds because the stack starts at 1 MiB and grows down, data and heap lie
 # above it: nothing lives in the first KiB, so constant offsets fold into loads and stores.
 # Functions that differ only in constants (each element type's `Vec` growth, std's formatting
-# impls; none on a request's path) are merged into one taking them as parameters. Stack IR optimisation drops the local.set/get pairs left between
-# expressions. Passes run in the order given, and stack IR is lost if anything changes the
-# module after it: the stack IR passes come last.
+# impls; none on a request's path) are merged into one taking them as parameters. Stack IR
+# optimisation drops the local.set/get pairs left between expressions. Passes run in the order
+# given, and stack IR is lost if anything changes the module after it: the stack IR passes come
+# last.
 WASM_OPT_FLAGS := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
 	--enable-mutable-globals --low-memory-unused --strip-producers -O3 --converge \
 	--merge-similar-functions --generate-stack-ir --optimize-stack-ir

@@ -234,7 +234,7 @@ pub fn grpc_trailer(name: &str) -> Option<Vec<u8>> {
 /// The response's status code from its `:status` header, during `proxy_on_response_headers`:
 /// a header lookup costs Envoy a fraction of the `response.code` property's attribute lookup.
 pub fn response_status() -> Option<u32> {
-    crate::http_span::parse_status(&map_value(abi::RESPONSE_HEADERS, ":status")?)
+    crate::http_span::parse_status(&response_header(":status")?)
 }
 
 fn buffer(buffer_type: u32, size: usize) -> Vec<u8> {

@@ -169,16 +169,15 @@ impl SidetraceStream {
         }
     }
 
-    fn finish(&mut self, mut recording: Box<Recording>) {
+    fn finish(&mut self, recording: Box<Recording>) {
         let plugin = &self.shared.plugin;
         let end_unix_nanos = host::now_unix_nanos();
-        let facts_header = recording.facts_header.take();
         let fields = RequestFields::read(&recording.request);
         let mut answer = None;
         let (kind, facts) = self.read_facts(
             &recording,
             fields.is_grpc(),
-            facts_header.as_deref(),
+            recording.facts_header.as_deref(),
             &mut answer,
         );
         // A request without context is counted at the end when its span turns out a client.
