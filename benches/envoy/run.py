@@ -61,8 +61,8 @@ W3C_ONLY_INBOUND = dict(W3C_ONLY, direction="inbound")
 W3C_ONLY_OUTBOUND = dict(W3C_ONLY, direction="outbound")
 # A span's facts from a response header the route adds (Envoy formats it), instead of a CEL
 # expression: one header lookup, and the header removed from every response.
-W3C_FACTS_INBOUND = dict(W3C_ONLY_INBOUND, responseHeaders={"factsHeader": "x-sidetrace-facts"})
-W3C_FACTS_OUTBOUND = dict(W3C_ONLY_OUTBOUND, responseHeaders={"factsHeader": "x-sidetrace-facts"})
+W3C_FACTS_INBOUND = dict(W3C_ONLY_INBOUND, responseHeaders={"factsHeader": facts_header.NAME})
+W3C_FACTS_OUTBOUND = dict(W3C_ONLY_OUTBOUND, responseHeaders={"factsHeader": facts_header.NAME})
 # The shipped WasmPlugins' settings (istio-manifests/wasmplugin.yaml: six formats read, three
 # written, custom tags), their SERVER plugin's, less what the bench sets itself.
 WASMPLUGIN_INBOUND = {key: value for key, value in istio.wasm_spec(istio.manifest("wasmplugin.yaml"))["pluginConfig"].items()

@@ -3,7 +3,6 @@ with Istio's node metadata: spans carry the pod's identity and the plugins' cust
 two plugins share one VM."""
 import copy
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -81,21 +80,13 @@ def test_match_mode_decides_which_listeners_record(manifest, index, expected_kin
             assert kinds == expected_kinds, envoy.log_tail()
 
 
-def fetch(port, path, headers):
-    """(status, response headers) of a GET to the sidecar's listener on `port`."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
-        return response.status, {name.lower() for name in response.headers}
-
-
 def test_the_facts_header_manifest_hands_spans_their_facts_and_no_response_carries_it():
     """istio-manifests/facts-header.yaml, applied as istiod does, with both WasmPlugins told to
     read the header: every span takes its facts from it (none falls back to the expression), and
     neither the caller nor the app ever sees it."""
     facts = istio.manifest("facts-header.yaml")
     header = {p["patch"]["value"]["response_headers_to_add"][0]["header"]["key"] for p in facts["spec"]["configPatches"]}
-    assert header == {"x-sidetrace-facts"}
+    assert header == {facts_header.NAME}
     formats = {p["match"]["context"]: p["patch"]["value"]["response_headers_to_add"][0]["header"]["value"]
                for p in facts["spec"]["configPatches"]}
     assert formats == {"SIDECAR_INBOUND": facts_header.FORMATS["INBOUND"],
@@ -104,21 +95,21 @@ def test_the_facts_header_manifest_hands_spans_their_facts_and_no_response_carri
     for plugin in plugins:
         istio.wasm_spec(plugin)["pluginConfig"].update(
             randomSamplingPercentage=100, batch={"scheduledDelayMs": 100},
-            responseHeaders={"factsHeader": "x-sidetrace-facts"})
+            responseHeaders={"factsHeader": facts_header.NAME})
     with OtlpReceiver() as receiver, App("payments", free_port()) as payments, App("checkout", free_port()) as app:
         config, ports = istio_sidecar(plugins, receiver, app.port, payments.port)
         config = istio.apply_envoy_filter(config, facts, {}, {})
         app.calls = [("payments", ports["outbound"])]
         with Envoy(sidecar_config.to_yaml(config), "istio-facts", env=istio.PROXY_ENV) as envoy:
             trace_id = uuid.uuid4().hex
-            inbound = fetch(ports["inbound"], "/cart/9", {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+            inbound = App.fetch(ports["inbound"], "/cart/9", {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
             # What the app's own call gets back, made here to see its headers.
-            outbound = fetch(ports["outbound"], "/pay", {"host": "payments"})
+            outbound = App.fetch(ports["outbound"], "/pay", {"host": "payments"})
             spans = receiver.wait_for_spans(2, timeout=15, predicate=lambda s: s.trace_id == trace_id)
             stats = envoy.wait_for_sidetrace_stats(lambda s: s.get("spans_started", 0) >= 3)
     for status, headers in (inbound, outbound):
         assert status == 200
-        assert "x-sidetrace-facts" not in headers, headers
+        assert facts_header.NAME not in headers, headers
     server = next(s for s in spans if s.kind == "SERVER")
     client = next(s for s in spans if s.kind == "CLIENT")
     for span in (server, client):

@@ -85,14 +85,20 @@ class App:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @staticmethod
-    def call(service: str, outbound_port: int, path: str, headers: dict) -> int:
-        request = urllib.request.Request(f"http://127.0.0.1:{outbound_port}{path}", headers={**headers, "host": service})
+    def fetch(port: int, path: str, headers: dict) -> tuple:
+        """(status, the lowercase names of the response's headers) of a GET to 127.0.0.1:`port`."""
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
-                return response.status
+                return response.status, {name.lower() for name in response.headers}
         except urllib.error.HTTPError as error:
-            return error.code
+            return error.code, {name.lower() for name in error.headers}
+
+    @staticmethod
+    def call(service: str, outbound_port: int, path: str, headers: dict) -> int:
+        try:
+            return App.fetch(outbound_port, path, {**headers, "host": service})[0]
         except OSError:
             return 599
 

@@ -16,6 +16,8 @@ def _formats():
 
 
 FORMATS = _formats()
+# The name the benchmarks, the tests and istio-manifests/facts-header.yaml give the header.
+NAME = "x-sidetrace-facts"
 
 
 def route_headers(name, direction):
