@@ -6,6 +6,7 @@
 #     bash benches/wasm_profile.sh                     # a sampled server span, W3C only
 #     bash benches/wasm_profile.sh unsampled outbound       # a new trace, not sampled
 #     bash benches/wasm_profile.sh unsampled-with-context   # the caller's, not sampled
+#     bash benches/wasm_profile.sh root-facts               # the Envoy benchmarks' "dir facts" row
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/profile

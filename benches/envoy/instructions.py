@@ -8,14 +8,17 @@ number of HTTP/1.1 requests (h2load) plus the exports and ticks that follow, the
 total covers every Envoy thread and all code: the HTTP path, V8's compiled wasm and its runtime,
 the host side of each ABI call, the gRPC export, malloc. The same module and input give the same
 count to a fraction of a percent whatever else the machine runs, so a change worth 1 % shows.
-Instructions are not time (no cache misses, no syscalls' kernel side), but at this scale they
-track it. Figures, not assertions.
+Instructions are not time (no cache misses, no syscalls' kernel side): `--cache-sim` also has
+valgrind simulate the caches and branch predictors and prints what each variant adds in misses
+and mispredictions, which is where sidetrace's time runs above its count. Figures, not
+assertions.
 
     .venv/bin/python benches/envoy/instructions.py
     .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
     .venv/bin/python benches/envoy/instructions.py --caller-context --variant "native 1%" --variant "sidetrace in 1%"
     .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 --variant "native 1%" --variant "sidetrace in 1% dir"
     .venv/bin/python benches/envoy/instructions.py --rate 20 --requests 600 --variant "native 100%" --variant "sidetrace in 100% dir"
+    .venv/bin/python benches/envoy/instructions.py --cache-sim --variant "native 100%" --variant "sidetrace in 100% dir facts"
 
 `--rate N` paces the requests at N a second: a sidecar's usual traffic is far below what valgrind
 serves (a few hundred a second), and at that pace what timers and exports cost weighs more on
@@ -75,6 +78,14 @@ def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate
     """Instructions per request over `requests` requests (at `rate` requests a second, or as
     fast as Envoy under valgrind answers); with `idle_seconds`, instead, per second over that
     long with no request at all (after the same warm-up)."""
+    return count_events(variant, requests, receiver, workdir, headers, idle_seconds, rate)["Ir"]
+
+
+def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate=0, cache_sim=False):
+    """`count`'s figure as callgrind's events, each per request (or per second when idle): `Ir`
+    alone, or with `cache_sim` also its simulated cache misses (`I1mr`: instruction fetches
+    missing the 32 KiB first-level cache; `D1mr`, `D1mw`: data reads and writes missing theirs)
+    and mispredicted branches (`Bcm` conditional, `Bim` indirect)."""
     name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
     config_path = os.path.join(workdir, "envoy.yaml")
@@ -85,9 +96,10 @@ def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate
         os.remove(stale)
     with open(os.path.join(workdir, "envoy.log"), "w") as log:
         process = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
-             f"--callgrind-out-file={profile}", envoy_binary(), "-c", config_path, "--concurrency", "1",
-             "--disable-hot-restart", "-l", "warning"],
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file"]
+            + (["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else [])
+            + [f"--callgrind-out-file={profile}", envoy_binary(), "-c", config_path, "--concurrency", "1",
+               "--disable-hot-restart", "-l", "warning"],
             stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/bench/item"
@@ -113,16 +125,19 @@ def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate
     finally:
         process.terminate()
         process.wait()
-    total = 0
+    totals = {}
     for path in glob.glob(profile + "*"):
         with open(path) as data:
             for line in data:
-                if line.startswith("totals:"):
-                    total += int(line.split()[1])
+                if line.startswith("events:"):
+                    names = line.split()[1:]
+                elif line.startswith("totals:"):
+                    for event, value in zip(names, line.split()[1:]):
+                        totals[event] = totals.get(event, 0) + int(value)
     if idle_seconds:
-        return total / window
+        return {event: total / window for event, total in totals.items()}
     print(f"{name:<20} window {window:.1f} s", file=sys.stderr, flush=True)
-    return total / requests
+    return {event: total / requests for event, total in totals.items()}
 
 
 def require_tools():
@@ -156,6 +171,9 @@ def main():
                              "far below what valgrind can serve, and timers weigh more per request there")
     parser.add_argument("--idle-seconds", type=int, default=0,
                         help="count instructions per second with no request instead (timers and ticks)")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="also simulate caches and branch prediction (slower), and print what each variant "
+                             "adds in instruction-cache misses, data-cache misses and mispredicted branches")
     args = parser.parse_args()
     headers = [run.CALLER_TRACEPARENT] if args.caller_context else []
     require_tools()
@@ -167,11 +185,13 @@ def main():
     if args.idle_seconds:
         idle(variants, args.idle_seconds)
         return
-    per_request = {}
+    events = {}
     with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
-            per_request[variant[0]] = count(variant, args.requests, receiver, workdir, headers, rate=args.rate)
-            print(f"{variant[0]:<20} {per_request[variant[0]]:>10,.0f} instructions/request", file=sys.stderr, flush=True)
+            events[variant[0]] = count_events(variant, args.requests, receiver, workdir, headers, rate=args.rate,
+                                              cache_sim=args.cache_sim)
+            print(f"{variant[0]:<20} {events[variant[0]]['Ir']:>10,.0f} instructions/request", file=sys.stderr, flush=True)
+    per_request = {name: counted["Ir"] for name, counted in events.items()}
     base = per_request["none"]
     print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
           f"after 1000 to warm up; all threads, exports and ticks included"
@@ -188,7 +208,37 @@ def main():
         if name.startswith("sidetrace") and native and native - base > 0:
             ratio = f"{added / (native - base):.2f}x"
         print(f"{name:<24} {per_request[name]:>14,.0f} {added:>10,.0f} {ratio:>10}")
+    if args.cache_sim:
+        print_cache_table(variants, events)
     print(f"\nsidetrace.wasm: {os.path.getsize(run.paths.wasm_path())} bytes")
+
+
+# What the simulation adds to the count, as (column, callgrind's events summed).
+CACHE_COLUMNS = [("instructions", ("Ir",)), ("I-cache misses", ("I1mr",)),
+                 ("D-cache misses", ("D1mr", "D1mw")), ("mispredicted", ("Bcm", "Bim"))]
+
+
+def print_cache_table(variants, events):
+    """Per request, what each variant adds over no tracing in every simulated event, and that
+    against the native tracer's at the same sampling: instructions alone do not see that code
+    run once per request is fetched from beyond the first-level cache each time."""
+    def added(name, summed):
+        return sum(events[name][e] - events["none"][e] for e in summed)
+    print("\nadded per request over no tracing (valgrind's simulated caches: 32 KiB first-level "
+          "instruction cache, 48 KiB data), and against the native tracer's")
+    header = f"{'variant':<30}" + "".join(f" {column:>22}" for column, _ in CACHE_COLUMNS)
+    print(header)
+    print("-" * len(header))
+    for name, *_ in variants[1:]:
+        percent = next((word for word in name.split() if word.endswith("%")), "")
+        native = f"native {percent}"
+        cells = []
+        for _, summed in CACHE_COLUMNS:
+            value = added(name, summed)
+            reference = added(native, summed) if name.startswith("sidetrace") and native in events else 0
+            ratio = f"({value / reference:.2f}x)" if reference > 0 else ""
+            cells.append(f" {value:>13,.0f} {ratio:>8}")
+        print(f"{name:<30}" + "".join(cells))
 
 
 if __name__ == "__main__":

@@ -5,18 +5,28 @@
 //!     cargo run --release -p sidetrace-mock-host --example cost
 //!     SIDETRACE_WASM=old.wasm cargo run --release -p sidetrace-mock-host --example cost
 
-use sidetrace_mock_host::workload::{exchange, request, set_stream_facts, INBOUND, OUTBOUND};
+use sidetrace_mock_host::workload::{request, set_stream_facts, INBOUND, OUTBOUND};
 use sidetrace_mock_host::MockHost;
 const REQUESTS: u64 = 1000;
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const W3C_ONLY: &str = r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#;
+const RESPONSE: &[(&str, &str)] = &[(":status", "200")];
+/// The Envoy benchmarks' "dir facts" row: the direction configured, the facts in the route's
+/// response header (`SERVER_FACTS_FORMAT`, as Envoy formats it for the workload's stream).
+const FACTS_CONFIG: &str =
+    r#""direction":"inbound","responseHeaders":{"factsHeader":"x-sidetrace-facts"}"#;
+const RESPONSE_WITH_FACTS: &[(&str, &str)] = &[
+    (":status", "200"),
+    ("x-sidetrace-facts", "200 HTTP/1.1 10.0.0.7:51234 default"),
+];
 
 struct Scenario {
     name: &'static str,
     config: String,
     direction: i64,
     traceparent: Option<&'static str>,
+    response: &'static [(&'static str, &'static str)],
 }
 
 fn config(percentage: u32, extra: &str) -> String {
@@ -40,12 +50,23 @@ fn host(plugin_config: &str) -> MockHost {
     host
 }
 
+/// One request and its response, as `workload::exchange` makes it, with the scenario's response
+/// headers.
+fn exchange(host: &mut MockHost, scenario: &Scenario, headers: &[(&str, &str)]) {
+    let stream = host.new_stream().unwrap();
+    set_stream_facts(host, stream, scenario.direction);
+    host.request_headers(stream, headers).unwrap();
+    host.set_stream_int_property(stream, &["response", "code"], 200);
+    host.response_headers(stream, scenario.response).unwrap();
+    host.finish_stream(stream).unwrap();
+}
+
 /// Where a request's wasm instructions go, callback by callback: (context creation, request
 /// headers, response headers, stream end), averaged.
 fn per_callback(scenario: &Scenario) -> [f64; 4] {
     let mut host = host(&scenario.config);
     let headers = request(scenario.traceparent);
-    exchange(&mut host, scenario.direction, &headers);
+    exchange(&mut host, scenario, &headers);
     let mut spent = [0u64; 4];
     for _ in 0..REQUESTS {
         let mut mark = host.cost().1;
@@ -60,8 +81,7 @@ fn per_callback(scenario: &Scenario) -> [f64; 4] {
         host.request_headers(stream, &headers).unwrap();
         lap(&host, 1);
         host.set_stream_int_property(stream, &["response", "code"], 200);
-        host.response_headers(stream, &[(":status", "200")])
-            .unwrap();
+        host.response_headers(stream, scenario.response).unwrap();
         lap(&host, 2);
         host.finish_stream(stream).unwrap();
         lap(&host, 3);
@@ -73,10 +93,10 @@ fn per_callback(scenario: &Scenario) -> [f64; 4] {
 fn per_request(scenario: &Scenario) -> (f64, f64) {
     let mut host = host(&scenario.config);
     let headers = request(scenario.traceparent);
-    exchange(&mut host, scenario.direction, &headers);
+    exchange(&mut host, scenario, &headers);
     let (calls_before, fuel_before) = host.cost();
     for _ in 0..REQUESTS {
-        exchange(&mut host, scenario.direction, &headers);
+        exchange(&mut host, scenario, &headers);
     }
     let (calls, fuel) = host.cost();
     (
@@ -120,42 +140,56 @@ fn main() {
             config: config(0, W3C_ONLY),
             direction: INBOUND,
             traceparent: None,
+            response: RESPONSE,
         },
         Scenario {
             name: "unsampled, W3C only, caller's context",
             config: config(0, W3C_ONLY),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT),
+            response: RESPONSE,
         },
         Scenario {
             name: "unsampled, default formats",
             config: config(0, ""),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT),
+            response: RESPONSE,
         },
         Scenario {
             name: "unsampled, direction set in config",
             config: config(0, &format!(r#"{W3C_ONLY},"direction":"inbound""#)),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT),
+            response: RESPONSE,
         },
         Scenario {
             name: "sampled server span, W3C only",
             config: config(100, W3C_ONLY),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT_SAMPLED),
+            response: RESPONSE,
         },
         Scenario {
             name: "sampled client span, W3C only",
             config: config(100, W3C_ONLY),
             direction: OUTBOUND,
             traceparent: Some(TRACEPARENT_SAMPLED),
+            response: RESPONSE,
         },
         Scenario {
             name: "sampled server span, default formats",
             config: config(100, ""),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT_SAMPLED),
+            response: RESPONSE,
+        },
+        Scenario {
+            name: "sampled new root, direction, facts header",
+            config: config(100, &format!("{W3C_ONLY},{FACTS_CONFIG}")),
+            direction: INBOUND,
+            traceparent: None,
+            response: RESPONSE_WITH_FACTS,
         },
     ];
     println!(

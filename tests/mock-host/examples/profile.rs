@@ -3,12 +3,16 @@
 //! samples is its share of the request's instructions. Needs a module that keeps its function
 //! names (`benches/wasm_profile.sh` builds one and runs this).
 //!
-//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context] [inbound|outbound]
+//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context|root-facts] [inbound|outbound]
+//!
+//! `root-facts` is the Envoy benchmarks' "dir facts" row: every request without context and
+//! sampled, the listener's direction in the configuration, and the span's facts in the route's
+//! response header (`responseHeaders.factsHeader`).
 //!
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
 //! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
 
-use sidetrace_mock_host::workload::{exchange, request, INBOUND, OUTBOUND};
+use sidetrace_mock_host::workload::{exchange, request, set_stream_facts, INBOUND, OUTBOUND};
 use sidetrace_mock_host::MockHost;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +21,7 @@ const REQUESTS: usize = 200_000;
 const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACEPARENT_UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 const SHOWN: usize = 40;
+const FACTS_HEADER: &str = "x-sidetrace-facts";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,19 +39,41 @@ fn main() {
     let mut host = MockHost::load_for_profiling(&bytes).expect("load the module");
     host.set_property(&["xds", "node", "metadata", "NAME"], b"bench-pod");
     let percentage = if sampled { 100 } else { 0 };
+    let facts = mode == "root-facts";
+    let facts_config = if !facts {
+        String::new()
+    } else if direction == OUTBOUND {
+        format!(r#","direction":"outbound","responseHeaders":{{"factsHeader":"{FACTS_HEADER}"}}"#)
+    } else {
+        format!(r#","direction":"inbound","responseHeaders":{{"factsHeader":"{FACTS_HEADER}"}}"#)
+    };
     let config = format!(
-        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}}}"#
+        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}{facts_config}}}"#
     );
     assert!(host.configure(&config).expect("configure"));
     let headers = request(match mode {
-        "unsampled" => None,
+        "unsampled" | "root-facts" => None,
         "unsampled-with-context" => Some(TRACEPARENT_UNSAMPLED),
         _ => Some(TRACEPARENT_SAMPLED),
     });
+    let facts_value = if direction == OUTBOUND {
+        "200 HTTP/1.1 10.0.0.9:8080 outbound|8080||payments default"
+    } else {
+        "200 HTTP/1.1 10.0.0.7:51234 default"
+    };
     let (_, fuel_before) = host.cost();
     let sampler = host.sample_stacks(Duration::from_micros(20));
     for done in 0..REQUESTS {
-        exchange(&mut host, direction, &headers);
+        if facts {
+            let stream = host.new_stream().unwrap();
+            set_stream_facts(&mut host, stream, direction);
+            host.request_headers(stream, &headers).unwrap();
+            host.response_headers(stream, &[(":status", "200"), (FACTS_HEADER, facts_value)])
+                .unwrap();
+            host.finish_stream(stream).unwrap();
+        } else {
+            exchange(&mut host, direction, &headers);
+        }
         // Exports keep the queue from filling, and their cost shows up in the profile too.
         if done % 512 == 511 {
             host.advance_ms(100);
