@@ -30,6 +30,11 @@ echo
 echo "== Envoy: instructions per request (callgrind; deterministic)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py
 echo
+echo "== Envoy: cache misses and mispredicted branches per request, where time runs above the count (callgrind's simulation)"
+with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --cache-sim \
+    --variant "native 100%" --variant "sidetrace in 100% dir" --variant "sidetrace in 100% dir facts" \
+    --variant "sidetrace out 100% dir facts" --variant "native 1%" --variant "sidetrace in 1% dir"
+echo
 echo "== Envoy: instructions per second with no request (timers and ticks; callgrind)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 \
     --variant "native 100%" --variant "native 1%" --variant "sidetrace in 100% dir" --variant "sidetrace in 1% dir"

@@ -5,7 +5,9 @@
 //!     cargo run --release -p sidetrace-mock-host --example cost
 //!     SIDETRACE_WASM=old.wasm cargo run --release -p sidetrace-mock-host --example cost
 
-use sidetrace_mock_host::workload::{request, set_stream_facts, INBOUND, OUTBOUND};
+use sidetrace_mock_host::workload::{
+    exchange_answered, request, set_stream_facts, INBOUND, OUTBOUND,
+};
 use sidetrace_mock_host::MockHost;
 const REQUESTS: u64 = 1000;
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
@@ -50,15 +52,8 @@ fn host(plugin_config: &str) -> MockHost {
     host
 }
 
-/// One request and its response, as `workload::exchange` makes it, with the scenario's response
-/// headers.
 fn exchange(host: &mut MockHost, scenario: &Scenario, headers: &[(&str, &str)]) {
-    let stream = host.new_stream().unwrap();
-    set_stream_facts(host, stream, scenario.direction);
-    host.request_headers(stream, headers).unwrap();
-    host.set_stream_int_property(stream, &["response", "code"], 200);
-    host.response_headers(stream, scenario.response).unwrap();
-    host.finish_stream(stream).unwrap();
+    exchange_answered(host, scenario.direction, headers, scenario.response);
 }
 
 /// Where a request's wasm instructions go, callback by callback: (context creation, request

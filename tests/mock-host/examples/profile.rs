@@ -12,7 +12,7 @@
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
 //! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
 
-use sidetrace_mock_host::workload::{exchange, request, set_stream_facts, INBOUND, OUTBOUND};
+use sidetrace_mock_host::workload::{exchange_answered, request, INBOUND, OUTBOUND};
 use sidetrace_mock_host::MockHost;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -61,19 +61,16 @@ fn main() {
     } else {
         "200 HTTP/1.1 10.0.0.7:51234 default"
     };
+    let facts_response = [(":status", "200"), (FACTS_HEADER, facts_value)];
+    let response: &[(&str, &str)] = if facts {
+        &facts_response
+    } else {
+        &facts_response[..1]
+    };
     let (_, fuel_before) = host.cost();
     let sampler = host.sample_stacks(Duration::from_micros(20));
     for done in 0..REQUESTS {
-        if facts {
-            let stream = host.new_stream().unwrap();
-            set_stream_facts(&mut host, stream, direction);
-            host.request_headers(stream, &headers).unwrap();
-            host.response_headers(stream, &[(":status", "200"), (FACTS_HEADER, facts_value)])
-                .unwrap();
-            host.finish_stream(stream).unwrap();
-        } else {
-            exchange(&mut host, direction, &headers);
-        }
+        exchange_answered(&mut host, direction, &headers, response);
         // Exports keep the queue from filling, and their cost shows up in the profile too.
         if done % 512 == 511 {
             host.advance_ms(100);

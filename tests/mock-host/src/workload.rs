@@ -40,11 +40,20 @@ pub fn set_stream_facts(host: &mut MockHost, stream: u32, direction: i64) {
 
 /// One whole request answered 200.
 pub fn exchange(host: &mut MockHost, direction: i64, headers: &[(&str, &str)]) {
+    exchange_answered(host, direction, headers, &[(":status", "200")]);
+}
+
+/// One whole request answered 200 with `response` for its headers (`:status` among them).
+pub fn exchange_answered(
+    host: &mut MockHost,
+    direction: i64,
+    headers: &[(&str, &str)],
+    response: &[(&str, &str)],
+) {
     let stream = host.new_stream().unwrap();
     set_stream_facts(host, stream, direction);
     host.request_headers(stream, headers).unwrap();
     host.set_stream_int_property(stream, &["response", "code"], 200);
-    host.response_headers(stream, &[(":status", "200")])
-        .unwrap();
+    host.response_headers(stream, response).unwrap();
     host.finish_stream(stream).unwrap();
 }
