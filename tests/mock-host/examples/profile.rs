@@ -40,12 +40,15 @@ fn main() {
     host.set_property(&["xds", "node", "metadata", "NAME"], b"bench-pod");
     let percentage = if sampled { 100 } else { 0 };
     let facts = mode == "root-facts";
-    let facts_config = if !facts {
-        String::new()
-    } else if direction == OUTBOUND {
-        format!(r#","direction":"outbound","responseHeaders":{{"factsHeader":"{FACTS_HEADER}"}}"#)
+    let listener = if direction == OUTBOUND {
+        "outbound"
     } else {
-        format!(r#","direction":"inbound","responseHeaders":{{"factsHeader":"{FACTS_HEADER}"}}"#)
+        "inbound"
+    };
+    let facts_config = if facts {
+        format!(r#","direction":"{listener}","responseHeaders":{{"factsHeader":"{FACTS_HEADER}"}}"#)
+    } else {
+        String::new()
     };
     let config = format!(
         r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}{facts_config}}}"#
