@@ -97,9 +97,8 @@ impl SidetraceStream {
     /// borrow from.
     fn read_facts<'a>(
         &self,
-        recording: &Recording,
+        recording: &'a Recording,
         grpc: bool,
-        facts_header: Option<&'a [u8]>,
         answer: &'a mut Option<Vec<u8>>,
     ) -> (SpanKind, SpanFacts<'a>) {
         let plugin = &self.shared.plugin;
@@ -109,6 +108,7 @@ impl SidetraceStream {
             body_sizes: plugin.config.record_body_sizes,
         };
         if let (Some(kind), false, false) = (query.kind, grpc, query.body_sizes) {
+            let facts_header = recording.facts_header.as_deref();
             if let Some(facts) = facts_header.and_then(|value| SpanFacts::from_header(kind, value))
             {
                 return (kind, facts);
@@ -174,12 +174,7 @@ impl SidetraceStream {
         let end_unix_nanos = host::now_unix_nanos();
         let fields = RequestFields::read(&recording.request);
         let mut answer = None;
-        let (kind, facts) = self.read_facts(
-            &recording,
-            fields.is_grpc(),
-            recording.facts_header.as_deref(),
-            &mut answer,
-        );
+        let (kind, facts) = self.read_facts(&recording, fields.is_grpc(), &mut answer);
         // A request without context is counted at the end when its span turns out a client.
         let without_context = recording.start.incoming.context.is_none();
         if recording.kind.is_none() && without_context && kind == SpanKind::Client {
@@ -410,7 +405,7 @@ impl SidetraceStream {
         let Some(value) = self.trace_response.as_ref().map(Text::as_str) else {
             return;
         };
-        let response_headers = &self.shared.plugin.config.response_headers;
+        let response_headers = &plugin.config.response_headers;
         if response_headers.traceresponse {
             host::set_response_header("traceresponse", value);
         }
