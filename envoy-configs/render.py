@@ -49,7 +49,8 @@ def standalone() -> str:
 
 def gated() -> str:
     """A sidecar inside a W3C-only mesh that samples little: requests carrying an unsampled
-    caller's context skip the filter (`tests/harness/unsampled_gate.py`)."""
+    caller's context, and requests without context whose `x-request-id` starts a trace the filter
+    would not sample, skip the filter (`tests/harness/unsampled_gate.py`)."""
     config = sidecar_config.sidecar(
         **LOCAL,
         filter_config=sidecar_config.default_filter_config(
@@ -57,6 +58,7 @@ def gated() -> str:
             randomSamplingPercentage=1,
             propagation={"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]},
             publishFilterState=False,
+            traceIdsFromRequestIds=True,
         ),
         gate_unsampled="routes",
         direction_per_listener=True,

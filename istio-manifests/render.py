@@ -28,13 +28,15 @@ def header() -> str:
 #
 # sidetrace behind the unsampled gate, for the pods labelled `{label}: {value}` (any
 # namespace): a request carrying an unsampled caller's W3C context, as most requests inside a
-# mesh sampling 1 % do, never reaches the filter (README, "Keeping unsampled callers' requests
-# out of the filter"). On those pods this replaces the WasmPlugins' filters (removed under every
-# name istiod has given them since Istio 1.20, and trafficextension.yaml's) with the same plugins
-# behind Envoy's composite filter, reading and writing W3C Trace Context only, with the
-# listener's direction set and no path excluded (kubelet probes reach istio-agent, not these
-# listeners), so that a request without context costs one header lookup. Other pods keep the
-# WasmPlugins.
+# mesh sampling 1 % do, never reaches the filter, nor does a request without context whose new
+# trace the filter would not sample: new traces take their `x-request-id` as trace id, so the
+# matcher decides on that header as the filter would (README, "Keeping unsampled callers'
+# requests out of the filter"). On those pods this replaces the WasmPlugins' filters (removed
+# under every name istiod has given them since Istio 1.20, and trafficextension.yaml's) with the
+# same plugins behind Envoy's composite filter, reading and writing W3C Trace Context only, with
+# the listener's direction set and no path excluded (kubelet probes reach istio-agent, not these
+# listeners). Other pods keep the WasmPlugins. The matcher's expression is rendered for the
+# plugins' randomSamplingPercentage: change it in wasmplugin.yaml and render again.
 #
 # The composite needs the module as a file in the sidecar, from a ConfigMap in the pod's namespace:
 #   kubectl -n <namespace> create configmap {istio_gate.CONFIGMAP} --from-file=sidetrace.wasm=target/sidetrace.wasm

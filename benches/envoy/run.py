@@ -63,6 +63,9 @@ W3C_ONLY_OUTBOUND = dict(W3C_ONLY, direction="outbound")
 # expression: one header lookup, and the header removed from every response.
 W3C_FACTS_INBOUND = dict(W3C_ONLY_INBOUND, responseHeaders={"factsHeader": facts_header.NAME})
 W3C_FACTS_OUTBOUND = dict(W3C_ONLY_OUTBOUND, responseHeaders={"factsHeader": facts_header.NAME})
+# New traces' ids (and decisions) from `x-request-id`, which Envoy can match before the filter.
+W3C_IDS_INBOUND = dict(W3C_ONLY_INBOUND, traceIdsFromRequestIds=True)
+W3C_IDS_OUTBOUND = dict(W3C_ONLY_OUTBOUND, traceIdsFromRequestIds=True)
 # The shipped WasmPlugins' settings (istio-manifests/wasmplugin.yaml: six formats read, three
 # written, custom tags), their SERVER plugin's, less what the bench sets itself.
 WASMPLUGIN_INBOUND = {key: value for key, value in istio.wasm_spec(istio.manifest("wasmplugin.yaml"))["pluginConfig"].items()
@@ -88,6 +91,13 @@ VARIANTS = [
     ("sidetrace in 1% gated", "sidetrace-routes", 1, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace out 1% gated", "sidetrace-routes", 1, "OUTBOUND", W3C_ONLY_OUTBOUND),
     ("sidetrace in 1% composite", "sidetrace-composite", 1, "INBOUND", W3C_ONLY_INBOUND),
+    # New traces take their request ids as trace ids, so a second route twin skips the filter for
+    # requests without context whose `x-request-id` Envoy's sampling would not pick; "ids" is the
+    # same configuration without the twins, "root composite" with the composite filter's matcher.
+    ("sidetrace in 1% root gate", "sidetrace-routes", 1, "INBOUND", W3C_IDS_INBOUND),
+    ("sidetrace out 1% root gate", "sidetrace-routes", 1, "OUTBOUND", W3C_IDS_OUTBOUND),
+    ("sidetrace in 1% root composite", "sidetrace-composite", 1, "INBOUND", W3C_IDS_INBOUND),
+    ("sidetrace in 1% dir ids", "sidetrace", 1, "INBOUND", W3C_IDS_INBOUND),
     # The shipped SERVER WasmPlugin, and the same with `direction: auto`, as one plugin on both
     # listeners would need.
     ("sidetrace in 1% wasmplugin", "sidetrace", 1, "INBOUND", WASMPLUGIN_INBOUND),

@@ -46,6 +46,7 @@ fn main() {
         trust_incoming: true,
         write_threshold: false,
         xray_trace_ids: false,
+        trace_ids_from_request_ids: false,
     };
     let serialized = header_block::serialize(&[
         (b":method", b"GET"),

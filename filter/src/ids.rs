@@ -78,10 +78,7 @@ impl IdGenerator {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.next_u64().to_be_bytes());
         id[8..].copy_from_slice(&self.next_nonzero().to_be_bytes());
-        if let Some(secs) = xray_epoch_secs {
-            id[..4].copy_from_slice(&secs.to_be_bytes());
-        }
-        TraceId(id)
+        TraceId(id).stamped(xray_epoch_secs)
     }
 }
 

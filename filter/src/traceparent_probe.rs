@@ -34,12 +34,16 @@ pub fn applies(config: &Config) -> bool {
 /// request's: its caller's context passes through (`Tracer::passes_through`), or a new trace
 /// starts, whose `traceparent` replaces any other and takes any `tracestate` with it. `None`
 /// when the request is sampled: its span needs the whole request, and as nothing was drawn from
-/// `ids`, starting on the whole request mints the same ids and reaches the same decision.
+/// `ids`, starting on the whole request mints the same ids and reaches the same decision. `None`
+/// too when a new trace would take its id from `x-request-id`, which `looked_up` lacks.
 pub fn settle(
     tracer: &Tracer,
     looked_up: &impl Getter,
     ids: &mut IdGenerator,
 ) -> Option<SpanStart> {
+    if tracer.trace_ids_from_request_ids {
+        return None;
+    }
     let mut trial_ids = ids.clone();
     let start = tracer.start(looked_up, &mut trial_ids, || 0);
     if start.is_sampled() {
@@ -66,9 +70,13 @@ pub fn unsampled_caller(tracer: &Tracer, traceparent: &[u8]) -> Option<SpanConte
 /// with none of the extraction a request with headers needs: the request a sidecar sees most at
 /// the edge of a mesh. Written with `tracecontext::inject`, as `Tracer::propagate` writes it.
 /// `None`, with `ids` untouched, when the new trace is sampled (its span needs the whole
-/// request) or the tracer's formats ask for more than a W3C root.
+/// request) or the tracer's formats ask for more than a W3C root, or an id from `x-request-id`
+/// (one lookup more would cost Envoy more than reading the whole request).
 pub fn unsampled_root(tracer: &Tracer, ids: &mut IdGenerator) -> Option<SpanContext> {
-    if !tracer.propagator.is_w3c_only() || tracer.xray_trace_ids {
+    if !tracer.propagator.is_w3c_only()
+        || tracer.xray_trace_ids
+        || tracer.trace_ids_from_request_ids
+    {
         return None;
     }
     let mut trial_ids = ids.clone();
@@ -107,6 +115,7 @@ mod tests {
             trust_incoming,
             write_threshold: true,
             xray_trace_ids: false,
+            trace_ids_from_request_ids: false,
         }
     }
 
@@ -281,16 +290,18 @@ mod tests {
         let w3c_and_b3 = [Format::TraceContext, Format::B3Multi];
         let mut answered = 0;
         for seed in 0..300 {
-            for (percentage, trust, w3c_only, xray_ids) in [
-                (0.0, true, true, false),
-                (1.0, true, true, false),
-                (50.0, false, true, false),
-                (100.0, true, true, false),
-                (0.0, true, false, false),
-                (0.0, true, true, true),
+            for (percentage, trust, w3c_only, xray_ids, from_request_ids) in [
+                (0.0, true, true, false, false),
+                (1.0, true, true, false, false),
+                (50.0, false, true, false, false),
+                (100.0, true, true, false, false),
+                (0.0, true, false, false, false),
+                (0.0, true, true, true, false),
+                (0.0, true, true, false, true),
             ] {
                 let mut tracer = tracer(percentage, trust);
                 tracer.xray_trace_ids = xray_ids;
+                tracer.trace_ids_from_request_ids = from_request_ids;
                 if !w3c_only {
                     tracer.propagator = Propagator::new(&w3c_and_b3, &w3c_and_b3);
                 }
@@ -307,9 +318,10 @@ mod tests {
                     (root, written)
                 });
                 let why = format!(
-                    "seed {seed}, {percentage} %, W3C only {w3c_only}, X-Ray ids {xray_ids}"
+                    "seed {seed}, {percentage} %, W3C only {w3c_only}, X-Ray ids {xray_ids}, \
+                     ids from request ids {from_request_ids}"
                 );
-                if w3c_only && !xray_ids {
+                if w3c_only && !xray_ids && !from_request_ids {
                     assert_eq!(shortcut, expected, "{why}");
                 } else {
                     assert_eq!(shortcut, None, "{why}");

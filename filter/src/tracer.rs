@@ -1,7 +1,7 @@
 //! One hop's tracing decision: read the caller's context, decide sampling, and mint the context
 //! of the span this sidecar records. Pure, so the whole decision is tested natively.
 
-use crate::context::{Format, Sampling, SpanContext, SpanId};
+use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
 use crate::ids::IdGenerator;
 use crate::propagation::composite::{Incoming, Propagator};
 use crate::propagation::{tracestate, Getter, Rewriter};
@@ -18,7 +18,14 @@ pub struct Tracer {
     pub write_threshold: bool,
     /// New trace ids start with epoch seconds when X-Ray is injected (X-Ray rejects others).
     pub xray_trace_ids: bool,
+    /// A new trace takes its request's `x-request-id` as trace id where it is one Envoy wrote
+    /// (`TraceId::from_request_id`): the root decision is then the request id's too, which
+    /// Envoy can match before the filter runs.
+    pub trace_ids_from_request_ids: bool,
 }
+
+/// The header Envoy's HTTP connection manager gives every request.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// The outcome of `Tracer::start` for one request.
 pub struct SpanStart {
@@ -66,7 +73,13 @@ impl Tracer {
         let mut context = match parent {
             Some(parent) => parent.child(span_id, Sampling::Deferred),
             None => {
-                let trace_id = ids.trace_id(self.xray_trace_ids.then(now_unix_secs));
+                let epoch_secs = self.xray_trace_ids.then(now_unix_secs);
+                let trace_id =
+                    match self.request_id_trace_id(|| headers.get(REQUEST_ID).map(str::as_bytes)) {
+                        // The randomness sampling reads is the request id's either way.
+                        Some(id) => id.stamped(epoch_secs),
+                        None => ids.trace_id(epoch_secs),
+                    };
                 let mut root =
                     SpanContext::new(trace_id, span_id, Sampling::Deferred, Format::TraceContext);
                 root.random = true;
@@ -106,6 +119,18 @@ impl Tracer {
             link,
             incoming,
         }
+    }
+
+    /// A new trace's id taken from its request's id, where so configured; `request_id` is
+    /// asked only then.
+    pub fn request_id_trace_id<'a>(
+        &self,
+        request_id: impl FnOnce() -> Option<&'a [u8]>,
+    ) -> Option<TraceId> {
+        self.trace_ids_from_request_ids
+            .then(request_id)
+            .flatten()
+            .and_then(TraceId::from_request_id)
     }
 
     /// Whether `start` can leave the request's trace headers as they came: not sampled, it
@@ -158,8 +183,7 @@ impl Tracer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::TraceId;
-    use crate::propagation::Headers;
+    use crate::propagation::{Headers, Setter};
 
     fn tracer(percentage: f64, trust: bool) -> Tracer {
         let formats = [Format::TraceContext, Format::B3Multi, Format::XRay];
@@ -169,10 +193,112 @@ mod tests {
             trust_incoming: trust,
             write_threshold: true,
             xray_trace_ids: false,
+            trace_ids_from_request_ids: false,
         }
     }
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const PARENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    /// A root takes the request id as trace id, and the decision with it, only where so
+    /// configured and only from a request id Envoy wrote; a caller's context is continued.
+    #[test]
+    fn a_root_takes_its_trace_id_from_the_request_id_where_configured() {
+        let request_id = "2848a896-120d-48c5-9d4f-317eaf0bc7a6";
+        let derived = "2848a896120d48c59d4f317eaf0bc7a6";
+        // The id's randomness 0x4f317eaf0bc7a6 is 0.309 of 2^56: sampled at 70 %, not at 69 %.
+        let uppercase = "2848A896-120D-48C5-9D4F-317EAF0BC7A6";
+        // (case, configured, percentage, request id, caller's context, trace id (None: a
+        // random one), sampled)
+        type Case<'a> = (
+            &'a str,
+            bool,
+            f64,
+            Option<&'a str>,
+            bool,
+            Option<&'a str>,
+            bool,
+        );
+        let cases: [Case; 6] = [
+            (
+                "root at 70 %",
+                true,
+                70.0,
+                Some(request_id),
+                false,
+                Some(derived),
+                true,
+            ),
+            (
+                "root at 69 %",
+                true,
+                69.0,
+                Some(request_id),
+                false,
+                Some(derived),
+                false,
+            ),
+            (
+                "not configured",
+                false,
+                0.0,
+                Some(request_id),
+                false,
+                None,
+                false,
+            ),
+            (
+                "uppercase id",
+                true,
+                0.0,
+                Some(uppercase),
+                false,
+                None,
+                false,
+            ),
+            ("no request id", true, 0.0, None, false, None, false),
+            (
+                "a caller's context",
+                true,
+                0.0,
+                Some(request_id),
+                true,
+                Some(PARENT_TRACE),
+                true,
+            ),
+        ];
+        for (case, configured, percentage, request_id, caller, trace_id, sampled) in cases {
+            let mut tracer = tracer(percentage, true);
+            tracer.trace_ids_from_request_ids = configured;
+            let mut headers = Headers::new();
+            if let Some(request_id) = request_id {
+                headers.set(REQUEST_ID, request_id);
+            }
+            if caller {
+                headers.set("traceparent", PARENT);
+            }
+            let start = tracer.start(&headers, &mut IdGenerator::from_seed(11), || 0);
+            let started = start.context.trace_id.to_string();
+            match trace_id {
+                Some(expected) => assert_eq!(started, expected, "{case}"),
+                None => assert_ne!(started, derived, "{case}"),
+            }
+            assert_eq!(start.is_sampled(), sampled, "{case}");
+        }
+        // Injecting X-Ray, the id begins with the epoch seconds; the rest, and the decision,
+        // stay the request id's.
+        let mut tracer = tracer(70.0, true);
+        tracer.trace_ids_from_request_ids = true;
+        tracer.xray_trace_ids = true;
+        let mut headers = Headers::new();
+        headers.set(REQUEST_ID, request_id);
+        let start = tracer.start(&headers, &mut IdGenerator::from_seed(11), || 0x5759_e988);
+        assert_eq!(
+            start.context.trace_id.to_string(),
+            "5759e988120d48c59d4f317eaf0bc7a6"
+        );
+        assert!(start.is_sampled());
+    }
 
     #[test]
     fn continues_a_sampled_parent_even_at_zero_percent() {

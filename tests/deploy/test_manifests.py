@@ -146,6 +146,14 @@ def test_the_unsampled_gate_runs_the_wasmplugins_config_as_the_gate_needs_it():
         unsampled_gate.check_applies(config)
         plugin, = [p for p in plugins if p["spec"]["pluginConfig"]["direction"] == config["direction"]]
         assert config["direction"] == {"SIDECAR_INBOUND": "inbound", "SIDECAR_OUTBOUND": "outbound"}[context]
-        expected = dict(plugin["spec"]["pluginConfig"], propagation=istio_gate.W3C_ONLY, excludePaths=[])
+        expected = dict(plugin["spec"]["pluginConfig"], propagation=istio_gate.W3C_ONLY, excludePaths=[],
+                        traceIdsFromRequestIds=True)
         assert config == expected, "the WasmPlugin's settings, but for what the gate needs"
         assert wasm["typed_config"]["config"]["fail_open"] is True
+    # Each composite skips new traces by the expression for its plugin's sampling percentage.
+    for patch in gate["spec"]["configPatches"]:
+        if patch["patch"]["operation"] == "INSERT_BEFORE":
+            config = json.loads(unsampled_gate.wrapped(patch["patch"]["value"])["typed_config"]["config"]
+                                ["configuration"]["value"])
+            expression = unsampled_gate.unsampled_request_id(config["randomSamplingPercentage"])
+            assert json.dumps(expression) in json.dumps(patch["patch"]["value"]["typed_config"]["xds_matcher"])

@@ -20,13 +20,21 @@ CALLER_SPAN = "00f067aa0ba902b7"
 LISTENERS = ("inbound", "outbound")
 
 
-def with_sampling(gate, percentage):
-    """The EnvoyFilter with its plugins' `randomSamplingPercentage` changed."""
-    gate = copy.deepcopy(gate)
-    for wasm in istio_gate.gated_wasm_filters(gate).values():
-        configuration = wasm["typed_config"]["config"]["configuration"]
-        configuration["value"] = json.dumps(dict(json.loads(configuration["value"]), randomSamplingPercentage=percentage))
-    return gate
+def with_sampling(percentage):
+    """The EnvoyFilter rendered for WasmPlugins sampling `percentage` (the composite's expression
+    for new traces depends on it)."""
+    plugins = copy.deepcopy(istio.manifests("wasmplugin.yaml"))
+    for plugin in plugins:
+        istio.wasm_spec(plugin)["pluginConfig"]["randomSamplingPercentage"] = percentage
+    return istio_gate.envoy_filter(plugins, istio.manifests("trafficextension.yaml"))
+
+
+def plugin_sampling(gate):
+    """The gated plugins' `randomSamplingPercentage` (the same on both listeners)."""
+    percentages = {json.loads(wasm["typed_config"]["config"]["configuration"]["value"])["randomSamplingPercentage"]
+                   for wasm in istio_gate.gated_wasm_filters(gate).values()}
+    percentage, = percentages
+    return percentage
 
 
 def gated_sidecar(release, collector_port, app_port, payments_port, pod_labels, module_mounted=True, sampling=None):
@@ -37,9 +45,7 @@ def gated_sidecar(release, collector_port, app_port, payments_port, pod_labels, 
     config, ports = istio.sidecar(app_port, {"payments": payments_port}, collector_port)
     for plugin in istio.manifests("wasmplugin.yaml"):
         config = istio.apply_to_sidecar(config, plugin, paths.wasm_path(), istio.istiod_filter_names(plugin)[release])
-    gate = istio.manifest("unsampled-gate.yaml")
-    if sampling is not None:
-        gate = with_sampling(gate, sampling)
+    gate = istio.manifest("unsampled-gate.yaml") if sampling is None else with_sampling(sampling)
     files = {istio_gate.MODULE_PATH: paths.wasm_path()} if module_mounted else {}
     return istio.apply_envoy_filter(config, gate, pod_labels, files), ports
 
@@ -110,24 +116,39 @@ def test_a_gated_istio_sidecar_skips_unsampled_callers_and_traces_the_rest(sampl
             assert server.attributes["k8s.cluster"] == "east-1", "HOST env var from the proxy's environment"
             assert server.attributes["deployment.environment"] == "production", "INLINE env var"
 
-            # No context: the filter starts a trace; the app forwards it, so the outbound listener
-            # lets the request through only if the trace was sampled (1 % of trace ids).
-            assert App.call("checkout", ports["inbound"], "/new", {}) == 200
-            started = app.headers_for("/new")["traceparent"]
-            assert started.startswith("00-") and len(started) == 55
-            assert payments.headers_for("/new")["traceparent"][:35] == started[:35]
-            # The sampled bit of the flags (a new trace also sets the random flag, 02).
-            sampled = int(started[-2:], 16) & 1
-            if sampling == 100:
-                assert sampled
-            assert delegations(envoy) == {"inbound": 2, "outbound": 1 + sampled}
-            if not sampled:
-                assert payments.headers_for("/new")["traceparent"] == started
+            # No context: a new trace takes the request's `x-request-id` as trace id, so the
+            # composite decides as the filter would. Sent with a request id whose trace is not
+            # sampled below 100 %, one sampled from 0.01 %, and one Envoy gives it; the app
+            # forwards the request id, so the outbound listener decides the same.
+            percentage = sampling if sampling is not None else plugin_sampling(istio.manifest("unsampled-gate.yaml"))
+            new_traces = {"/new-low": "2848a896-120d-48c5-9d00-000000000000",
+                          "/new-high": "2848a896-120d-48c5-9dff-ffffffffffff", "/new-any": None}
+            expected_sampled = 0
+            for path, request_id in new_traces.items():
+                before = delegations(envoy)
+                assert App.call("checkout", ports["inbound"], path, {"x-request-id": request_id} if request_id else {}) == 200
+                seen, forwarded = app.headers_for(path), payments.headers_for(path)
+                assert forwarded["x-request-id"] == seen["x-request-id"]
+                if request_id:
+                    assert seen["x-request-id"] == request_id
+                sampled = unsampled_gate.root_sampled(seen["x-request-id"], percentage)
+                assert sampled is not None, seen["x-request-id"]
+                if path != "/new-any":
+                    assert sampled == (path == "/new-high" or percentage == 100), path
+                if sampled:
+                    trace_id = seen["x-request-id"].replace("-", "")
+                    assert seen["traceparent"].startswith(f"00-{trace_id}-") and seen["traceparent"].endswith("-03")
+                    assert forwarded["traceparent"][:35] == seen["traceparent"][:35]
+                else:
+                    assert "traceparent" not in seen and "traceparent" not in forwarded, path
+                moved = {listener: delegations(envoy)[listener] - before[listener] for listener in LISTENERS}
+                assert moved == {"inbound": int(sampled), "outbound": int(sampled)}, path
+                expected_sampled += sampled
 
             # Both listeners' plugins run in one VM and count together: the VM saw the sampled
-            # caller twice and the new trace once or, sampled, twice.
-            stats = envoy.wait_for_sidetrace_stats(lambda stats: stats.get("spans_started") == 3 + sampled)
-            assert stats.get("spans_started") == 3 + sampled
+            # caller twice and each sampled new trace twice.
+            stats = envoy.wait_for_sidetrace_stats(lambda stats: stats.get("spans_started") == 2 + 2 * expected_sampled)
+            assert stats.get("spans_started") == 2 + 2 * expected_sampled
             assert "sidetrace config" not in envoy.log_text(), "the gated pluginConfig is accepted"
 
 

@@ -1,6 +1,7 @@
 """The unsampled gate for Istio sidecars: an EnvoyFilter that takes the WasmPlugins' filters out of
 the workloads it selects and puts sidetrace back behind Envoy's composite filter, so requests
-carrying an unsampled caller's W3C context never reach the VM (`unsampled_gate.composite`).
+carrying an unsampled caller's W3C context, and requests without context whose new trace would
+not be sampled, never reach the VM (`unsampled_gate.composite`).
 
 A WasmPlugin cannot do this itself (its filter is one ECDS entry per listener, with no per-route
 switch and no matcher around it), and EnvoyFilter patches cannot clone routes, so the route twins
@@ -40,10 +41,13 @@ def gated_plugin_config(plugin: dict, direction: str) -> dict:
     """The plugin's `pluginConfig` as the gate needs it: W3C only (other formats are translated,
     so the filter must see every request); the listener's direction fixed (as the shipped
     WasmPlugins have it), so a request without context does not read it (~11,700 Envoy
-    instructions); and no path excluded, so such a request costs a `traceparent` lookup instead
-    of the whole header map (~8,900; kubelet probes reach istio-agent, not these listeners)."""
+    instructions); no path excluded (kubelet probes reach istio-agent, not these listeners); and
+    new traces' ids taken from `x-request-id`, so the composite's matcher also skips a request
+    without context whose new trace the filter would not sample (its expression is rendered for
+    the plugin's `randomSamplingPercentage`: render again after changing it)."""
     config = copy.deepcopy(istio.wasm_spec(plugin)["pluginConfig"])
-    config.update(propagation=copy.deepcopy(W3C_ONLY), direction=direction, excludePaths=[])
+    config.update(propagation=copy.deepcopy(W3C_ONLY), direction=direction, excludePaths=[],
+                  traceIdsFromRequestIds=True)
     unsampled_gate.check_applies(config)
     return config
 

@@ -24,6 +24,7 @@ matches each value on its own, so a twin skips a request any of whose values is 
 context (the filter would take the first, or at more than 25 % sampling start a new trace).
 """
 import copy
+import re
 
 
 def _nonzero_hex(digits: int) -> str:
@@ -52,6 +53,93 @@ LAYERED_RUNTIME = {"layers": [{"name": "re2", "static_layer": RE2_LIMITS}, {"nam
 TWIN_STAT_PREFIX = "unsampled_context"
 
 
+# Requests routed by a root twin: those it skipped, new traces Envoy decided not to sample.
+ROOT_TWIN_STAT_PREFIX = "unsampled_root"
+REQUEST_ID = "x-request-id"
+HEX = "0123456789abcdef"
+RANDOMNESS_DIGITS = 14
+
+
+def rejection_threshold(percentage: float) -> int:
+    """`sampling::Sampler`'s threshold T for `percentage` (kept to 0.01 %, rounded half away from
+    zero as Rust rounds): a trace is sampled iff its 56 random bits are at least T."""
+    hundredths = int(percentage * 100 + 0.5)
+    rejected = 10_000 - hundredths
+    return ((rejected // 625) << 52) + (((rejected % 625) << 53) + 625) // 1250
+
+
+# A request id as Envoy writes it (`TraceId::from_request_id`): a version-4 UUID in lowercase, the
+# version digit perhaps replaced by Envoy's tracing mark (9, a, b). Its last 14 digits, the trace
+# id's randomness, are split by the last dash: 2 before, 12 after.
+REQUEST_ID_SHAPE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[49ab][0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def request_id_randomness(request_id: str):
+    """The 56 random bits of the trace id the filter makes of `request_id`, None where it makes
+    none (and draws a random trace id instead)."""
+    if not REQUEST_ID_SHAPE.fullmatch(request_id):
+        return None
+    return int(request_id[21:23] + request_id[24:], 16)
+
+
+def root_sampled(request_id: str, percentage: float):
+    """The filter's decision for a new trace taking `request_id`'s id, None where the request id
+    is not one it takes (the decision is then a random trace id's)."""
+    randomness = request_id_randomness(request_id)
+    return None if randomness is None else randomness >= rejection_threshold(percentage)
+
+
+def _digit_class(low: int, high: int) -> str:
+    if low == high:
+        return HEX[low]
+    spans = [(max(low, start), min(high, end)) for start, end in ((0, 9), (10, 15)) if max(low, start) <= min(high, end)]
+    return "[" + "".join(HEX[a] if a == b else f"{HEX[a]}-{HEX[b]}" for a, b in spans) + "]"
+
+
+def _below(threshold: int, digits: int) -> list:
+    """Alternatives, each `digits` one-digit patterns, together matching exactly the `digits`-digit
+    lowercase hex numbers below `threshold`: for each non-zero digit of the threshold, its prefix
+    then a smaller digit then anything."""
+    if threshold >= 16 ** digits:
+        return [["[0-9a-f]"] * digits]
+    spelled = f"{threshold:0{digits}x}"
+    return [list(spelled[:at]) + [_digit_class(0, HEX.index(digit) - 1)] + ["[0-9a-f]"] * (digits - at - 1)
+            for at, digit in enumerate(spelled) if digit != "0"]
+
+
+def _joined(patterns: list) -> str:
+    """One-digit patterns in a row, runs of any digit written once with a count."""
+    out, run = [], 0
+    for pattern in patterns + [None]:
+        if pattern == "[0-9a-f]":
+            run += 1
+            continue
+        if run:
+            out.append("[0-9a-f]" + (f"{{{run}}}" if run > 1 else ""))
+            run = 0
+        if pattern is not None:
+            out.append(pattern)
+    return "".join(out)
+
+
+def unsampled_request_id(percentage: float):
+    """The `x-request-id` values whose new trace the filter does not sample at `percentage`, as
+    one RE2 expression matched against the whole value; None at 100 %, where it samples every
+    one. The filter's decision compares the id's last 14 digits with the threshold."""
+    alternatives = _below(rejection_threshold(percentage), RANDOMNESS_DIGITS)
+    if not alternatives:
+        return None
+    randomness = "|".join(_joined(a[:2]) + "-" + _joined(a[2:]) for a in alternatives)
+    return "[0-9a-f]{8}-[0-9a-f]{4}-[49ab][0-9a-f]{3}-[0-9a-f]{2}(?:" + randomness + ")"
+
+
+def gates_roots(filter_config: dict) -> bool:
+    """Whether route twins can also skip new traces: the filter takes their trace ids (and so its
+    decisions) from `x-request-id`, and samples fewer than all."""
+    return bool(filter_config.get("traceIdsFromRequestIds")) and \
+        unsampled_request_id(filter_config.get("randomSamplingPercentage", 1.0)) is not None
+
+
 def check_applies(filter_config: dict) -> None:
     """Raises ValueError naming the setting under which the filter would do something for an
     unsampled caller's request, so skipping it would change what the request gets."""
@@ -73,22 +161,32 @@ def check_applies(filter_config: dict) -> None:
 
 def skip_routes(virtual_hosts: list, filter_name: str, filter_config: dict) -> list:
     """`virtual_hosts` with each route preceded by a twin that, for a request carrying an unsampled
-    caller's `traceparent`, routes the same way with the filter named `filter_name` disabled.
-    The bootstrap must carry `LAYERED_RUNTIME`."""
+    caller's `traceparent`, routes the same way with the filter named `filter_name` disabled;
+    where the filter `gates_roots`, by a second twin that does the same for a request without
+    `traceparent` whose `x-request-id` starts a trace the filter would not sample. The bootstrap
+    must carry `LAYERED_RUNTIME`."""
     check_applies(filter_config)
-    header = {"name": "traceparent", "string_match": {"safe_regex": {"regex": UNSAMPLED_TRACEPARENT}}}
+    twins = [([{"name": "traceparent", "string_match": {"safe_regex": {"regex": UNSAMPLED_TRACEPARENT}}}],
+              TWIN_STAT_PREFIX)]
+    if gates_roots(filter_config):
+        request_id = unsampled_request_id(filter_config.get("randomSamplingPercentage", 1.0))
+        twins.append(([{"name": "traceparent", "present_match": False},
+                       {"name": REQUEST_ID, "string_match": {"safe_regex": {"regex": request_id}}}],
+                      ROOT_TWIN_STAT_PREFIX))
     disabled = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
     gated = []
     for virtual_host in virtual_hosts:
         routes = []
         for route in virtual_host["routes"]:
-            twin = copy.deepcopy(route)
-            # Copies, so that a rendered YAML spells each out rather than aliasing one.
-            twin["match"]["headers"] = twin["match"].get("headers", []) + [copy.deepcopy(header)]
-            twin["typed_per_filter_config"] = dict(twin.get("typed_per_filter_config", {}),
-                                                   **{filter_name: dict(disabled)})
-            twin["stat_prefix"] = TWIN_STAT_PREFIX
-            routes += [twin, route]
+            for headers, stat_prefix in twins:
+                twin = copy.deepcopy(route)
+                # Copies, so that a rendered YAML spells each out rather than aliasing one.
+                twin["match"]["headers"] = twin["match"].get("headers", []) + copy.deepcopy(headers)
+                twin["typed_per_filter_config"] = dict(twin.get("typed_per_filter_config", {}),
+                                                       **{filter_name: dict(disabled)})
+                twin["stat_prefix"] = stat_prefix
+                routes.append(twin)
+            routes.append(route)
         gated.append(dict(virtual_host, routes=routes))
     return gated
 
@@ -99,17 +197,30 @@ def delegation_stat(stat_prefix: str) -> str:
     return f"http.{stat_prefix}.composite.filter_delegation_success"
 
 
+def _header_predicate(name: str, value_match: dict) -> dict:
+    """A matcher predicate on request header `name`; false when the request lacks it."""
+    return {"single_predicate": {
+        "input": {"name": name, "typed_config": {
+            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+            "header_name": name}},
+        "value_match": value_match,
+    }}
+
+
 def composite(wasm_filter: dict, filter_config: dict) -> dict:
     """`wasm_filter` (an `http_filters` entry) run only for requests that do not carry an
-    unsampled caller's `traceparent`. Envoy counts the requests it ran for in `delegation_stat`;
-    `wrapped` gives `wasm_filter` back."""
+    unsampled caller's `traceparent` and, where the filter `gates_roots`, are not a request
+    without `traceparent` whose `x-request-id` starts a trace the filter would not sample. Envoy
+    counts the requests it ran for in `delegation_stat`; `wrapped` gives `wasm_filter` back."""
     check_applies(filter_config)
-    unsampled_caller = {"single_predicate": {
-        "input": {"name": "traceparent", "typed_config": {
-            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
-            "header_name": "traceparent"}},
-        "value_match": {"safe_regex": {"google_re2": {}, "regex": UNSAMPLED_TRACEPARENT}},
-    }}
+    skipped = _header_predicate("traceparent", {"safe_regex": {"google_re2": {}, "regex": UNSAMPLED_TRACEPARENT}})
+    if gates_roots(filter_config):
+        request_id = unsampled_request_id(filter_config.get("randomSamplingPercentage", 1.0))
+        unsampled_root = {"and_matcher": {"predicate": [
+            {"not_matcher": _header_predicate("traceparent", {"safe_regex": {"google_re2": {}, "regex": ".*"}})},
+            _header_predicate(REQUEST_ID, {"safe_regex": {"google_re2": {}, "regex": request_id}}),
+        ]}}
+        skipped = {"or_matcher": {"predicate": [skipped, unsampled_root]}}
     return {
         "name": "sidetrace-gate",
         "typed_config": {
@@ -117,7 +228,7 @@ def composite(wasm_filter: dict, filter_config: dict) -> dict:
             "extension_config": {"name": "composite", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.Composite"}},
             "xds_matcher": {"matcher_list": {"matchers": [{
-                "predicate": {"not_matcher": unsampled_caller},
+                "predicate": {"not_matcher": skipped},
                 "on_match": {"action": {"name": "sidetrace", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.ExecuteFilterAction",
                     "typed_config": wasm_filter}}},

@@ -313,6 +313,13 @@ impl<'j> Fields<'j> {
         })
     }
 
+    /// A boolean field, `default` when not set. One copy for every flag: inlined, each would
+    /// carry its own.
+    #[inline(never)]
+    pub fn flag(&mut self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        Ok(self.get(key, boolean)?.unwrap_or(default))
+    }
+
     /// Like `get`, for a field that must be set.
     pub fn require<T>(
         &mut self,

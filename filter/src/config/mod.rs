@@ -176,6 +176,9 @@ pub struct Config {
     pub trust_incoming_context: bool,
     pub baggage_attributes: Vec<String>,
     pub write_sampling_threshold: bool,
+    /// A new trace takes its request's `x-request-id` as its trace id, so that Envoy can make
+    /// the same root decision from that header alone (`tests/harness/unsampled_gate.py`).
+    pub trace_ids_from_request_ids: bool,
     pub response_headers: ResponseHeaders,
 }
 
@@ -351,6 +354,10 @@ mod tests {
             (
                 r#"{"collector":{"cluster":"c"},"responseHeaders":{"traceIdHeader":"x trace"}}"#,
                 "`responseHeaders.traceIdHeader`",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"traceIdsFromRequestIds":"yes"}"#,
+                "`traceIdsFromRequestIds`: invalid type: string \"yes\", expected a boolean",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"responseHeaders":{"factsHeader":"x-facts"}}"#,

@@ -177,9 +177,7 @@ fn retry(path: &str, value: &Json) -> Result<Retry, ConfigError> {
 fn response_headers(path: &str, value: &Json) -> Result<ResponseHeaders, ConfigError> {
     let mut fields = Fields::of(path, value)?;
     let headers = ResponseHeaders {
-        traceresponse: fields
-            .get("traceresponse", fields::boolean)?
-            .unwrap_or(false),
+        traceresponse: fields.flag("traceresponse", false)?,
         trace_id_header: fields.get("traceIdHeader", header_name)?,
         facts_header: fields.get("factsHeader", header_name)?,
     };
@@ -303,9 +301,7 @@ impl Config {
                 Some(sampler) => sampler,
                 None => Sampler::new(1.0).map_err(|reason| invalid(json::ROOT, reason))?,
             },
-            disable_span_reporting: fields
-                .get("disableSpanReporting", fields::boolean)?
-                .unwrap_or(false),
+            disable_span_reporting: fields.flag("disableSpanReporting", false)?,
             custom_tags: fields
                 .get("customTags", |path, value| {
                     let tags = fields::map(path, value, custom_tag)?;
@@ -328,26 +324,19 @@ impl Config {
                     fields::list(path, value, path_prefix)
                 })?
                 .unwrap_or_default(),
-            record_query: fields.get("recordQuery", fields::boolean)?.unwrap_or(false),
-            record_body_sizes: fields
-                .get("recordBodySizes", fields::boolean)?
-                .unwrap_or(false),
-            publish_filter_state: fields
-                .get("publishFilterState", fields::boolean)?
-                .unwrap_or(false),
+            record_query: fields.flag("recordQuery", false)?,
+            record_body_sizes: fields.flag("recordBodySizes", false)?,
+            publish_filter_state: fields.flag("publishFilterState", false)?,
             max_tag_length: fields
                 .get("maxTagLength", count(16, u32::MAX as u64))?
                 .unwrap_or(256),
             max_attributes: fields.get("maxAttributes", count(1, 128))?.unwrap_or(128),
-            trust_incoming_context: fields
-                .get("trustIncomingContext", fields::boolean)?
-                .unwrap_or(true),
+            trust_incoming_context: fields.flag("trustIncomingContext", true)?,
             baggage_attributes: fields
                 .get("baggageAttributes", string_list)?
                 .unwrap_or_default(),
-            write_sampling_threshold: fields
-                .get("writeSamplingThreshold", fields::boolean)?
-                .unwrap_or(false),
+            write_sampling_threshold: fields.flag("writeSamplingThreshold", false)?,
+            trace_ids_from_request_ids: fields.flag("traceIdsFromRequestIds", false)?,
             response_headers: fields
                 .get("responseHeaders", response_headers)?
                 .unwrap_or_default(),

@@ -109,6 +109,7 @@ impl Plugin {
             trust_incoming: config.trust_incoming_context,
             write_threshold: config.write_sampling_threshold,
             xray_trace_ids: config.inject.contains(&Format::XRay),
+            trace_ids_from_request_ids: config.trace_ids_from_request_ids,
         };
         Plugin {
             kind,

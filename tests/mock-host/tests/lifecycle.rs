@@ -473,6 +473,52 @@ fn unsampled_requests_are_propagated_but_not_recorded() {
     assert_eq!(metric(&host, "spans_sampled"), 0);
 }
 
+/// With `traceIdsFromRequestIds`, a new trace's id is the request id Envoy wrote, so its
+/// decision is the request id's: what lets Envoy's route twins decide before the module runs.
+#[test]
+fn a_new_trace_takes_the_request_id_envoy_wrote() {
+    let mut host = configured(
+        r#""randomSamplingPercentage":50,"traceIdsFromRequestIds":true,
+           "propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#,
+    );
+    // The last 14 hex digits are the trace id's randomness: sampled at 50 % from 8000...
+    let cases = [
+        ("2848a896-120d-48c5-9d7f-ffffffffffff", Some(false)),
+        ("2848a896-120d-a8c5-9d80-000000000000", Some(true)),
+        ("2848a896-120d-18c5-9d80-000000000000", None),
+    ];
+    for (request_id, sampled) in cases {
+        let stream = host
+            .exchange(
+                INBOUND,
+                &request("/orders", &[("x-request-id", request_id)]),
+                200,
+            )
+            .unwrap();
+        let traceparent = host.request_header(stream, "traceparent").unwrap();
+        let trace_id = request_id.replace('-', "");
+        match sampled {
+            Some(sampled) => {
+                let flags = if sampled { "03" } else { "02" };
+                assert!(
+                    traceparent.starts_with(&format!("00-{trace_id}-"))
+                        && traceparent.ends_with(flags),
+                    "{request_id}: {traceparent}"
+                );
+            }
+            // A version-1 UUID's last bits are not random: a random trace id instead.
+            None => assert!(!traceparent.contains(&trace_id), "{traceparent}"),
+        }
+    }
+    let exported: Vec<String> = flush(&mut host)
+        .iter()
+        .flat_map(|(_, request)| spans(request))
+        .map(|span| hex(&span.trace_id))
+        .collect();
+    assert!(exported.contains(&"2848a896120da8c59d80000000000000".to_string()));
+    assert!(!exported.contains(&"2848a896120d48c59d7fffffffffffff".to_string()));
+}
+
 #[test]
 fn a_sampled_parent_is_recorded_even_at_zero_percent() {
     let mut host = configured(r#""randomSamplingPercentage":0"#);
