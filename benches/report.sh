@@ -33,7 +33,9 @@ echo
 echo "== Envoy: cache misses and mispredicted branches per request, where time runs above the count (callgrind's simulation)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --cache-sim \
     --variant "native 100%" --variant "sidetrace in 100% dir" --variant "sidetrace in 100% dir facts" \
-    --variant "sidetrace out 100% dir facts" --variant "native 1%" --variant "sidetrace in 1% dir"
+    --variant "sidetrace out 100% dir facts" --variant "native 1%" --variant "sidetrace in 1% dir" \
+    --variant "sidetrace in 1% root gate" --variant "sidetrace out 1% root gate" \
+    --variant "sidetrace in 1% root composite" --variant "sidetrace in 1% istio gate"
 echo
 echo "== Envoy: instructions per second with no request (timers and ticks; callgrind)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 \

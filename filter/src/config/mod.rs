@@ -356,6 +356,10 @@ mod tests {
                 "`responseHeaders.traceIdHeader`",
             ),
             (
+                r#"{"collector":{"cluster":"c"},"traceIdsFromRequestIds":true,"trustIncomingContext":false}"#,
+                "`traceIdsFromRequestIds`: not with trustIncomingContext: false (callers would pick their sampling by their request ids)",
+            ),
+            (
                 r#"{"collector":{"cluster":"c"},"traceIdsFromRequestIds":"yes"}"#,
                 "`traceIdsFromRequestIds`: invalid type: string \"yes\", expected a boolean",
             ),

@@ -341,6 +341,12 @@ impl Config {
                 .get("responseHeaders", response_headers)?
                 .unwrap_or_default(),
         };
+        if config.trace_ids_from_request_ids && !config.trust_incoming_context {
+            return Err(invalid(
+                "traceIdsFromRequestIds",
+                "not with trustIncomingContext: false (callers would pick their sampling by their request ids)",
+            ));
+        }
         if config.response_headers.facts_header.is_some() && config.direction == Direction::Auto {
             return Err(invalid(
                 "responseHeaders.factsHeader",
