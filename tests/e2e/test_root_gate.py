@@ -179,3 +179,28 @@ def test_a_request_id_the_filter_does_not_take_reaches_it_on_both_sides(mesh, re
         assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[23]", traceparent), traceparent
         assert traceparent[3:35] != request_id.lower().replace("-", "")
         assert second["traceparent"][3:35] == traceparent[3:35]
+
+
+@pytest.mark.parametrize("flags", ["01", "00"], ids=["sampled caller", "unsampled caller"])
+def test_a_callers_context_is_continued_whatever_its_request_id(mesh, flags):
+    """The root predicate applies only where no `traceparent` came: a caller's context, with a
+    request id whose own new trace would not be sampled, is continued (sampled) or passed through
+    (unsampled) on every side, as without the gate."""
+    caller_span = "00f067aa0ba902b7"
+    request_id = request_id_with_randomness(0)
+    assert root_sampled(request_id, PERCENTAGE) is False
+    trace = uuid.uuid4().hex
+    traceparent = f"00-{trace}-{caller_span}-{flags}"
+    path = f"/root-gate-caller/{uuid.uuid4().hex}"
+    for side in SIDES:
+        assert mesh.get(f"{side}-a", path, {REQUEST_ID: request_id, "traceparent": traceparent})[0] == 200
+        first, second = seen(mesh, side, path)
+        if flags == "00":
+            assert first["traceparent"] == second["traceparent"] == traceparent, side
+        else:
+            assert first["traceparent"][:36] == f"00-{trace}-" and first["traceparent"].endswith("-01"), side
+    if flags == "01":
+        spans = spans_of(mesh, trace, HOPS * len(SIDES))
+        for side in SIDES:
+            assert_chain([s for s in spans if s.service.startswith(side)], trace, caller_span,
+                         services=(f"{side}-a", f"{side}-b"))
