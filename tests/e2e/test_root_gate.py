@@ -10,13 +10,13 @@ hop, and only the requests the gated side skips go without a `traceparent`."""
 import collections
 import random
 import re
-import time
 import uuid
 
 import pytest
 
 from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
+from harness.polling import steady
 from harness.sidecar_config import default_filter_config
 from harness.unsampled_gate import (REQUEST_ID, ROOT_TWIN_STAT_PREFIX, TWIN_STAT_PREFIX, delegation_stat,
                                     gates_roots, rejection_threshold, root_sampled, skip_routes,
@@ -88,13 +88,7 @@ def side_counters(mesh, side):
 
 
 def settled(mesh):
-    previous = None
-    while True:
-        current = {side: side_counters(mesh, side) for side in SIDES}
-        if current == previous:
-            return current
-        previous = current
-        time.sleep(1.1)
+    return steady(lambda: {side: side_counters(mesh, side) for side in SIDES})
 
 
 def seen(mesh, side, path):

@@ -12,6 +12,7 @@ import pytest
 
 from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
+from harness.polling import steady
 from harness.sidecar_config import default_filter_config
 from harness.unsampled_gate import TWIN_STAT_PREFIX, check_applies, delegation_stat
 
@@ -107,13 +108,7 @@ def counters(mesh, side):
 def settled_counters(mesh):
     """Both sides' counters once a previous case's last tick has landed: two reads agree across
     more than a tick (once a second with nothing to export)."""
-    previous = None
-    while True:
-        current = {side: counters(mesh, side) for side in SIDES}
-        if current == previous:
-            return current
-        previous = current
-        time.sleep(1.1)
+    return steady(lambda: {side: counters(mesh, side) for side in SIDES})
 
 
 def wait_for_counters(mesh, expected, before, timeout=5.0):

@@ -11,3 +11,15 @@ def poll(read, done, timeout: float, interval: float = 0.05):
         if done(value) or time.time() > deadline:
             return value
         time.sleep(interval)
+
+
+def steady(read, interval: float = 1.1):
+    """`read()` once two reads `interval` apart agree: by default more than a tick of the filter's
+    (once a second with nothing to export), so whatever an earlier request left has landed."""
+    previous = read()
+    while True:
+        time.sleep(interval)
+        current = read()
+        if current == previous:
+            return current
+        previous = current
