@@ -53,7 +53,9 @@ DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 1
                     "sidetrace out 100% dir facts", "sidetrace in 100% held",
                     "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir",
                     "sidetrace in 1% dir facts", "sidetrace in 1% gated",
-                    "sidetrace out 1% gated", "sidetrace in 1% composite", "sidetrace in 1% istio gate"]
+                    "sidetrace out 1% gated", "sidetrace in 1% composite", "sidetrace in 1% istio gate",
+                    "sidetrace in 1% root gate", "sidetrace out 1% root gate", "sidetrace in 1% root composite",
+                    "sidetrace in 1% dir ids"]
 
 
 def envoy_binary():
