@@ -193,6 +193,7 @@ def test_the_gate_is_refused_where_the_filter_does_work_for_an_unsampled_caller(
         ("publishFilterState", dict(w3c, publishFilterState=True)),
         ("responseHeaders", dict(w3c, responseHeaders={"traceresponse": True})),
         ("responseHeaders", dict(w3c, responseHeaders={"traceIdHeader": "x-trace-id"})),
+        ("responseHeaders.factsHeader", dict(w3c, direction="inbound", responseHeaders={"factsHeader": "x-facts"})),
     ]
     for field, config in refused:
         with pytest.raises(ValueError, match=re.escape(field)):

@@ -157,6 +157,9 @@ def check_applies(filter_config: dict) -> None:
     response_headers = filter_config.get("responseHeaders") or {}
     if response_headers.get("traceresponse") or response_headers.get("traceIdHeader"):
         raise ValueError("responseHeaders: skipped requests would get no trace headers on their responses")
+    if response_headers.get("factsHeader"):
+        raise ValueError("responseHeaders.factsHeader: the route's facts header would leave the sidecar on "
+                         "the responses of skipped requests (only the filter removes it)")
 
 
 def skip_routes(virtual_hosts: list, filter_name: str, filter_config: dict) -> list:
