@@ -22,6 +22,12 @@ future-version value, a sampled caller) reaches the filter as before. Two `trace
 part them: the composite's input joins them with a comma, so the filter sees the request; a route
 matches each value on its own, so a twin skips a request any of whose values is an unsampled
 context (the filter would take the first, or at more than 25 % sampling start a new trace).
+
+Where the filter has `traceIdsFromRequestIds`, a new trace's id is its request's `x-request-id`,
+so its sampling decision is a function of that header too: both forms then also skip a request
+without `traceparent` whose request id the filter would start an unsampled trace for (the root
+twins, `unsampled_request_id`). Such a request reaches the app with no `traceparent`; the next
+hops, reading the same request id, decide the same.
 """
 import copy
 import re
