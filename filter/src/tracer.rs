@@ -122,8 +122,8 @@ impl Tracer {
     }
 
     /// A new trace's id taken from its request's id, where so configured; `request_id` is
-    /// asked only then.
-    pub fn request_id_trace_id<'a>(
+    /// asked only then (finding a header in the request is a search).
+    fn request_id_trace_id<'a>(
         &self,
         request_id: impl FnOnce() -> Option<&'a [u8]>,
     ) -> Option<TraceId> {

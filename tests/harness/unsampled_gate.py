@@ -76,8 +76,10 @@ def rejection_threshold(percentage: float) -> int:
 
 # A request id as Envoy writes it (`TraceId::from_request_id`): a version-4 UUID in lowercase, the
 # version digit perhaps replaced by Envoy's tracing mark (9, a, b). Its last 14 digits, the trace
-# id's randomness, are split by the last dash: 2 before, 12 after.
-REQUEST_ID_SHAPE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[49ab][0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
+# id's randomness, are split by the last dash: 2 before, 12 after. `REQUEST_ID_HEAD` is what comes
+# before them.
+REQUEST_ID_HEAD = "[0-9a-f]{8}-[0-9a-f]{4}-[49ab][0-9a-f]{3}-[0-9a-f]{2}"
+REQUEST_ID_SHAPE = re.compile(REQUEST_ID_HEAD + "[0-9a-f]{2}-[0-9a-f]{12}")
 
 
 def request_id_randomness(request_id: str):
@@ -136,14 +138,20 @@ def unsampled_request_id(percentage: float):
     if not alternatives:
         return None
     randomness = "|".join(_joined(a[:2]) + "-" + _joined(a[2:]) for a in alternatives)
-    return "[0-9a-f]{8}-[0-9a-f]{4}-[49ab][0-9a-f]{3}-[0-9a-f]{2}(?:" + randomness + ")"
+    return REQUEST_ID_HEAD + "(?:" + randomness + ")"
+
+
+def unsampled_roots(filter_config: dict):
+    """`unsampled_request_id` for the filter's sampling where it takes new traces' ids (and so
+    its decisions) from `x-request-id`; None where it does not, or samples every new trace."""
+    if not filter_config.get("traceIdsFromRequestIds"):
+        return None
+    return unsampled_request_id(filter_config.get("randomSamplingPercentage", 1.0))
 
 
 def gates_roots(filter_config: dict) -> bool:
-    """Whether route twins can also skip new traces: the filter takes their trace ids (and so its
-    decisions) from `x-request-id`, and samples fewer than all."""
-    return bool(filter_config.get("traceIdsFromRequestIds")) and \
-        unsampled_request_id(filter_config.get("randomSamplingPercentage", 1.0)) is not None
+    """Whether route twins can also skip new traces (`unsampled_roots`)."""
+    return unsampled_roots(filter_config) is not None
 
 
 def check_applies(filter_config: dict) -> None:
@@ -177,8 +185,8 @@ def skip_routes(virtual_hosts: list, filter_name: str, filter_config: dict) -> l
     check_applies(filter_config)
     twins = [([{"name": "traceparent", "string_match": {"safe_regex": {"regex": UNSAMPLED_TRACEPARENT}}}],
               TWIN_STAT_PREFIX)]
-    if gates_roots(filter_config):
-        request_id = unsampled_request_id(filter_config.get("randomSamplingPercentage", 1.0))
+    request_id = unsampled_roots(filter_config)
+    if request_id:
         twins.append(([{"name": "traceparent", "present_match": False},
                        {"name": REQUEST_ID, "string_match": {"safe_regex": {"regex": request_id}}}],
                       ROOT_TWIN_STAT_PREFIX))
@@ -223,8 +231,8 @@ def composite(wasm_filter: dict, filter_config: dict) -> dict:
     counts the requests it ran for in `delegation_stat`; `wrapped` gives `wasm_filter` back."""
     check_applies(filter_config)
     skipped = _header_predicate("traceparent", {"safe_regex": {"google_re2": {}, "regex": UNSAMPLED_TRACEPARENT}})
-    if gates_roots(filter_config):
-        request_id = unsampled_request_id(filter_config.get("randomSamplingPercentage", 1.0))
+    request_id = unsampled_roots(filter_config)
+    if request_id:
         unsampled_root = {"and_matcher": {"predicate": [
             {"not_matcher": _header_predicate("traceparent", {"safe_regex": {"google_re2": {}, "regex": ".*"}})},
             _header_predicate(REQUEST_ID, {"safe_regex": {"google_re2": {}, "regex": request_id}}),
