@@ -16,6 +16,7 @@ assertions.
     .venv/bin/python benches/envoy/instructions.py
     .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
     .venv/bin/python benches/envoy/instructions.py --caller-context --variant "native 1%" --variant "sidetrace in 1%"
+    .venv/bin/python benches/envoy/instructions.py --sampled-caller --variant "native 100%" --variant "sidetrace in 100% dir facts"
     .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 --variant "native 1%" --variant "sidetrace in 1% dir"
     .venv/bin/python benches/envoy/instructions.py --rate 20 --requests 600 --variant "native 100%" --variant "sidetrace in 100% dir"
     .venv/bin/python benches/envoy/instructions.py --cache-sim --variant "native 100%" --variant "sidetrace in 100% dir facts"
@@ -24,7 +25,8 @@ assertions.
 serves (a few hundred a second), and at that pace what timers and exports cost weighs more on
 each request. `--caller-context` sends every request with an unsampled W3C `traceparent`, as a
 sidecar inside a mesh sees most requests (the hop before it made the decision), where without it
-every request is a new trace's first.
+every request is a new trace's first; `--sampled-caller` a sampled one with a `tracestate`, as a
+sidecar sampling every request sees most.
 """
 import argparse
 import glob
@@ -168,6 +170,9 @@ def main():
                         help="a row name of run.py, \"sidetrace in 100%% held\" or \"sidetrace in 100%% gated\" (repeatable)")
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
+    parser.add_argument("--sampled-caller", action="store_true",
+                        help="send every request with a sampled W3C traceparent and a tracestate, as a "
+                             "sidecar sampling 100 %% sees most requests inside a mesh")
     parser.add_argument("--rate", type=int, default=0,
                         help="requests a second (two clients at half each); a sidecar's usual traffic is "
                              "far below what valgrind can serve, and timers weigh more per request there")
@@ -178,6 +183,8 @@ def main():
                              "adds in instruction-cache misses, data-cache misses and mispredicted branches")
     args = parser.parse_args()
     headers = [run.CALLER_TRACEPARENT] if args.caller_context else []
+    if args.sampled_caller:
+        headers = run.SAMPLED_CALLER
     require_tools()
     wanted = args.variant or DEFAULT_VARIANTS
     variants = [v for v in run.VARIANTS + EXTRA_VARIANTS if v[0] in wanted]
@@ -198,7 +205,8 @@ def main():
     print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
           f"after 1000 to warm up; all threads, exports and ticks included"
           + (f"; {args.rate} requests a second" if args.rate else "")
-          + ("; every request with an unsampled caller's traceparent" if headers else ""))
+          + ("; every request with a sampled caller's traceparent and a tracestate" if args.sampled_caller
+             else "; every request with an unsampled caller's traceparent" if headers else ""))
     header = f"{'variant':<24} {'instr/request':>14} {'added':>10} {'vs native':>10}"
     print(header)
     print("-" * len(header))

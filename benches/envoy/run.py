@@ -26,7 +26,8 @@ call on top of it).
     .venv/bin/python benches/envoy/run.py --caller-context --variant "native 1%" --variant "sidetrace in 1% gated"
 
 `--caller-context` sends every request with an unsampled W3C `traceparent`, as a sidecar inside a
-mesh sees most requests; `--variant` (repeatable) runs only the rows named, with "none".
+mesh sees most requests; `--sampled-caller` a sampled one with a `tracestate`, as a sidecar
+sampling every request sees most; `--variant` (repeatable) runs only the rows named, with "none".
 
 On a machine of two cores or more, Envoy runs on the last core and wrk on the others
 (`--no-pin` lets the scheduler place them): with three busy processes on two cores, Envoy's CPU
@@ -108,6 +109,9 @@ VARIANTS = [
 ]
 # A caller's context that was not sampled.
 CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+# A caller that sampled, with a vendor's tracestate: what a sidecar sampling every request sees
+# from the hop before it.
+SAMPLED_CALLER = [CALLER_TRACEPARENT[:-2] + "01", "tracestate: vendor=1"]
 PROBE_WASM = os.path.join(paths.REPO, "target", "wasm32-wasip1", "release", "sidetrace_probe_filter.wasm")
 
 
@@ -292,6 +296,8 @@ def main():
     parser.add_argument("--export-only", action="store_true", help="run only the export throughput measurement")
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
+    parser.add_argument("--sampled-caller", action="store_true",
+                        help="send every request with a sampled W3C traceparent and a tracestate")
     parser.add_argument("--variant", action="append", help="a row name to run (repeatable); \"none\" always runs")
     parser.add_argument("--no-pin", action="store_true", help="leave Envoy and wrk where the scheduler puts them")
     args = parser.parse_args()
@@ -301,7 +307,7 @@ def main():
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 5)
     variants = [v for v in VARIANTS if not args.variant or v[0] == "none" or v[0] in args.variant]
-    headers = [CALLER_TRACEPARENT] if args.caller_context else []
+    headers = SAMPLED_CALLER if args.sampled_caller else [CALLER_TRACEPARENT] if args.caller_context else []
     build_probe_filter()
     results = {name: [] for name, *_ in variants}
     pinned = None if args.no_pin else cores()
@@ -321,7 +327,8 @@ def main():
     base = median["none"]["cpu_us_per_req"]
     added = {name: m["cpu_us_per_req"] - base for name, m in median.items()}
     print(f"\nEnvoy 1.40, 1 worker, direct_response, wrk -c{args.connections}, {rounds} round(s) x {seconds} s, "
-          + ("every request with an unsampled caller's traceparent, " if headers else "")
+          + ("every request with a sampled caller's traceparent and a tracestate, " if args.sampled_caller
+             else "every request with an unsampled caller's traceparent, " if headers else "")
           + f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}), "
           + (f"Envoy pinned to core {sorted(pinned[0])}, wrk to {sorted(pinned[1])}" if pinned else "not pinned"))
     def per_round_ratio(name, percent):

@@ -23,6 +23,12 @@ pub trait Setter {
     /// Replaces every value of `name` with `value`.
     fn set(&mut self, name: &str, value: &str);
     fn remove(&mut self, name: &str);
+
+    /// `set`, for a header whose value is often the one the request came with (a caller's
+    /// `tracestate`, continued): a writer that knows the request may leave such a header alone.
+    fn set_unless_held(&mut self, name: &str, value: &str) {
+        self.set(name, value);
+    }
 }
 
 /// A request's writer that can also tell, writing nothing, whether some writes would change its

@@ -1770,6 +1770,11 @@ fn a_w3c_plugin_sampling_little_reads_traceparent_alone_until_it_samples() {
                     "{why}"
                 );
                 assert_eq!(tracestate.as_deref(), Some("vendor=1"), "{why}");
+                assert_eq!(
+                    writes,
+                    [("replace", "traceparent")],
+                    "{why}: the caller's tracestate goes on as it came, not written again"
+                );
             }
         }
         let published = host.filter_state(stream, "sidetrace.span_id").unwrap();
@@ -1793,6 +1798,46 @@ fn a_w3c_plugin_sampling_little_reads_traceparent_alone_until_it_samples() {
         };
         assert_eq!(metric(&host, "invalid_context"), invalid, "{why}");
         assert_eq!(metric(&host, "spans_started"), 1, "{why}");
+    }
+}
+
+/// A sampled caller's `tracestate` is written again only where the request's differs from what
+/// the span continues with: split over two headers (joined into one), or with a member W3C does
+/// not allow (dropped); held exactly, it is left alone.
+#[test]
+fn a_continued_tracestate_is_written_only_where_it_changes() {
+    let sampled = w3c(TRACE, CALLER, "01");
+    // (case, the request's tracestate headers, the tracestate sent on, whether it was written)
+    let cases: [(&str, &[&str], &str, bool); 3] = [
+        ("held exactly", &["a=1,b=2"], "a=1,b=2", false),
+        ("in two headers", &["a=1", "b=2"], "a=1,b=2", true),
+        ("a member not allowed", &["a=1,B C=2"], "a=1", true),
+    ];
+    for (why, held, sent, written) in cases {
+        let mut host =
+            configured(r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#);
+        let mut extra = vec![("traceparent", sampled.as_str())];
+        extra.extend(held.iter().map(|value| ("tracestate", *value)));
+        host.take_header_writes();
+        let stream = host.exchange(INBOUND, &request("/", &extra), 200).unwrap();
+        let writes = host.take_header_writes();
+        let writes: Vec<&str> = writes
+            .iter()
+            .filter(|(_, name)| name == "tracestate")
+            .map(|(call, _)| *call)
+            .collect();
+        assert_eq!(!writes.is_empty(), written, "{why}: {writes:?}");
+        let tracestates: Vec<String> = host
+            .request_headers_now(stream)
+            .into_iter()
+            .filter(|(name, _)| name == "tracestate")
+            .map(|(_, value)| value)
+            .collect();
+        if written {
+            assert_eq!(tracestates, [sent], "{why}");
+        } else {
+            assert_eq!(tracestates, held, "{why}");
+        }
     }
 }
 
