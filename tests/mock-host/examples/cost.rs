@@ -28,6 +28,8 @@ struct Scenario {
     config: String,
     direction: i64,
     traceparent: Option<&'static str>,
+    /// A caller's `tracestate`, sent with its `traceparent`.
+    tracestate: Option<&'static str>,
     response: &'static [(&'static str, &'static str)],
 }
 
@@ -60,7 +62,8 @@ fn exchange(host: &mut MockHost, scenario: &Scenario, headers: &[(&str, &str)]) 
 /// headers, response headers, stream end), averaged.
 fn per_callback(scenario: &Scenario) -> [f64; 4] {
     let mut host = host(&scenario.config);
-    let headers = request(scenario.traceparent);
+    let mut headers = request(scenario.traceparent);
+    headers.extend(scenario.tracestate.map(|value| ("tracestate", value)));
     exchange(&mut host, scenario, &headers);
     let mut spent = [0u64; 4];
     for _ in 0..REQUESTS {
@@ -87,7 +90,8 @@ fn per_callback(scenario: &Scenario) -> [f64; 4] {
 /// Host calls and instructions per request, exports excluded.
 fn per_request(scenario: &Scenario) -> (f64, f64) {
     let mut host = host(&scenario.config);
-    let headers = request(scenario.traceparent);
+    let mut headers = request(scenario.traceparent);
+    headers.extend(scenario.tracestate.map(|value| ("tracestate", value)));
     exchange(&mut host, scenario, &headers);
     let (calls_before, fuel_before) = host.cost();
     for _ in 0..REQUESTS {
@@ -135,6 +139,7 @@ fn main() {
             config: config(0, W3C_ONLY),
             direction: INBOUND,
             traceparent: None,
+            tracestate: None,
             response: RESPONSE,
         },
         Scenario {
@@ -142,6 +147,7 @@ fn main() {
             config: config(0, W3C_ONLY),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT),
+            tracestate: None,
             response: RESPONSE,
         },
         Scenario {
@@ -149,6 +155,7 @@ fn main() {
             config: config(0, ""),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT),
+            tracestate: None,
             response: RESPONSE,
         },
         Scenario {
@@ -156,6 +163,7 @@ fn main() {
             config: config(0, &format!(r#"{W3C_ONLY},"direction":"inbound""#)),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT),
+            tracestate: None,
             response: RESPONSE,
         },
         Scenario {
@@ -163,6 +171,15 @@ fn main() {
             config: config(100, W3C_ONLY),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT_SAMPLED),
+            tracestate: None,
+            response: RESPONSE,
+        },
+        Scenario {
+            name: "sampled server, W3C, caller's tracestate",
+            config: config(100, W3C_ONLY),
+            direction: INBOUND,
+            traceparent: Some(TRACEPARENT_SAMPLED),
+            tracestate: Some("vendor=1"),
             response: RESPONSE,
         },
         Scenario {
@@ -170,6 +187,7 @@ fn main() {
             config: config(100, W3C_ONLY),
             direction: OUTBOUND,
             traceparent: Some(TRACEPARENT_SAMPLED),
+            tracestate: None,
             response: RESPONSE,
         },
         Scenario {
@@ -177,6 +195,7 @@ fn main() {
             config: config(100, ""),
             direction: INBOUND,
             traceparent: Some(TRACEPARENT_SAMPLED),
+            tracestate: None,
             response: RESPONSE,
         },
         Scenario {
@@ -184,6 +203,7 @@ fn main() {
             config: config(100, &format!("{W3C_ONLY},{FACTS_CONFIG}")),
             direction: INBOUND,
             traceparent: None,
+            tracestate: None,
             response: RESPONSE_WITH_FACTS,
         },
     ];
