@@ -182,9 +182,7 @@ def main():
                         help="also simulate caches and branch prediction (slower), and print what each variant "
                              "adds in instruction-cache misses, data-cache misses and mispredicted branches")
     args = parser.parse_args()
-    headers = [run.CALLER_TRACEPARENT] if args.caller_context else []
-    if args.sampled_caller:
-        headers = run.SAMPLED_CALLER
+    headers, described = run.caller_headers(args.caller_context, args.sampled_caller)
     require_tools()
     wanted = args.variant or DEFAULT_VARIANTS
     variants = [v for v in run.VARIANTS + EXTRA_VARIANTS if v[0] in wanted]
@@ -205,8 +203,7 @@ def main():
     print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
           f"after 1000 to warm up; all threads, exports and ticks included"
           + (f"; {args.rate} requests a second" if args.rate else "")
-          + ("; every request with a sampled caller's traceparent and a tracestate" if args.sampled_caller
-             else "; every request with an unsampled caller's traceparent" if headers else ""))
+          + (f"; {described}" if described else ""))
     header = f"{'variant':<24} {'instr/request':>14} {'added':>10} {'vs native':>10}"
     print(header)
     print("-" * len(header))

@@ -112,6 +112,16 @@ CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0
 # A caller that sampled, with a vendor's tracestate: what a sidecar sampling every request sees
 # from the hop before it.
 SAMPLED_CALLER = [CALLER_TRACEPARENT[:-2] + "01", "tracestate: vendor=1"]
+
+
+def caller_headers(caller_context: bool, sampled_caller: bool):
+    """The headers every request carries for `--caller-context` / `--sampled-caller` (none: a new
+    trace each), and how the tables' titles describe them."""
+    if sampled_caller:
+        return SAMPLED_CALLER, "every request with a sampled caller's traceparent and a tracestate"
+    if caller_context:
+        return [CALLER_TRACEPARENT], "every request with an unsampled caller's traceparent"
+    return [], ""
 PROBE_WASM = os.path.join(paths.REPO, "target", "wasm32-wasip1", "release", "sidetrace_probe_filter.wasm")
 
 
@@ -307,7 +317,7 @@ def main():
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 5)
     variants = [v for v in VARIANTS if not args.variant or v[0] == "none" or v[0] in args.variant]
-    headers = SAMPLED_CALLER if args.sampled_caller else [CALLER_TRACEPARENT] if args.caller_context else []
+    headers, described = caller_headers(args.caller_context, args.sampled_caller)
     build_probe_filter()
     results = {name: [] for name, *_ in variants}
     pinned = None if args.no_pin else cores()
@@ -327,8 +337,7 @@ def main():
     base = median["none"]["cpu_us_per_req"]
     added = {name: m["cpu_us_per_req"] - base for name, m in median.items()}
     print(f"\nEnvoy 1.40, 1 worker, direct_response, wrk -c{args.connections}, {rounds} round(s) x {seconds} s, "
-          + ("every request with a sampled caller's traceparent and a tracestate, " if args.sampled_caller
-             else "every request with an unsampled caller's traceparent, " if headers else "")
+          + (f"{described}, " if described else "")
           + f"{os.cpu_count()} cores ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}), "
           + (f"Envoy pinned to core {sorted(pinned[0])}, wrk to {sorted(pinned[1])}" if pinned else "not pinned"))
     def per_round_ratio(name, percent):
