@@ -1,6 +1,8 @@
 //! Span names with bounded cardinality: `{method} {route}`, where the route is Envoy's route name
 //! when one names a route of the app's, else the path with id-like segments collapsed to `{id}`.
 
+use crate::short_copy::push_short;
+
 /// Longest route kept in a span name; longer ones end with `...`.
 pub const MAX_ROUTE_LEN: usize = 128;
 const ID: &str = "{id}";
@@ -23,36 +25,75 @@ fn is_uuid(bytes: &[u8]) -> bool {
         })
 }
 
+// Byte classes, looked up once per byte of a path: the pass that finds a segment's end also
+// counts what the id rules need, instead of a second pass per segment.
+const DIGIT: u8 = 1;
+const HEX_LETTER: u8 = 2;
+const OTHER_LETTER: u8 = 4;
+/// `-`, `_`, `=`, `.`: allowed in opaque tokens.
+const TOKEN_MARK: u8 = 8;
+/// `/`, `?`, `#`: a segment ends there.
+const SEGMENT_END: u8 = 16;
+
+static BYTE_CLASSES: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut classes = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        classes[byte] = match b {
+            b'0'..=b'9' => DIGIT,
+            b'a'..=b'f' | b'A'..=b'F' => HEX_LETTER,
+            b'g'..=b'z' | b'G'..=b'Z' => OTHER_LETTER,
+            b'-' | b'_' | b'=' | b'.' => TOKEN_MARK,
+            b'/' | b'?' | b'#' => SEGMENT_END,
+            _ => 0,
+        };
+        byte += 1;
+    }
+    classes
+}
+
+/// What the id rules count of one segment, byte class by byte class.
+#[derive(Default)]
+struct SegmentCounts {
+    len: usize,
+    digits: usize,
+    hex: usize,
+    letters: usize,
+    /// Bytes outside `[0-9A-Za-z-_=.]`.
+    others: usize,
+}
+
+impl SegmentCounts {
+    #[inline(always)]
+    fn add(&mut self, class: u8) {
+        self.len += 1;
+        self.digits += usize::from(class & DIGIT != 0);
+        self.hex += usize::from(class & (DIGIT | HEX_LETTER) != 0);
+        self.letters += usize::from(class & (HEX_LETTER | OTHER_LETTER) != 0);
+        self.others += usize::from(class & (DIGIT | HEX_LETTER | OTHER_LETTER | TOKEN_MARK) == 0);
+    }
+
+    /// Numbers, UUIDs, long hex strings, and long opaque tokens that mix letters and digits.
+    fn is_id_like(&self, segment: &[u8]) -> bool {
+        let len = self.len;
+        len > 0
+            && (self.digits == len
+                || is_uuid(segment)
+                || (len >= 16 && self.hex == len)
+                || (len >= 24 && self.digits > 0 && self.letters > 0 && self.others == 0))
+    }
+}
+
 /// Numbers, UUIDs, long hex strings, and long opaque tokens that mix letters and digits.
-/// One pass over the segment: every sampled span's name goes through here.
 pub fn is_id_like(segment: &str) -> bool {
-    let bytes = segment.as_bytes();
-    if bytes.is_empty() {
-        return false;
+    let mut counts = SegmentCounts::default();
+    for &byte in segment.as_bytes() {
+        counts.add(BYTE_CLASSES[byte as usize]);
     }
-    if is_uuid(bytes) {
-        return true;
-    }
-    let (mut digits, mut hex, mut letters, mut token_chars) = (0, 0, 0, true);
-    for &c in bytes {
-        match c {
-            b'0'..=b'9' => {
-                digits += 1;
-                hex += 1;
-            }
-            b'a'..=b'f' | b'A'..=b'F' => {
-                hex += 1;
-                letters += 1;
-            }
-            b'g'..=b'z' | b'G'..=b'Z' => letters += 1,
-            b'-' | b'_' | b'=' | b'.' => {}
-            _ => token_chars = false,
-        }
-    }
-    let len = bytes.len();
-    digits == len
-        || (len >= 16 && hex == len)
-        || (len >= 24 && digits > 0 && letters > 0 && token_chars)
+    counts.is_id_like(segment.as_bytes())
 }
 
 /// Writes the normalized path (query and fragment dropped) into `out`, in one pass over its
@@ -61,16 +102,24 @@ pub fn normalize_path(path: &str, out: &mut String) {
     let start = out.len();
     let bytes = path.as_bytes();
     let mut segment_start = 0;
+    let mut counts = SegmentCounts::default();
     let mut at = 0;
     loop {
         let byte = bytes.get(at).copied();
-        if !matches!(byte, None | Some(b'/' | b'?' | b'#')) {
+        let class = byte.map_or(SEGMENT_END, |b| BYTE_CLASSES[b as usize]);
+        if class != SEGMENT_END {
+            counts.add(class);
             at += 1;
             continue;
         }
-        // `/`, `?` and `#` are ASCII, so the segment between them is valid UTF-8.
-        let segment = &path[segment_start..at];
-        out.push_str(if is_id_like(segment) { ID } else { segment });
+        let segment = &bytes[segment_start..at];
+        if counts.is_id_like(segment) {
+            push_short(out, ID);
+        } else {
+            // SAFETY: a segment lies between ASCII bytes (`/`, `?`, `#`) or the path's ends, so
+            // it starts and ends on character boundaries of the `str` it was cut from.
+            push_short(out, unsafe { std::str::from_utf8_unchecked(segment) });
+        }
         if out.len() - start > MAX_ROUTE_LEN {
             let mut cut = start + MAX_ROUTE_LEN;
             while !out.is_char_boundary(cut) {
@@ -86,6 +135,7 @@ pub fn normalize_path(path: &str, out: &mut String) {
         out.push('/');
         at += 1;
         segment_start = at;
+        counts = SegmentCounts::default();
     }
     if out.len() == start {
         out.push('/');
@@ -95,10 +145,10 @@ pub fn normalize_path(path: &str, out: &mut String) {
 /// `"{method} {route}"` into `out`.
 pub fn span_name(method: &str, route_name: Option<&str>, path: &str, out: &mut String) {
     out.clear();
-    out.push_str(method);
+    push_short(out, method);
     out.push(' ');
     match route_name.filter(|r| names_an_app_route(r)) {
-        Some(route) => out.push_str(route),
+        Some(route) => push_short(out, route),
         None => normalize_path(path, out),
     }
 }
