@@ -2,13 +2,36 @@
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// Writes `bytes` as lowercase hex into `out`, which must be exactly twice as long.
+/// Writes `bytes` as lowercase hex into `out`, which must be exactly twice as long. Four bytes
+/// at a time as one 64-bit word of eight digits (every id of every request written passes
+/// here: a `traceparent`'s 25 bytes in ~70 wasm instructions instead of ~300), the rest one by one.
 pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
     debug_assert_eq!(out.len(), bytes.len() * 2);
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+    let mut words = out.chunks_exact_mut(8);
+    let mut quads = bytes.chunks_exact(4);
+    for (word, quad) in (&mut words).zip(&mut quads) {
+        let digits = hex_word(u32::from_le_bytes([quad[0], quad[1], quad[2], quad[3]]));
+        word.copy_from_slice(&digits.to_le_bytes());
+    }
+    let rest = words.into_remainder();
+    for (pair, byte) in rest.chunks_exact_mut(2).zip(quads.remainder()) {
         pair[0] = DIGITS[(byte >> 4) as usize];
         pair[1] = DIGITS[(byte & 0x0f) as usize];
     }
+}
+
+/// The eight lowercase hex digits of four bytes (the first in the low bits), in the order they
+/// are written (the first digit in the low byte).
+fn hex_word(quad: u32) -> u64 {
+    // Each byte into the low half of its own 16-bit lane.
+    let mut lanes = u64::from(quad);
+    lanes = (lanes | (lanes << 16)) & 0x0000_ffff_0000_ffff;
+    lanes = (lanes | (lanes << 8)) & 0x00ff_00ff_00ff_00ff;
+    // High nibble first, then low: one nibble per byte lane.
+    let nibbles = ((lanes >> 4) & 0x000f_000f_000f_000f) | ((lanes & 0x000f_000f_000f_000f) << 8);
+    // Lanes holding 10-15 gain 1 here (n + 6 reaches 16), and so skip from '9' + 1 to 'a'.
+    let letters = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    nibbles + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64
 }
 
 /// A header value assembled on the stack from hex digits and whole strings. Its bytes are
@@ -128,6 +151,30 @@ pub fn decode_padded<const N: usize>(text: &[u8], lowercase_only: bool) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodes_every_byte_at_every_position() {
+        let reference =
+            |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+        for len in 0..=17usize {
+            for first in (0..=255u8).step_by(7) {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|i| first.wrapping_add((i as u8).wrapping_mul(37)))
+                    .collect();
+                let mut out = vec![0u8; len * 2];
+                encode_into(&bytes, &mut out);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    reference(&bytes),
+                    "{bytes:?}"
+                );
+            }
+        }
+        let every: Vec<u8> = (0..=255u8).collect();
+        let mut out = vec![0u8; 512];
+        encode_into(&every, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), reference(&every));
+    }
 
     #[test]
     fn text_joins_hex_and_strings() {

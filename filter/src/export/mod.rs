@@ -7,6 +7,7 @@ mod retry;
 pub use retry::{is_retryable, RetryPolicy};
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportSettings {
@@ -32,7 +33,8 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dispatch {
     pub batch_id: u64,
-    pub payload: Vec<u8>,
+    /// Shared with the batch kept for a retry: a batch is ~160 KB, copied once by the host.
+    pub payload: Rc<Vec<u8>>,
     pub spans: usize,
 }
 
@@ -50,7 +52,7 @@ pub struct ExportStats {
 
 struct Batch {
     id: u64,
-    payload: Vec<u8>,
+    payload: Rc<Vec<u8>>,
     spans: usize,
     attempts: u32,
     retry_at_ms: u64,
@@ -150,7 +152,7 @@ impl Exporter {
         }
         let take = self.waiting.len().min(self.settings.max_batch_size);
         let spans: Vec<Vec<u8>> = self.waiting.drain(..take).collect();
-        let payload = encode(&spans);
+        let payload = Rc::new(encode(&spans));
         let id = self.next_batch_id;
         self.next_batch_id += 1;
         self.last_flush_ms = Some(now_ms);

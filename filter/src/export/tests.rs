@@ -43,7 +43,7 @@ fn flushes_a_full_batch_at_once_and_a_partial_one_after_the_delay() {
     let first = exporter
         .poll(0, &concat)
         .expect("full batch leaves at once");
-    assert_eq!((first.spans, first.payload.clone()), (4, vec![0, 1, 2, 3]));
+    assert_eq!((first.spans, first.payload.to_vec()), (4, vec![0, 1, 2, 3]));
     assert_eq!(
         exporter.poll(999, &concat),
         None,
@@ -51,7 +51,7 @@ fn flushes_a_full_batch_at_once_and_a_partial_one_after_the_delay() {
     );
     let second = exporter.poll(1000, &concat).expect("scheduled flush");
     assert_eq!(exporter.poll(1000, &concat), None);
-    assert_eq!(second.payload, vec![4]);
+    assert_eq!(*second.payload, vec![4]);
     exporter.complete(first.batch_id, OK, 1001);
     exporter.complete(
         second.batch_id,

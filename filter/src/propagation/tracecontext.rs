@@ -72,23 +72,47 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
     Some(context)
 }
 
+/// What a `traceparent` says of a context: 25 bytes to keep where the 55 of its text, or the
+/// whole context, would be more to move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Traceparent {
+    trace_id: crate::context::TraceId,
+    span_id: crate::context::SpanId,
+    flags: u8,
+}
+
+impl Traceparent {
+    pub fn of(context: &SpanContext) -> Self {
+        let mut flags = 0u8;
+        if context.is_sampled() {
+            flags |= SAMPLED;
+        }
+        if context.random {
+            flags |= RANDOM;
+        }
+        Traceparent {
+            trace_id: context.trace_id,
+            span_id: context.span_id,
+            flags,
+        }
+    }
+
+    /// The header's value, written into a stack buffer.
+    pub fn format(&self) -> Text<LENGTH> {
+        let mut out = Text::new();
+        out.text("00-")
+            .hex(&self.trace_id.0)
+            .text("-")
+            .hex(&self.span_id.0)
+            .text("-")
+            .hex(&[self.flags]);
+        out
+    }
+}
+
 /// `traceparent` for `context`, written into a stack buffer.
 pub fn format_traceparent(context: &SpanContext) -> Text<LENGTH> {
-    let mut flags = 0u8;
-    if context.is_sampled() {
-        flags |= SAMPLED;
-    }
-    if context.random {
-        flags |= RANDOM;
-    }
-    let mut out = Text::new();
-    out.text("00-")
-        .hex(&context.trace_id.0)
-        .text("-")
-        .hex(&context.span_id.0)
-        .text("-")
-        .hex(&[flags]);
-    out
+    Traceparent::of(context).format()
 }
 
 pub fn inject(context: &SpanContext, carrier: &mut impl Setter) {

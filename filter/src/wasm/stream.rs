@@ -6,9 +6,9 @@ use super::plugin::{listener_kind, Plugin};
 use super::root::Shared;
 use crate::context::SpanContext;
 use crate::envoy_flags;
-use crate::hex::Text;
 use crate::http_span::{Exchange, RequestFields, SpanDecorations};
-use crate::propagation::{tracecontext, Getter, HeaderBlock};
+use crate::propagation::tracecontext::{self, Traceparent};
+use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
 use crate::span_facts::{FactsQuery, SpanFacts};
 use crate::traceparent_probe;
@@ -21,8 +21,10 @@ pub struct SidetraceStream {
     /// Present only while a sampled span is being recorded; boxed, so that the stream every
     /// request creates is a few words, not the few hundred bytes a recording holds.
     recording: Option<Box<Recording>>,
-    /// The `traceresponse` value, kept only when response headers are configured.
-    trace_response: Option<Text<55>>,
+    /// The `traceresponse` value's ids, kept only when response headers are configured. Kept as
+    /// ids, not text, so that the stream every request creates stays small enough to be moved
+    /// without `memory.copy` (see `short_copy`).
+    trace_response: Option<Traceparent>,
 }
 
 struct Recording {
@@ -385,7 +387,7 @@ impl SidetraceStream {
         }
         let response_headers = &plugin.config.response_headers;
         if response_headers.traceresponse || response_headers.trace_id_header.is_some() {
-            self.trace_response = Some(tracecontext::format_traceparent(context));
+            self.trace_response = Some(Traceparent::of(context));
         }
     }
 
@@ -402,9 +404,10 @@ impl SidetraceStream {
         if let Some(recording) = self.recording.as_mut().filter(|_| plugin.facts.is_none()) {
             recording.status_code = host::response_status();
         }
-        let Some(value) = self.trace_response.as_ref().map(Text::as_str) else {
+        let Some(text) = self.trace_response.as_ref().map(Traceparent::format) else {
             return;
         };
+        let value = text.as_str();
         let response_headers = &plugin.config.response_headers;
         if response_headers.traceresponse {
             host::set_response_header("traceresponse", value);
