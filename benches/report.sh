@@ -9,9 +9,6 @@ echo
 echo "== per request, counted: host calls and wasm instructions (mock host, deterministic)"
 cargo run --release -q -p sidetrace-mock-host --example cost
 echo
-echo "== Envoy: no tracing vs native OpenTelemetry tracer vs sidetrace"
-.venv/bin/python benches/envoy/run.py "$@"
-echo
 # Runs a benchmark that needs an optional tool, or says how to get the tool.
 with_tool() {
     local tool=$1 package=$2
@@ -22,6 +19,13 @@ with_tool() {
         echo "$tool not installed (Debian: apt-get install $package); skipped"
     fi
 }
+
+echo "== per request, counted: memory.copy executed (each a call out of V8's compiled code; mock host)"
+with_tool wasm-as binaryen .venv/bin/python benches/wasm_copies.py
+echo
+echo "== Envoy: no tracing vs native OpenTelemetry tracer vs sidetrace"
+.venv/bin/python benches/envoy/run.py "$@"
+echo
 
 echo "== Envoy: the same at 1 %, every request with an unsampled caller's context"
 .venv/bin/python benches/envoy/run.py --caller-context --export-rate 0 --variant "native 1%" \
