@@ -2,7 +2,7 @@
 //! the stable OTel HTTP semantic conventions. Pure: the glue collects the facts, this decides.
 
 use crate::config::HeaderTag;
-use crate::propagation::Getter;
+use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{http_span_status, Attribute, AttributeValue, SpanKind, StatusCode};
 use std::borrow::Cow;
 
@@ -59,23 +59,36 @@ impl<'a> RequestFields<'a> {
     /// The first value of each, as `Getter::get` would give it.
     pub fn read(request: &'a (impl Getter + ?Sized)) -> Self {
         let mut fields = RequestFields::default();
-        request.for_each(&mut |name, value| {
-            let slot = match name {
-                ":method" => &mut fields.method,
-                ":path" => &mut fields.target,
-                ":scheme" => &mut fields.scheme,
-                ":authority" => &mut fields.authority,
-                "user-agent" => &mut fields.user_agent,
-                "x-request-id" => &mut fields.request_id,
-                "x-forwarded-for" => &mut fields.forwarded_for,
-                "content-type" => &mut fields.content_type,
-                _ => return,
-            };
-            if slot.is_none() {
-                *slot = Some(value);
-            }
-        });
+        request.for_each(&mut |name, value| fields.take(name, value));
         fields
+    }
+
+    /// `read`, for the proxy's header map: its pairs walked directly rather than handed one by
+    /// one to a closure behind `Getter::for_each`, a call per header.
+    pub fn of_block(request: &'a HeaderBlock) -> Self {
+        let mut fields = RequestFields::default();
+        for (name, value) in request.iter() {
+            fields.take(name, value);
+        }
+        fields
+    }
+
+    #[inline(always)]
+    fn take(&mut self, name: &'a str, value: &'a str) {
+        let slot = match name {
+            ":method" => &mut self.method,
+            ":path" => &mut self.target,
+            ":scheme" => &mut self.scheme,
+            ":authority" => &mut self.authority,
+            "user-agent" => &mut self.user_agent,
+            "x-request-id" => &mut self.request_id,
+            "x-forwarded-for" => &mut self.forwarded_for,
+            "content-type" => &mut self.content_type,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(value);
+        }
     }
 
     /// gRPC requests are the only ones whose `grpc-status` means anything.
@@ -333,6 +346,35 @@ fn protocol_version(protocol: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::propagation::Headers;
+
+    #[test]
+    fn the_header_map_reads_as_any_carrier_does() {
+        let cases: [&[(&[u8], &[u8])]; 3] = [
+            &[],
+            &[
+                (b":method", b"PUT"),
+                (b":path", b"/a?b"),
+                (b":scheme", b"https"),
+                (b":authority", b"h:1"),
+                (b"user-agent", b"ua"),
+                (b"x-request-id", b"r"),
+                (b"x-forwarded-for", b"1.2.3.4"),
+                (b"content-type", b"application/grpc"),
+            ],
+            &[
+                (b"x-request-id", b"first"),
+                (b"x-request-id", b"second"),
+                (b"cookie", b"c"),
+                (b":method", b"GET"),
+            ],
+        ];
+        for pairs in cases {
+            let (block, _) = HeaderBlock::parse(crate::propagation::header_block::serialize(pairs));
+            assert_eq!(RequestFields::of_block(&block), RequestFields::read(&block));
+        }
+        let (block, _) = HeaderBlock::parse(crate::propagation::header_block::serialize(cases[2]));
+        assert_eq!(RequestFields::of_block(&block).request_id, Some("first"));
+    }
 
     #[test]
     fn status_is_three_digits() {

@@ -8,7 +8,7 @@
 pub const SHORT: usize = 32;
 
 /// `out.extend_from_slice(bytes)`.
-#[inline]
+#[inline(always)]
 pub fn extend_short(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = bytes.len();
     if len > SHORT {

@@ -102,7 +102,8 @@ impl HeaderBlock {
             && &self.bytes[start as usize..end as usize] == name.as_bytes()
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// Every readable pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs
             .iter()
             .map(|&(name_start, name_end, value_start, value_end)| {

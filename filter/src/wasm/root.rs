@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
 use crate::otlp::{decode_export_response, grpc_service_target, retry_delay_from_status_details};
+use crate::span::Attribute;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -40,6 +41,9 @@ fn live_roots_after_this_one() -> u32 {
 /// State shared between the root context and its streams.
 pub struct Shared {
     pub plugin: Plugin,
+    /// A finished span's attribute list and name, kept empty between spans for their
+    /// allocations (`Cell::take` leaves empty ones while a span holds them).
+    pub scratch: Cell<(Vec<Attribute<'static>>, String)>,
     pub exporter: RefCell<Exporter>,
     pub ids: RefCell<IdGenerator>,
     pub stats: StatsPublisher,
@@ -360,6 +364,7 @@ impl SidetraceRoot {
             ids: RefCell::new(ids),
             stats: StatsPublisher::new(),
             pace,
+            scratch: Cell::new((Vec::with_capacity(24), String::with_capacity(64))),
         }));
         true
     }
