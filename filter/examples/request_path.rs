@@ -79,7 +79,7 @@ fn record(request: &HeaderBlock, start: &sidetrace::tracer::SpanStart) -> Vec<u8
     let exchange = Exchange {
         kind: SpanKind::Server,
         request,
-        fields: sidetrace::http_span::RequestFields::read(request),
+        fields: sidetrace::http_span::RequestFields::of_block(request),
         route_name: None,
         protocol: Some("HTTP/1.1"),
         status_code: Some(200),

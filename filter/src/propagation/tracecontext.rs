@@ -76,8 +76,8 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
 /// whole context, would be more to move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Traceparent {
-    trace_id: crate::context::TraceId,
-    span_id: crate::context::SpanId,
+    trace_id: TraceId,
+    span_id: SpanId,
     flags: u8,
 }
 

@@ -262,10 +262,10 @@ impl SidetraceStream {
         };
         let mut encoded = Vec::with_capacity(512);
         crate::otlp::encode_span(&span, &plugin.limits, &mut encoded);
-        // Counters follow on the next tick, with the per-request ones: two metric calls per
-        // span saved.
         attributes.clear();
         self.shared.scratch.set((recycle(attributes), name));
+        // Counters follow on the next tick, with the per-request ones: two metric calls per
+        // span saved.
         self.shared.exporter.borrow_mut().enqueue(encoded);
         self.shared.follow_exporter_pace();
     }
