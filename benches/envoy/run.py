@@ -5,7 +5,8 @@ One Envoy worker answers a direct_response route; wrk drives it on loopback; eve
 in the same session, interleaved round by round, and exports to the same real gRPC receiver.
 Reported per variant (median over rounds): requests/s, p50/p99 latency, Envoy CPU µs per request
 (utime+stime from /proc), the CPU it adds over no tracing, and that cost against the native
-tracer's (ratio of medians, and the median of per-round ratios), plus spans received. Figures,
+tracer's (ratio of medians, and the median of per-round ratios; from 5 rounds up, a 90 %
+interval for the ratio of medians, by resampling whole rounds), plus spans received. Figures,
 not assertions.
 
 sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
@@ -38,6 +39,7 @@ process at 100 % sampling.
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -351,10 +353,30 @@ def main():
                 ratios.append((results[name][index]["cpu_us_per_req"] - none) / native)
         return statistics.median(ratios) if ratios else float("nan")
 
+    def ratio_interval(name, percent):
+        # The ratio of medians again over rounds drawn with replacement, each draw keeping a
+        # round's variants together: how far the figure could move were the run repeated, as
+        # far as its own rounds tell. Fixed seed: the same results print the same interval.
+        if rounds < 5:
+            return ""
+        draw = random.Random(0)
+        cpu = {key: [r["cpu_us_per_req"] for r in results[key]] for key in ("none", f"native {percent}", name)}
+        ratios = []
+        for _ in range(2000):
+            picked = [draw.randrange(rounds) for _ in range(rounds)]
+            none, native, own = (statistics.median(cpu[key][i] for i in picked) for key in cpu)
+            if native > none:
+                ratios.append((own - none) / (native - none))
+        if len(ratios) < 1000:
+            return ""
+        ratios.sort()
+        return f"{ratios[len(ratios) // 20]:.2f}-{ratios[len(ratios) * 19 // 20]:.2f}"
+
     # "vs none": the whole CPU per request against no tracing's; "vs native": the CPU added over
-    # no tracing against the native tracer's at the same sampling.
+    # no tracing against the native tracer's at the same sampling; "90% CI" that ratio's
+    # interval by resampled rounds.
     header = (f"{'variant':<20} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req':>10} {'vs none':>7} "
-              f"{'added µs':>9} {'vs native':>9} {'per round':>9} {'spans rcvd':>10} {'RSS MB':>7}")
+              f"{'added µs':>9} {'vs native':>9} {'90% CI':>9} {'per round':>9} {'spans rcvd':>10} {'RSS MB':>7}")
     print(header)
     print("-" * len(header))
     for name, *_ in variants:
@@ -364,8 +386,9 @@ def main():
         compared = name.startswith("sidetrace") and native and native > 0
         ratio = f"{added[name] / native:.2f}x" if compared else ""
         round_ratio = f"{per_round_ratio(name, percent):.2f}x" if compared else ""
+        interval = ratio_interval(name, percent) if compared else ""
         print(f"{name:<20} {m['rps']:>9.0f} {m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f} {m['cpu_us_per_req']:>10.2f} "
-              f"{m['cpu_us_per_req'] / base:>6.2f}x {added[name]:>9.2f} {ratio:>9} {round_ratio:>9} "
+              f"{m['cpu_us_per_req'] / base:>6.2f}x {added[name]:>9.2f} {ratio:>9} {interval:>9} {round_ratio:>9} "
               f"{m['spans_received']:>10.0f} {m['rss_mb']:>7.1f}")
     wasm = paths.wasm_path()
     print(f"\nsidetrace.wasm: {os.path.getsize(wasm)} bytes ({os.path.getsize(wasm) / 1024:.0f} KiB)")

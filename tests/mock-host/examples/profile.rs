@@ -3,11 +3,12 @@
 //! samples is its share of the request's instructions. Needs a module that keeps its function
 //! names (`benches/wasm_profile.sh` builds one and runs this).
 //!
-//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context|root-facts] [inbound|outbound]
+//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context|root-facts|caller-facts] [inbound|outbound]
 //!
 //! `root-facts` is the Envoy benchmarks' "dir facts" row: every request without context and
 //! sampled, the listener's direction in the configuration, and the span's facts in the route's
-//! response header (`responseHeaders.factsHeader`).
+//! response header (`responseHeaders.factsHeader`). `caller-facts` is the same with a sampled
+//! caller's `traceparent` and a `tracestate` (`run.py --sampled-caller`).
 //!
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
 //! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
@@ -39,7 +40,7 @@ fn main() {
     let mut host = MockHost::load_for_profiling(&bytes).expect("load the module");
     host.set_property(&["xds", "node", "metadata", "NAME"], b"bench-pod");
     let percentage = if sampled { 100 } else { 0 };
-    let facts = mode == "root-facts";
+    let facts = mode.ends_with("-facts");
     let listener = if direction == OUTBOUND {
         "outbound"
     } else {
@@ -54,11 +55,14 @@ fn main() {
         r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}{facts_config}}}"#
     );
     assert!(host.configure(&config).expect("configure"));
-    let headers = request(match mode {
+    let mut headers = request(match mode {
         "unsampled" | "root-facts" => None,
         "unsampled-with-context" => Some(TRACEPARENT_UNSAMPLED),
         _ => Some(TRACEPARENT_SAMPLED),
     });
+    if mode == "caller-facts" {
+        headers.push(("tracestate", "vendor=1"));
+    }
     let facts_value = if direction == OUTBOUND {
         "200 HTTP/1.1 10.0.0.9:8080 outbound|8080||payments default"
     } else {
