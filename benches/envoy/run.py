@@ -360,11 +360,12 @@ def main():
         if rounds < 5:
             return ""
         draw = random.Random(0)
-        cpu = {key: [r["cpu_us_per_req"] for r in results[key]] for key in ("none", f"native {percent}", name)}
+        none_cpu, native_cpu, own_cpu = ([r["cpu_us_per_req"] for r in results[key]]
+                                         for key in ("none", f"native {percent}", name))
         ratios = []
         for _ in range(2000):
             picked = [draw.randrange(rounds) for _ in range(rounds)]
-            none, native, own = (statistics.median(cpu[key][i] for i in picked) for key in cpu)
+            none, native, own = (statistics.median(cpu[i] for i in picked) for cpu in (none_cpu, native_cpu, own_cpu))
             if native > none:
                 ratios.append((own - none) / (native - none))
         if len(ratios) < 1000:
