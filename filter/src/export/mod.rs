@@ -1,6 +1,10 @@
 //! The per-VM export pipeline as a pure state machine: a bounded queue of encoded spans, batches
 //! in flight, retries with backoff by the OTLP rules, and exact counts. The glue feeds it time and
 //! host responses; nothing here calls the host.
+//!
+//! Spans are encoded straight into the request buffer of the batch they will leave in, after room
+//! kept for the request's header: a batch leaves without its spans being copied or allocated one
+//! by one, and its buffer is used again once the batch is settled.
 
 mod retry;
 
@@ -17,6 +21,9 @@ pub struct ExportSettings {
     /// Batches in flight or waiting to retry, at most.
     pub max_in_flight: usize,
     pub retry: RetryPolicy,
+    /// Bytes kept at the start of every batch buffer for the request's header, written when the
+    /// batch leaves (`poll`'s `finish`).
+    pub batch_header_room: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,9 +40,24 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dispatch {
     pub batch_id: u64,
-    /// Shared with the batch kept for a retry: a batch is ~160 KB, copied once by the host.
-    pub payload: Rc<Vec<u8>>,
+    pub payload: Payload,
     pub spans: usize,
+}
+
+/// A batch's request: its buffer from where the header `finish` wrote begins. Shared with the
+/// batch kept for a retry: a batch is ~240 KB, copied once by the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    buffer: Rc<Vec<u8>>,
+    start: usize,
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
@@ -52,15 +74,38 @@ pub struct ExportStats {
 
 struct Batch {
     id: u64,
-    payload: Rc<Vec<u8>>,
+    payload: Payload,
     spans: usize,
     attempts: u32,
     retry_at_ms: u64,
 }
 
+/// Spans waiting to leave, encoded one after another in their batch's buffer, after its header
+/// room.
+struct Filling {
+    buffer: Vec<u8>,
+    spans: usize,
+}
+
+/// A buffer's room before any batch has left: a default batch of 512-byte spans. Growing a
+/// buffer span by span instead cost ~650 wasm instructions a span (the allocator moving it as it
+/// doubles).
+const FIRST_BUFFER_BYTES: usize = 512 * 512;
+
+/// Settled batches' buffers kept for new ones: enough for the batches a busy worker fills while
+/// others are in flight, without holding every buffer a burst needed.
+const SPARE_BUFFERS: usize = 2;
+
 pub struct Exporter {
     settings: ExportSettings,
-    waiting: VecDeque<Vec<u8>>,
+    /// Batches taking spans, oldest first; only the last is short of `max_batch_size`.
+    waiting: VecDeque<Filling>,
+    waiting_spans: usize,
+    spare_buffers: Vec<Vec<u8>>,
+    /// The last batch's size, if one has left: a new buffer starts with a quarter more room
+    /// than that, so a steady flow of spans fills it without it growing on the way, and a quiet
+    /// sidecar's buffers stay small.
+    last_batch_bytes: Option<usize>,
     in_flight: Vec<Batch>,
     awaiting_retry: Vec<Batch>,
     next_batch_id: u64,
@@ -73,7 +118,10 @@ pub struct Exporter {
 impl Exporter {
     pub fn new(settings: ExportSettings, jitter_seed: u64) -> Self {
         Exporter {
-            waiting: VecDeque::with_capacity(settings.max_queue_size.min(4096)),
+            waiting: VecDeque::new(),
+            waiting_spans: 0,
+            spare_buffers: Vec::new(),
+            last_batch_bytes: None,
             settings,
             in_flight: Vec::new(),
             awaiting_retry: Vec::new(),
@@ -85,14 +133,34 @@ impl Exporter {
         }
     }
 
-    /// Takes one encoded sampled span; a full queue drops it (counted), never blocks or grows.
-    pub fn enqueue(&mut self, encoded_span: Vec<u8>) -> bool {
+    /// Takes one sampled span, which `write_span` appends, framed, to the buffer it is handed; a
+    /// full queue drops it (counted) without it being encoded, never blocks or grows.
+    pub fn enqueue(&mut self, write_span: impl FnOnce(&mut Vec<u8>)) -> bool {
         self.stats.sampled += 1;
-        if self.waiting.len() >= self.settings.max_queue_size || self.draining {
+        if self.waiting_spans >= self.settings.max_queue_size || self.draining {
             self.stats.dropped += 1;
             return false;
         }
-        self.waiting.push_back(encoded_span);
+        let batch = match self.waiting.back_mut() {
+            Some(batch) if batch.spans < self.settings.max_batch_size => batch,
+            _ => {
+                let room = self
+                    .last_batch_bytes
+                    .map_or(FIRST_BUFFER_BYTES, |bytes| bytes + bytes / 4);
+                let mut buffer = self
+                    .spare_buffers
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(room));
+                // A used buffer is cut back to its header room; what the room held is written
+                // over by the next header, or left before the request's start.
+                buffer.resize(self.settings.batch_header_room, 0);
+                self.waiting.push_back(Filling { buffer, spans: 0 });
+                self.waiting.back_mut().expect("a batch was just added")
+            }
+        };
+        write_span(&mut batch.buffer);
+        batch.spans += 1;
+        self.waiting_spans += 1;
         self.stats.queued += 1;
         true
     }
@@ -104,8 +172,9 @@ impl Exporter {
         self.has_full_batch() || !self.awaiting_retry.is_empty()
     }
 
+    /// Batches fill in order, so the oldest is full exactly when a batch's worth is waiting.
     pub fn has_full_batch(&self) -> bool {
-        self.waiting.len() >= self.settings.max_batch_size
+        self.waiting_spans >= self.settings.max_batch_size
     }
 
     fn outstanding(&self) -> usize {
@@ -113,12 +182,9 @@ impl Exporter {
     }
 
     /// The next batch to send, if any: a due retry first, else a new batch when a full one is
-    /// waiting or the scheduled delay has passed.
-    pub fn poll(
-        &mut self,
-        now_ms: u64,
-        encode: &dyn Fn(&[Vec<u8>]) -> Vec<u8>,
-    ) -> Option<Dispatch> {
+    /// waiting or the scheduled delay has passed. `finish` writes a new batch's request header
+    /// into the end of its buffer's header room and says where the request starts.
+    pub fn poll(&mut self, now_ms: u64, finish: &dyn Fn(&mut [u8]) -> usize) -> Option<Dispatch> {
         if self.in_flight.len() >= self.settings.max_in_flight {
             return None;
         }
@@ -144,15 +210,20 @@ impl Exporter {
             .last_flush_ms
             .is_none_or(|last| now_ms >= last + self.settings.scheduled_delay_ms);
         let due = self.draining || self.has_full_batch() || schedule_due;
-        if self.waiting.is_empty() || !due || self.outstanding() >= self.settings.max_in_flight {
-            if self.waiting.is_empty() {
+        if self.waiting_spans == 0 || !due || self.outstanding() >= self.settings.max_in_flight {
+            if self.waiting_spans == 0 {
                 self.last_flush_ms = Some(now_ms);
             }
             return None;
         }
-        let take = self.waiting.len().min(self.settings.max_batch_size);
-        let spans: Vec<Vec<u8>> = self.waiting.drain(..take).collect();
-        let payload = Rc::new(encode(&spans));
+        let Filling { mut buffer, spans } = self.waiting.pop_front()?;
+        self.waiting_spans -= spans;
+        self.last_batch_bytes = Some(buffer.len());
+        let start = finish(&mut buffer);
+        let payload = Payload {
+            buffer: Rc::new(buffer),
+            start,
+        };
         let id = self.next_batch_id;
         self.next_batch_id += 1;
         self.last_flush_ms = Some(now_ms);
@@ -160,12 +231,12 @@ impl Exporter {
         let dispatch = Dispatch {
             batch_id: id,
             payload: payload.clone(),
-            spans: take,
+            spans,
         };
         self.in_flight.push(Batch {
             id,
             payload,
-            spans: take,
+            spans,
             attempts: 1,
             retry_at_ms: 0,
         });
@@ -177,7 +248,18 @@ impl Exporter {
         Some(self.in_flight.swap_remove(index))
     }
 
-    fn settle(&mut self, spans: usize, exported: u64) {
+    /// Counts a batch out and keeps its buffer for a new batch, unless enough are kept already
+    /// (or the glue still holds the payload).
+    fn settle(&mut self, batch: Batch, exported: u64) {
+        self.count_out(batch.spans, exported);
+        if self.spare_buffers.len() < SPARE_BUFFERS {
+            if let Ok(buffer) = Rc::try_unwrap(batch.payload.buffer) {
+                self.spare_buffers.push(buffer);
+            }
+        }
+    }
+
+    fn count_out(&mut self, spans: usize, exported: u64) {
         let spans = spans as u64;
         let exported = exported.min(spans);
         self.stats.exported += exported;
@@ -204,7 +286,8 @@ impl Exporter {
         match outcome {
             Outcome::Success { rejected_spans } => {
                 let rejected = rejected_spans.min(batch.spans as u64);
-                self.settle(batch.spans, batch.spans as u64 - rejected);
+                let exported = batch.spans as u64 - rejected;
+                self.settle(batch, exported);
             }
             Outcome::Failure {
                 grpc_status,
@@ -223,7 +306,7 @@ impl Exporter {
                     batch.retry_at_ms = now_ms + delay;
                     self.awaiting_retry.push(batch);
                 } else {
-                    self.settle(batch.spans, 0);
+                    self.settle(batch, 0);
                 }
             }
         }
@@ -245,13 +328,15 @@ impl Exporter {
 
     /// Counts everything still held as dropped and forgets it.
     pub fn shutdown(&mut self) -> ExportStats {
-        let held: usize = self.waiting.len()
+        let held: usize = self.waiting_spans
             + self.in_flight.iter().map(|b| b.spans).sum::<usize>()
             + self.awaiting_retry.iter().map(|b| b.spans).sum::<usize>();
         self.waiting.clear();
+        self.waiting_spans = 0;
         self.in_flight.clear();
         self.awaiting_retry.clear();
-        self.settle(held, 0);
+        self.spare_buffers.clear();
+        self.count_out(held, 0);
         self.stats
     }
 }

@@ -17,17 +17,24 @@ fn settings() -> ExportSettings {
             max_backoff_ms: 400,
             max_attempts: 3,
         },
+        batch_header_room: 0,
     }
 }
 
-/// Payload = the span bytes concatenated, so tests can see which spans a batch holds.
-fn concat(spans: &[Vec<u8>]) -> Vec<u8> {
-    spans.concat()
+/// No header: a payload is its spans' bytes one after another, so tests can see which spans a
+/// batch holds.
+fn concat(_: &mut [u8]) -> usize {
+    0
+}
+
+/// A span the queue holds as `bytes`.
+fn span(bytes: Vec<u8>) -> impl FnOnce(&mut Vec<u8>) {
+    move |out| out.extend_from_slice(&bytes)
 }
 
 fn fill(exporter: &mut Exporter, n: u8) {
     for i in 0..n {
-        exporter.enqueue(vec![i]);
+        exporter.enqueue(span(vec![i]));
     }
 }
 
@@ -256,7 +263,10 @@ fn draining_sends_everything_and_shutdown_counts_the_rest() {
         .expect("partial batch leaves at once");
     assert_eq!(rest.spans, 2);
     exporter.complete(retry.batch_id, FAIL, 0);
-    assert!(!exporter.enqueue(vec![9]), "no new spans while draining");
+    assert!(
+        !exporter.enqueue(span(vec![9])),
+        "no new spans while draining"
+    );
     let s = exporter.shutdown();
     assert_eq!((s.sampled, s.exported, s.dropped, s.queued), (7, 0, 7, 0));
 }
@@ -294,7 +304,7 @@ fn random_sequences_keep_the_counts_exact() {
         for _ in 0..400 {
             match next() % 6 {
                 0 | 1 => {
-                    exporter.enqueue(vec![1, 2, 3]);
+                    exporter.enqueue(span(vec![1, 2, 3]));
                 }
                 2 => {
                     if let Some(d) = exporter.poll(now, &concat) {
@@ -356,5 +366,88 @@ fn needs_a_fast_tick_only_for_a_full_batch_or_a_retry() {
     assert!(!exporter.needs_fast_tick(), "the retry in flight");
     exporter.complete(retry.batch_id, OK, 10_001);
     assert!(!exporter.needs_fast_tick(), "all delivered");
+    assert_invariant(&exporter);
+}
+
+#[test]
+fn spans_go_after_the_header_room_and_buffers_are_used_again_clean() {
+    let mut exporter = Exporter::new(
+        ExportSettings {
+            batch_header_room: 3,
+            ..settings()
+        },
+        1,
+    );
+    // The header takes the room's last byte: the request starts there.
+    let finish = |buffer: &mut [u8]| {
+        buffer[2] = b'H';
+        2
+    };
+    let mut payloads = Vec::new();
+    for round in 0..4u8 {
+        let spans = 4 - round % 2 * 3;
+        for i in 0..spans {
+            exporter.enqueue(span(vec![round, i]));
+        }
+        let batch = exporter.poll(u64::from(round) * 1000, &finish).unwrap();
+        payloads.push(batch.payload.to_vec());
+        exporter.complete(batch.batch_id, OK, u64::from(round) * 1000 + 1);
+    }
+    assert_eq!(
+        payloads,
+        [
+            vec![b'H', 0, 0, 0, 1, 0, 2, 0, 3],
+            vec![b'H', 1, 0],
+            vec![b'H', 2, 0, 2, 1, 2, 2, 2, 3],
+            vec![b'H', 3, 0],
+        ]
+    );
+    assert_eq!(exporter.stats().exported, 10);
+    assert_invariant(&exporter);
+}
+
+#[test]
+fn a_dropped_span_is_never_encoded() {
+    let mut exporter = Exporter::new(settings(), 1);
+    fill(&mut exporter, 10);
+    let mut encoded = false;
+    assert!(!exporter.enqueue(|_| encoded = true), "the queue is full");
+    assert!(!encoded);
+    exporter.begin_drain();
+    let batch = exporter.poll(0, &concat).unwrap();
+    exporter.complete(batch.batch_id, OK, 1);
+    assert!(!exporter.enqueue(|_| encoded = true), "draining");
+    assert!(!encoded);
+    assert_eq!(exporter.stats().dropped, 2);
+    assert_invariant(&exporter);
+}
+
+#[test]
+fn new_buffers_have_room_for_a_batch_like_the_last_and_settled_ones_are_reused() {
+    let mut exporter = Exporter::new(settings(), 1);
+    let capacity = |exporter: &Exporter| exporter.waiting.back().unwrap().buffer.capacity();
+    exporter.enqueue(span(vec![7; 100]));
+    assert!(
+        capacity(&exporter) >= FIRST_BUFFER_BYTES,
+        "before any batch left"
+    );
+    fill(&mut exporter, 3);
+    let first = exporter.poll(0, &concat).unwrap();
+    assert_eq!(first.payload.len(), 103);
+    exporter.enqueue(span(vec![8]));
+    let fresh = capacity(&exporter);
+    assert!(
+        (128..FIRST_BUFFER_BYTES).contains(&fresh),
+        "a quarter more than the last batch: {fresh}"
+    );
+    let second = exporter.poll(1000, &concat).unwrap();
+    drop(second.payload);
+    exporter.complete(second.batch_id, OK, 1001);
+    exporter.enqueue(span(vec![9]));
+    assert_eq!(
+        capacity(&exporter),
+        fresh,
+        "the settled batch's buffer again"
+    );
     assert_invariant(&exporter);
 }

@@ -1,5 +1,6 @@
-//! Assembles `ExportTraceServiceRequest` payloads from already-encoded spans. The resource and
-//! scope never change for a plugin, so their bytes are built once.
+//! Assembles `ExportTraceServiceRequest` payloads in place: spans are appended to a batch buffer
+//! as they finish, after room for the request's header, which is written once the batch is
+//! complete. The resource and scope never change for a plugin, so their bytes are built once.
 
 use super::wire::{put_message, put_str, put_varint, varint_len};
 
@@ -42,30 +43,56 @@ impl BatchEncoder {
         }
     }
 
-    /// One request holding every span: one ResourceSpans, one ScopeSpans; a single allocation.
-    pub fn encode_request(&self, spans: &[Vec<u8>]) -> Vec<u8> {
-        let spans_len: usize = spans
-            .iter()
-            .map(|s| 1 + varint_len(s.len() as u64) + s.len())
-            .sum();
+    /// Bytes a batch buffer keeps before its spans for `finish` to write the request's header
+    /// in: the ResourceSpans and ScopeSpans tags, their lengths at their widest, the resource
+    /// and the scope.
+    pub fn header_room(&self) -> usize {
+        2 * (1 + MAX_LENGTH_WIDTH) + self.resource_field.len() + self.scope_field.len()
+    }
+
+    /// Makes a batch buffer a request: `buffer` is `header_room()` bytes and then spans framed by
+    /// `append_span`. Writes one ResourceSpans holding one ScopeSpans, its header ending where
+    /// the first span starts, and returns where it begins.
+    pub fn finish(&self, buffer: &mut [u8]) -> usize {
+        let room = self.header_room();
+        let spans_len = buffer.len() - room;
         let scope_spans_len = self.scope_field.len() + spans_len;
         let resource_spans_len =
             self.resource_field.len() + 1 + varint_len(scope_spans_len as u64) + scope_spans_len;
-        let total = 1 + varint_len(resource_spans_len as u64) + resource_spans_len;
-        let mut out = Vec::with_capacity(total);
-        out.push(RESOURCE_SPANS_FIELD_TAG);
-        put_varint(&mut out, resource_spans_len as u64);
-        out.extend_from_slice(&self.resource_field);
-        out.push(SCOPE_SPANS_FIELD_TAG);
-        put_varint(&mut out, scope_spans_len as u64);
-        out.extend_from_slice(&self.scope_field);
-        for span in spans {
-            out.push(SPANS_FIELD_TAG);
-            put_varint(&mut out, span.len() as u64);
-            out.extend_from_slice(span);
-        }
-        debug_assert_eq!(out.len(), total);
-        out
+        let mut header = Vec::with_capacity(room);
+        header.push(RESOURCE_SPANS_FIELD_TAG);
+        put_varint(&mut header, resource_spans_len as u64);
+        header.extend_from_slice(&self.resource_field);
+        header.push(SCOPE_SPANS_FIELD_TAG);
+        put_varint(&mut header, scope_spans_len as u64);
+        header.extend_from_slice(&self.scope_field);
+        let start = room - header.len();
+        buffer[start..room].copy_from_slice(&header);
+        start
+    }
+}
+
+/// A batch's bytes are at most 4 GiB (the proxy takes a u32 length), so a length's varint is at
+/// most five bytes.
+const MAX_LENGTH_WIDTH: usize = 5;
+
+/// Appends one span as a ScopeSpans `spans` field: its tag, its length, and what `encode_span`
+/// appends. The length is left two bytes, which holds spans of 128 bytes to 16 KiB (nearly all),
+/// and the span is moved in the rare case it needs one byte or three.
+pub fn append_span(out: &mut Vec<u8>, encode_span: impl FnOnce(&mut Vec<u8>)) {
+    out.push(SPANS_FIELD_TAG);
+    let length_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let span_at = out.len();
+    encode_span(out);
+    let span_len = (out.len() - span_at) as u64;
+    if varint_len(span_len) == 2 {
+        out[length_at] = (span_len as u8 & 0x7f) | 0x80;
+        out[length_at + 1] = (span_len >> 7) as u8;
+    } else {
+        let mut length = Vec::with_capacity(MAX_LENGTH_WIDTH);
+        put_varint(&mut length, span_len);
+        out.splice(length_at..span_at, length);
     }
 }
 
@@ -113,6 +140,24 @@ mod tests {
         out
     }
 
+    /// The request assembled from separately encoded spans, every length at its shortest.
+    fn encoded_by_copying(encoder: &BatchEncoder, spans: &[Vec<u8>]) -> Vec<u8> {
+        let mut scope_spans = encoder.scope_field.clone();
+        for span in spans {
+            scope_spans.push(SPANS_FIELD_TAG);
+            put_varint(&mut scope_spans, span.len() as u64);
+            scope_spans.extend_from_slice(span);
+        }
+        let mut resource_spans = encoder.resource_field.clone();
+        resource_spans.push(SCOPE_SPANS_FIELD_TAG);
+        put_varint(&mut resource_spans, scope_spans.len() as u64);
+        resource_spans.extend_from_slice(&scope_spans);
+        let mut request = vec![RESOURCE_SPANS_FIELD_TAG];
+        put_varint(&mut request, resource_spans.len() as u64);
+        request.extend_from_slice(&resource_spans);
+        request
+    }
+
     #[test]
     fn requests_decode_with_every_span_resource_and_scope() {
         let encoder = BatchEncoder::new(
@@ -123,10 +168,28 @@ mod tests {
             "sidetrace",
             "0.1.0",
         );
-        for (count, padding) in [(0usize, 0usize), (1, 0), (3, 50), (200, 10), (2, 20_000)] {
+        // Spans under 128 bytes, of two-byte lengths, and over 16 KiB; batches of 0 to 200.
+        for (count, padding) in [
+            (0usize, 0usize),
+            (1, 0),
+            (3, 50),
+            (4, 300),
+            (200, 10),
+            (2, 20_000),
+        ] {
             let spans: Vec<Vec<u8>> = (0..count).map(|i| encoded(i as u8 + 1, padding)).collect();
-            let payload = encoder.encode_request(&spans);
-            let request = ExportTraceServiceRequest::decode(payload.as_slice()).unwrap();
+            let mut buffer = vec![0xee; encoder.header_room()];
+            for span in &spans {
+                append_span(&mut buffer, |out| out.extend_from_slice(span));
+            }
+            let start = encoder.finish(&mut buffer);
+            let payload = &buffer[start..];
+            assert_eq!(
+                payload,
+                encoded_by_copying(&encoder, &spans).as_slice(),
+                "{count} spans, padding {padding}: the request built span by span"
+            );
+            let request = ExportTraceServiceRequest::decode(payload).unwrap();
             assert_eq!(request.resource_spans.len(), 1);
             let rs = &request.resource_spans[0];
             let attrs = &rs.resource.as_ref().unwrap().attributes;

@@ -6,7 +6,7 @@ mod grpc_service;
 mod response;
 pub mod wire;
 
-pub use batch::BatchEncoder;
+pub use batch::{append_span, BatchEncoder};
 pub use encode::{encode_span, put_attribute, SpanLimits};
 pub use grpc_service::grpc_service_target;
 pub use response::{decode_export_response, retry_delay_from_status_details};

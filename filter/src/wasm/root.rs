@@ -146,7 +146,7 @@ impl SidetraceRoot {
             let dispatch = shared
                 .exporter
                 .borrow_mut()
-                .poll(now, &|spans| encoder.encode_request(spans));
+                .poll(now, &|buffer| encoder.finish(buffer));
             let Some(dispatch) = dispatch else { break };
             // A stream, not a unary callout: Envoy hands a stream's trailing metadata to the
             // module (the RetryInfo of RESOURCE_EXHAUSTED lives there); a unary callout gets none.
@@ -231,7 +231,8 @@ impl SidetraceRoot {
         Some(self.in_flight.swap_remove(at))
     }
 
-    fn exporter_settings(config: &Config) -> ExportSettings {
+    fn exporter_settings(plugin: &Plugin) -> ExportSettings {
+        let config = &plugin.config;
         ExportSettings {
             max_queue_size: config.batch.max_queue_size,
             max_batch_size: config.batch.max_export_batch_size,
@@ -242,6 +243,7 @@ impl SidetraceRoot {
                 max_backoff_ms: config.retry.max_backoff_ms,
                 max_attempts: config.retry.max_attempts,
             },
+            batch_header_room: plugin.encoder.header_room(),
         }
     }
 
@@ -348,12 +350,12 @@ impl SidetraceRoot {
                 return false;
             }
         };
-        let settings = Self::exporter_settings(&config);
         let pace = TickPace::new(config.batch.scheduled_delay_ms);
         host::set_tick_period_ms(pace.idle_ms);
         let mut ids = IdGenerator::from_entropy();
         let jitter_seed = ids.span_id().0;
         let plugin = Plugin::new(config);
+        let settings = Self::exporter_settings(&plugin);
         super::metrics::ids();
         if self.shared.is_none() {
             LIVE_ROOTS.with(|live| live.set(live.get() + 1));

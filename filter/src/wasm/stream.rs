@@ -260,13 +260,15 @@ impl SidetraceStream {
             status,
             status_message: &status_message,
         };
-        let mut encoded = Vec::with_capacity(512);
-        crate::otlp::encode_span(&span, &plugin.limits, &mut encoded);
-        attributes.clear();
-        self.shared.scratch.set((recycle(attributes), name));
         // Counters follow on the next tick, with the per-request ones: two metric calls per
         // span saved.
-        self.shared.exporter.borrow_mut().enqueue(encoded);
+        self.shared.exporter.borrow_mut().enqueue(|batch| {
+            crate::otlp::append_span(batch, |out| {
+                crate::otlp::encode_span(&span, &plugin.limits, out)
+            })
+        });
+        attributes.clear();
+        self.shared.scratch.set((recycle(attributes), name));
         self.shared.follow_exporter_pace();
     }
 
