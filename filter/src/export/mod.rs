@@ -87,10 +87,11 @@ struct Filling {
     spans: usize,
 }
 
-/// A buffer's room before any batch has left: a default batch of 512-byte spans. Growing a
-/// buffer span by span instead cost ~650 wasm instructions a span (the allocator moving it as it
-/// doubles).
-const FIRST_BUFFER_BYTES: usize = 512 * 512;
+/// A buffer's room for each span of its batch before any batch has left. Growing a buffer span
+/// by span instead cost ~650 wasm instructions a span (the allocator moving it as it doubles).
+const FIRST_BUFFER_BYTES_PER_SPAN: usize = 512;
+/// The most a buffer takes before any batch has left: a default batch's worth.
+const FIRST_BUFFER_MAX_BYTES: usize = 512 * FIRST_BUFFER_BYTES_PER_SPAN;
 
 /// Settled batches' buffers kept for new ones: enough for the batches a busy worker fills while
 /// others are in flight, without holding every buffer a burst needed.
@@ -146,7 +147,7 @@ impl Exporter {
             _ => {
                 let room = self
                     .last_batch_bytes
-                    .map_or(FIRST_BUFFER_BYTES, |bytes| bytes + bytes / 4);
+                    .map_or(self.first_buffer_bytes(), |bytes| bytes + bytes / 4);
                 let mut buffer = self
                     .spare_buffers
                     .pop()
@@ -163,6 +164,12 @@ impl Exporter {
         self.waiting_spans += 1;
         self.stats.queued += 1;
         true
+    }
+
+    fn first_buffer_bytes(&self) -> usize {
+        let spans = self.settings.max_batch_size;
+        (self.settings.batch_header_room + spans.saturating_mul(FIRST_BUFFER_BYTES_PER_SPAN))
+            .min(FIRST_BUFFER_MAX_BYTES)
     }
 
     /// Whether something is due sooner than the scheduled delay: a full batch waits to leave,

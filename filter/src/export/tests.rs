@@ -423,13 +423,35 @@ fn a_dropped_span_is_never_encoded() {
 }
 
 #[test]
+fn a_first_buffer_has_room_for_a_batch_of_512_byte_spans_up_to_256_kib() {
+    for (batch, room, expected) in [
+        (4, 0, 2048),
+        (4, 200, 2248),
+        (512, 0, 262_144),
+        (100_000, 200, 262_144),
+    ] {
+        let settings = ExportSettings {
+            max_queue_size: batch,
+            max_batch_size: batch,
+            batch_header_room: room,
+            ..settings()
+        };
+        let mut exporter = Exporter::new(settings, 1);
+        exporter.enqueue(span(vec![1]));
+        let capacity = exporter.waiting[0].buffer.capacity();
+        assert_eq!(capacity, expected, "batch {batch}, header room {room}");
+    }
+}
+
+#[test]
 fn new_buffers_have_room_for_a_batch_like_the_last_and_settled_ones_are_reused() {
     let mut exporter = Exporter::new(settings(), 1);
     let capacity = |exporter: &Exporter| exporter.waiting.back().unwrap().buffer.capacity();
     exporter.enqueue(span(vec![7; 100]));
-    assert!(
-        capacity(&exporter) >= FIRST_BUFFER_BYTES,
-        "before any batch left"
+    assert_eq!(
+        capacity(&exporter),
+        4 * FIRST_BUFFER_BYTES_PER_SPAN,
+        "before any batch left, room for a batch (of four) of 512-byte spans"
     );
     fill(&mut exporter, 3);
     let first = exporter.poll(0, &concat).unwrap();
@@ -437,7 +459,7 @@ fn new_buffers_have_room_for_a_batch_like_the_last_and_settled_ones_are_reused()
     exporter.enqueue(span(vec![8]));
     let fresh = capacity(&exporter);
     assert!(
-        (128..FIRST_BUFFER_BYTES).contains(&fresh),
+        (128..4 * FIRST_BUFFER_BYTES_PER_SPAN).contains(&fresh),
         "a quarter more than the last batch: {fresh}"
     );
     let second = exporter.poll(1000, &concat).unwrap();
