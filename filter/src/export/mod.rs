@@ -145,13 +145,13 @@ impl Exporter {
         let batch = match self.waiting.back_mut() {
             Some(batch) if batch.spans < self.settings.max_batch_size => batch,
             _ => {
-                let room = self
+                let capacity = self
                     .last_batch_bytes
                     .map_or(self.first_buffer_bytes(), |bytes| bytes + bytes / 4);
                 let mut buffer = self
                     .spare_buffers
                     .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(room));
+                    .unwrap_or_else(|| Vec::with_capacity(capacity));
                 // A used buffer is cut back to its header room; what the room held is written
                 // over by the next header, or left before the request's start.
                 buffer.resize(self.settings.batch_header_room, 0);
@@ -166,6 +166,7 @@ impl Exporter {
         true
     }
 
+    /// A new buffer's capacity before any batch has left.
     fn first_buffer_bytes(&self) -> usize {
         let spans = self.settings.max_batch_size;
         (self.settings.batch_header_room + spans.saturating_mul(FIRST_BUFFER_BYTES_PER_SPAN))
