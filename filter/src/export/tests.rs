@@ -23,7 +23,7 @@ fn settings() -> ExportSettings {
 
 /// No header: a payload is its spans' bytes one after another, so tests can see which spans a
 /// batch holds.
-fn concat(_: &mut [u8]) -> usize {
+fn no_header(_: &mut [u8]) -> usize {
     0
 }
 
@@ -48,16 +48,16 @@ fn flushes_a_full_batch_at_once_and_a_partial_one_after_the_delay() {
     let mut exporter = Exporter::new(settings(), 1);
     fill(&mut exporter, 5);
     let first = exporter
-        .poll(0, &concat)
+        .poll(0, &no_header)
         .expect("full batch leaves at once");
     assert_eq!((first.spans, first.payload.to_vec()), (4, vec![0, 1, 2, 3]));
     assert_eq!(
-        exporter.poll(999, &concat),
+        exporter.poll(999, &no_header),
         None,
         "one span waits for the schedule"
     );
-    let second = exporter.poll(1000, &concat).expect("scheduled flush");
-    assert_eq!(exporter.poll(1000, &concat), None);
+    let second = exporter.poll(1000, &no_header).expect("scheduled flush");
+    assert_eq!(exporter.poll(1000, &no_header), None);
     assert_eq!(*second.payload, vec![4]);
     exporter.complete(first.batch_id, OK, 1001);
     exporter.complete(
@@ -82,10 +82,14 @@ fn flushes_a_full_batch_at_once_and_a_partial_one_after_the_delay() {
 fn the_first_spans_leave_at_the_first_poll() {
     let mut exporter = Exporter::new(settings(), 1);
     fill(&mut exporter, 1);
-    assert_eq!(exporter.poll(5, &concat).map(|d| d.spans), Some(1));
+    assert_eq!(exporter.poll(5, &no_header).map(|d| d.spans), Some(1));
     fill(&mut exporter, 1);
-    assert_eq!(exporter.poll(6, &concat), None, "then the schedule applies");
-    assert_eq!(exporter.poll(1005, &concat).map(|d| d.spans), Some(1));
+    assert_eq!(
+        exporter.poll(6, &no_header),
+        None,
+        "then the schedule applies"
+    );
+    assert_eq!(exporter.poll(1005, &no_header).map(|d| d.spans), Some(1));
 }
 
 #[test]
@@ -101,20 +105,20 @@ fn a_full_queue_drops_and_counts() {
 fn in_flight_is_capped() {
     let mut exporter = Exporter::new(settings(), 1);
     fill(&mut exporter, 10);
-    assert!(exporter.poll(0, &concat).is_some());
-    assert!(exporter.poll(0, &concat).is_some());
-    assert_eq!(exporter.poll(0, &concat), None, "two in flight already");
+    assert!(exporter.poll(0, &no_header).is_some());
+    assert!(exporter.poll(0, &no_header).is_some());
+    assert_eq!(exporter.poll(0, &no_header), None, "two in flight already");
 }
 
 #[test]
 fn retries_with_backoff_then_succeeds_counting_once() {
     let mut exporter = Exporter::new(settings(), 7);
     fill(&mut exporter, 4);
-    let first = exporter.poll(0, &concat).unwrap();
+    let first = exporter.poll(0, &no_header).unwrap();
     exporter.complete(first.batch_id, FAIL, 10);
-    assert_eq!(exporter.poll(10, &concat), None, "backing off");
+    assert_eq!(exporter.poll(10, &no_header), None, "backing off");
     let retry = exporter
-        .poll(10 + 100, &concat)
+        .poll(10 + 100, &no_header)
         .expect("due after at most the first step");
     assert_eq!(
         retry.payload, first.payload,
@@ -140,11 +144,11 @@ fn gives_up_after_max_attempts() {
     let mut exporter = Exporter::new(settings(), 3);
     fill(&mut exporter, 4);
     let mut now = 0;
-    let mut batch = exporter.poll(now, &concat).unwrap();
+    let mut batch = exporter.poll(now, &no_header).unwrap();
     for _ in 0..2 {
         exporter.complete(batch.batch_id, FAIL, now);
         now += 1000;
-        batch = exporter.poll(now, &concat).unwrap();
+        batch = exporter.poll(now, &no_header).unwrap();
     }
     exporter.complete(batch.batch_id, FAIL, now);
     let s = exporter.stats();
@@ -158,7 +162,7 @@ fn gives_up_after_max_attempts() {
         ),
         (0, 4, 0, 3, 3)
     );
-    assert_eq!(exporter.poll(now + 10_000, &concat), None);
+    assert_eq!(exporter.poll(now + 10_000, &no_header), None);
 }
 
 #[test]
@@ -180,7 +184,7 @@ fn codes_decide_retries() {
     for (code, delay, retried) in cases {
         let mut exporter = Exporter::new(settings(), 5);
         fill(&mut exporter, 4);
-        let batch = exporter.poll(0, &concat).unwrap();
+        let batch = exporter.poll(0, &no_header).unwrap();
         exporter.complete(
             batch.batch_id,
             Outcome::Failure {
@@ -199,7 +203,7 @@ fn codes_decide_retries() {
 fn retry_info_delay_is_honoured() {
     let mut exporter = Exporter::new(settings(), 5);
     fill(&mut exporter, 4);
-    let batch = exporter.poll(0, &concat).unwrap();
+    let batch = exporter.poll(0, &no_header).unwrap();
     exporter.complete(
         batch.batch_id,
         Outcome::Failure {
@@ -208,25 +212,25 @@ fn retry_info_delay_is_honoured() {
         },
         100,
     );
-    assert_eq!(exporter.poll(2599, &concat), None);
-    assert!(exporter.poll(2600, &concat).is_some());
+    assert_eq!(exporter.poll(2599, &no_header), None);
+    assert!(exporter.poll(2600, &no_header).is_some());
 }
 
 #[test]
 fn partial_success_drops_the_rejected_and_never_retries() {
     let mut exporter = Exporter::new(settings(), 5);
     fill(&mut exporter, 4);
-    let batch = exporter.poll(0, &concat).unwrap();
+    let batch = exporter.poll(0, &no_header).unwrap();
     exporter.complete(batch.batch_id, Outcome::Success { rejected_spans: 3 }, 5);
     let s = exporter.stats();
     assert_eq!(
         (s.exported, s.dropped, s.queued, s.export_failures),
         (1, 3, 0, 0)
     );
-    assert_eq!(exporter.poll(100_000, &concat), None);
+    assert_eq!(exporter.poll(100_000, &no_header), None);
     let mut exporter = Exporter::new(settings(), 5);
     fill(&mut exporter, 4);
-    let batch = exporter.poll(0, &concat).unwrap();
+    let batch = exporter.poll(0, &no_header).unwrap();
     exporter.complete(batch.batch_id, Outcome::Success { rejected_spans: 99 }, 5);
     assert_eq!(
         exporter.stats().dropped,
@@ -239,12 +243,16 @@ fn partial_success_drops_the_rejected_and_never_retries() {
 fn waiting_retries_hold_back_new_batches_so_memory_stays_bounded() {
     let mut exporter = Exporter::new(settings(), 5);
     fill(&mut exporter, 10);
-    let a = exporter.poll(0, &concat).unwrap();
-    let b = exporter.poll(0, &concat).unwrap();
+    let a = exporter.poll(0, &no_header).unwrap();
+    let b = exporter.poll(0, &no_header).unwrap();
     exporter.complete(a.batch_id, FAIL, 0);
     exporter.complete(b.batch_id, FAIL, 0);
     fill(&mut exporter, 10);
-    assert_eq!(exporter.poll(1, &concat), None, "two batches await retry");
+    assert_eq!(
+        exporter.poll(1, &no_header),
+        None,
+        "two batches await retry"
+    );
     let s = exporter.stats();
     assert!(s.queued <= 10 + 2 * 4, "{s:?}");
     assert_invariant(&exporter);
@@ -254,12 +262,12 @@ fn waiting_retries_hold_back_new_batches_so_memory_stays_bounded() {
 fn draining_sends_everything_and_shutdown_counts_the_rest() {
     let mut exporter = Exporter::new(settings(), 5);
     fill(&mut exporter, 6);
-    let a = exporter.poll(0, &concat).unwrap();
+    let a = exporter.poll(0, &no_header).unwrap();
     exporter.complete(a.batch_id, FAIL, 0);
     exporter.begin_drain();
-    let retry = exporter.poll(0, &concat).expect("retry leaves at once");
+    let retry = exporter.poll(0, &no_header).expect("retry leaves at once");
     let rest = exporter
-        .poll(0, &concat)
+        .poll(0, &no_header)
         .expect("partial batch leaves at once");
     assert_eq!(rest.spans, 2);
     exporter.complete(retry.batch_id, FAIL, 0);
@@ -275,10 +283,10 @@ fn draining_sends_everything_and_shutdown_counts_the_rest() {
 fn dispatch_refusal_is_retried() {
     let mut exporter = Exporter::new(settings(), 5);
     fill(&mut exporter, 4);
-    let batch = exporter.poll(0, &concat).unwrap();
+    let batch = exporter.poll(0, &no_header).unwrap();
     exporter.dispatch_failed(batch.batch_id, 0);
     assert_eq!(exporter.stats().queued, 4);
-    assert!(exporter.poll(1000, &concat).is_some());
+    assert!(exporter.poll(1000, &no_header).is_some());
 }
 
 #[test]
@@ -307,7 +315,7 @@ fn random_sequences_keep_the_counts_exact() {
                     exporter.enqueue(span(vec![1, 2, 3]));
                 }
                 2 => {
-                    if let Some(d) = exporter.poll(now, &concat) {
+                    if let Some(d) = exporter.poll(now, &no_header) {
                         in_flight.push(d.batch_id);
                     }
                 }
@@ -358,11 +366,11 @@ fn needs_a_fast_tick_only_for_a_full_batch_or_a_retry() {
     );
     fill(&mut exporter, 1);
     assert!(exporter.needs_fast_tick(), "a full batch waiting");
-    let batch = exporter.poll(0, &concat).unwrap();
+    let batch = exporter.poll(0, &no_header).unwrap();
     assert!(!exporter.needs_fast_tick(), "a batch in flight");
     exporter.complete(batch.batch_id, FAIL, 1);
     assert!(exporter.needs_fast_tick(), "a batch awaiting its retry");
-    let retry = exporter.poll(10_000, &concat).expect("the retry");
+    let retry = exporter.poll(10_000, &no_header).expect("the retry");
     assert!(!exporter.needs_fast_tick(), "the retry in flight");
     exporter.complete(retry.batch_id, OK, 10_001);
     assert!(!exporter.needs_fast_tick(), "all delivered");
@@ -414,7 +422,7 @@ fn a_dropped_span_is_never_encoded() {
     assert!(!exporter.enqueue(|_| encoded = true), "the queue is full");
     assert!(!encoded);
     exporter.begin_drain();
-    let batch = exporter.poll(0, &concat).unwrap();
+    let batch = exporter.poll(0, &no_header).unwrap();
     exporter.complete(batch.batch_id, OK, 1);
     assert!(!exporter.enqueue(|_| encoded = true), "draining");
     assert!(!encoded);
@@ -454,7 +462,7 @@ fn new_buffers_have_room_for_a_batch_like_the_last_and_settled_ones_are_reused()
         "before any batch left, room for a batch (of four) of 512-byte spans"
     );
     fill(&mut exporter, 3);
-    let first = exporter.poll(0, &concat).unwrap();
+    let first = exporter.poll(0, &no_header).unwrap();
     assert_eq!(first.payload.len(), 103);
     exporter.enqueue(span(vec![8]));
     let fresh = capacity(&exporter);
@@ -462,7 +470,7 @@ fn new_buffers_have_room_for_a_batch_like_the_last_and_settled_ones_are_reused()
         (128..4 * FIRST_BUFFER_BYTES_PER_SPAN).contains(&fresh),
         "a quarter more than the last batch: {fresh}"
     );
-    let second = exporter.poll(1000, &concat).unwrap();
+    let second = exporter.poll(1000, &no_header).unwrap();
     drop(second.payload);
     exporter.complete(second.batch_id, OK, 1001);
     exporter.enqueue(span(vec![9]));

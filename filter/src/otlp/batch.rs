@@ -2,7 +2,7 @@
 //! as they finish, after room for the request's header, which is written once the batch is
 //! complete. The resource and scope never change for a plugin, so their bytes are built once.
 
-use super::wire::{put_message, put_str, put_varint, varint_len};
+use super::wire::{fit_length_slot, put_message, put_str, put_varint, varint_len};
 
 const SPANS_FIELD_TAG: u8 = (2 << 3) | 2;
 const RESOURCE_SPANS_FIELD_TAG: u8 = (1 << 3) | 2;
@@ -77,22 +77,20 @@ impl BatchEncoder {
 const MAX_LENGTH_WIDTH: usize = 5;
 
 /// Appends one span as a ScopeSpans `spans` field: its tag, its length, and what `encode_span`
-/// appends. The length is left two bytes, which holds spans of 128 bytes to 16 KiB (nearly all),
-/// and the span is moved in the rare case it needs one byte or three.
+/// appends. The length is left two bytes (where `put_message` leaves one), which holds spans of
+/// 128 bytes to 16 KiB (nearly all); the span is moved in the rare case it needs one byte or
+/// three.
 pub fn append_span(out: &mut Vec<u8>, encode_span: impl FnOnce(&mut Vec<u8>)) {
     out.push(SPANS_FIELD_TAG);
-    let length_at = out.len();
+    let slot = out.len();
     out.extend_from_slice(&[0, 0]);
-    let span_at = out.len();
     encode_span(out);
-    let span_len = (out.len() - span_at) as u64;
-    if varint_len(span_len) == 2 {
-        out[length_at] = (span_len as u8 & 0x7f) | 0x80;
-        out[length_at + 1] = (span_len >> 7) as u8;
+    let span_len = out.len() - slot - 2;
+    if (0x80..0x4000).contains(&span_len) {
+        out[slot] = (span_len as u8 & 0x7f) | 0x80;
+        out[slot + 1] = (span_len >> 7) as u8;
     } else {
-        let mut length = Vec::with_capacity(MAX_LENGTH_WIDTH);
-        put_varint(&mut length, span_len);
-        out.splice(length_at..span_at, length);
+        fit_length_slot(out, slot, 2, span_len);
     }
 }
 
