@@ -292,27 +292,33 @@ fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, (address, port): (&'a str, Option
     }
 }
 
-/// Splits `host:port`, `[v6]:port`, or a bare host.
+/// Splits `host:port`, `[v6]:port`, or a bare host. One pass over the bytes counting colons:
+/// every sampled span splits its authority and its peer.
 pub fn split_host_port(authority: &str) -> (&str, Option<i64>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        if let Some((host, tail)) = rest.split_once(']') {
-            let port = tail
-                .strip_prefix(':')
-                .and_then(|digits| parse_port(digits.as_bytes()));
-            return (host, port);
-        }
-        return (authority, None);
-    }
     let bytes = authority.as_bytes();
-    let Some(colon) = bytes.iter().rposition(|&b| b == b':') else {
-        return (authority, None);
-    };
+    if bytes.first() == Some(&b'[') {
+        let Some(close) = bytes.iter().position(|&b| b == b']') else {
+            return (authority, None);
+        };
+        let port = match &bytes[close + 1..] {
+            [b':', digits @ ..] => parse_port(digits),
+            _ => None,
+        };
+        return (&authority[1..close], port);
+    }
+    let (mut colons, mut last_colon) = (0u32, 0);
+    for (at, &byte) in bytes.iter().enumerate() {
+        if byte == b':' {
+            colons += 1;
+            last_colon = at;
+        }
+    }
     // More than one colon and no brackets: a bare IPv6 address, no port.
-    if bytes[..colon].contains(&b':') {
+    if colons != 1 {
         return (authority, None);
     }
-    match parse_port(&bytes[colon + 1..]) {
-        Some(port) => (&authority[..colon], Some(port)),
+    match parse_port(&bytes[last_colon + 1..]) {
+        Some(port) => (&authority[..last_colon], Some(port)),
         None => (authority, None),
     }
 }
@@ -630,5 +636,11 @@ mod tests {
         assert_eq!(split_host_port("a:"), ("a:", None));
         assert_eq!(split_host_port("10.0.0.7:51234"), ("10.0.0.7", Some(51234)));
         assert_eq!(split_host_port("[::1]"), ("::1", None));
+        assert_eq!(split_host_port("[::1"), ("[::1", None));
+        assert_eq!(split_host_port("[::1]x"), ("::1", None));
+        assert_eq!(split_host_port("[::1]:x"), ("::1", None));
+        assert_eq!(split_host_port(""), ("", None));
+        assert_eq!(split_host_port(":80"), ("", Some(80)));
+        assert_eq!(split_host_port("a:b:80"), ("a:b:80", None));
     }
 }

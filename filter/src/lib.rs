@@ -15,6 +15,7 @@ pub mod propagation;
 pub mod resource;
 pub mod route;
 pub mod sampling;
+pub mod short_compare;
 pub mod short_copy;
 pub mod span;
 pub mod span_facts;

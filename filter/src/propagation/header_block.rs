@@ -6,6 +6,7 @@
 //! length, then per pair the name, a NUL, the value, a NUL. All integers little-endian.
 
 use super::Getter;
+use crate::short_compare::equal_short;
 
 #[derive(Debug, Default)]
 pub struct HeaderBlock {
@@ -99,7 +100,7 @@ impl HeaderBlock {
     /// Lengths first: most names differ in length, and that needs no slice of the buffer.
     fn name_is(&self, start: u32, end: u32, name: &str) -> bool {
         (end - start) as usize == name.len()
-            && &self.bytes[start as usize..end as usize] == name.as_bytes()
+            && equal_short(&self.bytes[start as usize..end as usize], name.as_bytes())
     }
 
     /// Every readable pair, in order.

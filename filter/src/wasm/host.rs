@@ -3,6 +3,7 @@
 
 use super::abi;
 use crate::propagation::{header_block, Getter, HeaderBlock, Rewriter, Setter};
+use crate::short_compare::equal_short;
 
 /// Takes ownership of a buffer the host filled: the host obtained it from
 /// `proxy_on_memory_allocate`, which hands out a leaked boxed slice of exactly `size` bytes.
@@ -105,7 +106,7 @@ impl<'a> RequestHeaderWriter<'a> {
         let (mut values, mut same) = (0, true);
         headers.get_all(name, &mut |held| {
             values += 1;
-            same &= held == value;
+            same &= equal_short(held.as_bytes(), value.as_bytes());
         });
         values == 1 && same
     }

@@ -206,6 +206,14 @@ fn main() {
             tracestate: None,
             response: RESPONSE_WITH_FACTS,
         },
+        Scenario {
+            name: "sampled caller, direction, facts header",
+            config: config(100, &format!("{W3C_ONLY},{FACTS_CONFIG}")),
+            direction: INBOUND,
+            traceparent: Some(TRACEPARENT_SAMPLED),
+            tracestate: Some("vendor=1"),
+            response: RESPONSE_WITH_FACTS,
+        },
     ];
     println!(
         "{:<40} {:>16} {:>18}",
