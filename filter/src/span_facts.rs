@@ -178,39 +178,80 @@ pub const SERVER_FACTS_FORMAT: &str =
 pub const CLIENT_FACTS_FORMAT: &str =
     "%RESP(:status)% %PROTOCOL% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% %ROUTE_NAME%";
 
-impl<'a> SpanFacts<'a> {
-    /// Reads a response's facts header, formatted by the route as `*_FACTS_FORMAT` for `kind`.
-    /// `None` for any other value, which leaves the facts to the expression.
-    pub fn from_header(kind: SpanKind, value: &'a [u8]) -> Option<SpanFacts<'a>> {
-        let fields = match kind {
+/// A response's facts header, formatted by the route as `*_FACTS_FORMAT`, parsed once: it keeps
+/// the value with its status and where each field after it lies, so that a span can be finished
+/// after its stream without reading the value again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FactsHeader {
+    value: String,
+    kind: SpanKind,
+    pub status_code: u32,
+    /// Byte ranges of the fields after the status, in the format's order.
+    fields: [(u16, u16); 4],
+}
+
+impl FactsHeader {
+    /// `None` for any value but one formatted for `kind` (and under 64 KiB), which leaves the
+    /// facts to the expression.
+    pub fn parse(kind: SpanKind, value: Vec<u8>) -> Option<FactsHeader> {
+        let count = match kind {
             SpanKind::Server => 4,
             SpanKind::Client => 5,
         };
+        if value.len() > usize::from(u16::MAX) {
+            return None;
+        }
+        let value = String::from_utf8(value).ok()?;
+        let bytes = value.as_bytes();
         // Each field up to the next space; the last takes what is left. A byte search: the
         // searcher behind `str::split_once` cost a span ~470 wasm instructions more.
-        let mut parts = [""; 5];
-        let mut rest = std::str::from_utf8(value).ok()?;
-        for part in &mut parts[..fields - 1] {
-            let space = rest.bytes().position(|byte| byte == b' ')?;
-            *part = &rest[..space];
-            rest = &rest[space + 1..];
+        let mut ranges = [(0u16, 0u16); 5];
+        let mut start = 0;
+        for range in &mut ranges[..count - 1] {
+            let space = start + bytes[start..].iter().position(|&byte| byte == b' ')?;
+            *range = (start as u16, space as u16);
+            start = space + 1;
         }
-        parts[fields - 1] = rest;
-        let text = |at: usize| (!parts[at].is_empty()).then_some(Cow::Borrowed(parts[at]));
+        ranges[count - 1] = (start as u16, bytes.len() as u16);
+        let (status_start, status_end) = ranges[0];
+        let status = &bytes[usize::from(status_start)..usize::from(status_end)];
+        Some(FactsHeader {
+            status_code: crate::http_span::parse_status(status)?,
+            kind,
+            fields: [ranges[1], ranges[2], ranges[3], ranges[4]],
+            value,
+        })
+    }
+
+    /// The facts, borrowed from the value.
+    pub fn facts(&self) -> SpanFacts<'_> {
+        let field = |at: usize| {
+            let (start, end) = self.fields[at];
+            // SAFETY: `parse` found every range within the value, between its ends or single
+            // spaces (ASCII), so on character boundaries; the value is never changed.
+            let text = unsafe {
+                self.value
+                    .get_unchecked(usize::from(start)..usize::from(end))
+            };
+            (!text.is_empty()).then_some(Cow::Borrowed(text))
+        };
         let mut facts = SpanFacts {
-            status_code: Some(crate::http_span::parse_status(parts[0].as_bytes())?),
-            protocol: text(1),
-            route_name: text(fields - 1),
+            status_code: Some(self.status_code),
+            protocol: field(0),
             ..SpanFacts::default()
         };
-        match kind {
-            SpanKind::Server => facts.downstream_peer = text(2),
+        match self.kind {
+            SpanKind::Server => {
+                facts.downstream_peer = field(1);
+                facts.route_name = field(2);
+            }
             SpanKind::Client => {
-                facts.upstream_address = text(2);
-                facts.upstream_cluster = text(3);
+                facts.upstream_address = field(1);
+                facts.upstream_cluster = field(2);
+                facts.route_name = field(3);
             }
         }
-        Some(facts)
+        facts
     }
 }
 
@@ -373,13 +414,21 @@ mod tests {
             (server, b"200 HTTP/1.1 \xff r", None),
         ];
         for (kind, value, expected) in cases {
+            let parsed = FactsHeader::parse(kind, value.to_vec());
             assert_eq!(
-                SpanFacts::from_header(kind, value),
+                parsed.as_ref().map(FactsHeader::facts),
                 expected,
                 "{}",
                 String::from_utf8_lossy(value)
             );
+            assert_eq!(
+                parsed.map(|header| header.status_code),
+                expected.as_ref().and_then(|facts| facts.status_code)
+            );
         }
+        // A value past what its ranges can hold is refused, not misread.
+        let long = [b"200 HTTP/1.1 10.0.0.7:1 ".as_slice(), &[b'r'; 70_000]].concat();
+        assert_eq!(FactsHeader::parse(SpanKind::Server, long), None);
     }
 
     #[test]

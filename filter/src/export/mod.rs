@@ -320,6 +320,11 @@ impl Exporter {
         }
     }
 
+    /// Whether the queue takes no more spans: its plugin is retiring.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// From now on everything waiting leaves at once and failures are not retried: the plugin
     /// is being retired.
     pub fn begin_drain(&mut self) {

@@ -3,7 +3,7 @@
 use super::host;
 use super::metrics::StatsPublisher;
 use super::plugin::Plugin;
-use super::stream::SidetraceStream;
+use super::stream::{record_ended, EndedSpan, SidetraceStream};
 use crate::config::Config;
 use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
@@ -48,6 +48,8 @@ pub struct Shared {
     pub ids: RefCell<IdGenerator>,
     pub stats: StatsPublisher,
     pub pace: TickPace,
+    /// Spans whose streams are over, waiting to be recorded together (`stream::record_ended`).
+    pub ended: RefCell<Vec<EndedSpan>>,
 }
 
 /// How often the root ticks: every `MAX_TICK_MS` (or the scheduled delay, if shorter) while the
@@ -307,6 +309,8 @@ impl SidetraceRoot {
         let Some(shared) = self.shared.clone() else {
             return true;
         };
+        // Spans waiting to be recorded go into the queue first, to leave with the rest.
+        record_ended(&shared);
         self.draining = true;
         if live_roots_after_this_one() == 0 {
             // The VM goes with its last plugin, and no export response would outlive it: what
@@ -367,11 +371,15 @@ impl SidetraceRoot {
             stats: StatsPublisher::new(),
             pace,
             scratch: Cell::new((Vec::with_capacity(24), String::with_capacity(64))),
+            ended: RefCell::new(Vec::new()),
         }));
         true
     }
 
     pub fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            record_ended(shared);
+        }
         super::metrics::flush_pending();
         self.expire_overdue();
         self.flush();

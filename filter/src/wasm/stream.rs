@@ -6,11 +6,11 @@ use super::plugin::{listener_kind, Plugin};
 use super::root::Shared;
 use crate::context::SpanContext;
 use crate::envoy_flags;
-use crate::http_span::{Exchange, RequestFields, SpanDecorations};
+use crate::http_span::{is_grpc, Exchange, RequestFields, SpanDecorations};
 use crate::propagation::tracecontext::{self, Traceparent};
 use crate::propagation::{Getter, HeaderBlock};
 use crate::span::{FinishedSpan, Link, SpanKind};
-use crate::span_facts::{FactsQuery, SpanFacts};
+use crate::span_facts::{FactsHeader, FactsQuery, SpanFacts};
 use crate::traceparent_probe;
 use crate::tracer::SpanStart;
 use std::borrow::Cow;
@@ -37,6 +37,33 @@ struct Recording {
     status_code: Option<u32>,
     /// The response's `factsHeader` value, where the configuration names one.
     facts_header: Option<Vec<u8>>,
+}
+
+/// How many ended spans wait before they are recorded together (fewer where a batch is
+/// smaller, so that a full batch is never held back). Recording a span (its name and attributes
+/// built, then encoded into its batch) runs ~6,000 wasm instructions of code that no other part
+/// of a request runs; one after the other, spans find that code still in the instruction cache,
+/// which the request path between two streams' ends evicts.
+const ENDED_RUN: usize = 16;
+
+/// A span whose stream is over and whose facts came in the route's facts header: all it needs
+/// from the host is in memory, so it waits to be recorded with others.
+pub struct EndedSpan {
+    recording: Box<Recording>,
+    end_unix_nanos: u64,
+    kind: SpanKind,
+    facts: FactsHeader,
+    /// Envoy's response flags, short codes, read only for a failed exchange.
+    response_flags: String,
+}
+
+/// Where a span's facts came from.
+enum ReadFacts<'a> {
+    /// The response's facts header, parsed: the span can wait to be recorded.
+    Header(FactsHeader),
+    /// Read from the host (evaluated, or one by one): the span is recorded at once, its facts
+    /// borrowing from the host's answer.
+    Host(SpanFacts<'a>),
 }
 
 /// What a request's start adds to the filter's counters.
@@ -99,10 +126,10 @@ impl SidetraceStream {
     /// borrow from.
     fn read_facts<'a>(
         &self,
-        recording: &'a Recording,
+        recording: &mut Recording,
         grpc: bool,
         answer: &'a mut Option<Vec<u8>>,
-    ) -> (SpanKind, SpanFacts<'a>) {
+    ) -> (SpanKind, ReadFacts<'a>) {
         let plugin = &self.shared.plugin;
         let query = FactsQuery {
             kind: recording.kind,
@@ -110,10 +137,9 @@ impl SidetraceStream {
             body_sizes: plugin.config.record_body_sizes,
         };
         if let (Some(kind), false, false) = (query.kind, grpc, query.body_sizes) {
-            let facts_header = recording.facts_header.as_deref();
-            if let Some(facts) = facts_header.and_then(|value| SpanFacts::from_header(kind, value))
-            {
-                return (kind, facts);
+            let facts_header = recording.facts_header.take();
+            if let Some(header) = facts_header.and_then(|value| FactsHeader::parse(kind, value)) {
+                return (kind, ReadFacts::Header(header));
             }
             if plugin.config.response_headers.facts_header.is_some() {
                 metrics::count(|pending| pending.facts_header_unread += 1);
@@ -127,14 +153,12 @@ impl SidetraceStream {
             .and_then(|answer| SpanFacts::decode(&query, answer));
         if let Some(facts) = answered {
             let kind = recording.kind.or(facts.kind).unwrap_or(SpanKind::Server);
-            return (kind, facts);
+            return (kind, ReadFacts::Host(facts));
         }
         metrics::count(|pending| pending.facts_read_one_by_one += 1);
         let kind = recording.kind.unwrap_or_else(|| Self::span_kind(plugin));
-        (
-            kind,
-            Self::facts_one_by_one(kind, &query, recording.status_code),
-        )
+        let facts = Self::facts_one_by_one(kind, &query, recording.status_code);
+        (kind, ReadFacts::Host(facts))
     }
 
     /// Each property read costs Envoy ~11,600 instructions (it hands the value over in a buffer
@@ -171,105 +195,62 @@ impl SidetraceStream {
         }
     }
 
-    fn finish(&mut self, recording: Box<Recording>) {
-        let plugin = &self.shared.plugin;
+    /// The stream is over: what the span needs from the host is read now, while the stream's
+    /// facts are readable. A span whose facts came in the facts header waits for
+    /// `record_ended`; any other is recorded at once.
+    fn end(&self, mut recording: Box<Recording>) {
+        let shared = &self.shared;
         let end_unix_nanos = host::now_unix_nanos();
-        let fields = RequestFields::of_block(&recording.request);
+        let grpc = is_grpc(recording.request.get("content-type"));
         let mut answer = None;
-        let (kind, facts) = self.read_facts(&recording, fields.is_grpc(), &mut answer);
+        let (kind, facts) = self.read_facts(&mut recording, grpc, &mut answer);
         // A request without context is counted at the end when its span turns out a client.
         let without_context = recording.start.incoming.context.is_none();
         if recording.kind.is_none() && without_context && kind == SpanKind::Client {
             metrics::count(|pending| pending.outbound_without_context += 1);
         }
-        let status_code = facts.status_code;
-        let mut flags = String::new();
+        let status_code = match &facts {
+            ReadFacts::Header(header) => Some(header.status_code),
+            ReadFacts::Host(facts) => facts.status_code,
+        };
+        let mut response_flags = String::new();
         if crate::http_span::flags_worth_reading(status_code) {
             if let Some(bits) = host::property_int(&["response", "flags"]) {
-                envoy_flags::short_codes(bits as u64, &mut flags);
+                envoy_flags::short_codes(bits as u64, &mut response_flags);
             }
         }
-        let exchange = Exchange {
-            kind,
-            request: &recording.request,
-            fields,
-            route_name: facts.route_name.as_deref(),
-            protocol: facts.protocol.as_deref(),
-            status_code,
-            grpc_status: facts.grpc_status,
-            response_flags: &flags,
-            downstream_peer: facts.downstream_peer.as_deref(),
-            upstream_address: facts.upstream_address.as_deref(),
-            upstream_cluster: facts.upstream_cluster.as_deref(),
-            request_body_size: facts.request_body_size,
-            response_body_size: facts.response_body_size,
+        let header = match facts {
+            ReadFacts::Header(header) => header,
+            ReadFacts::Host(facts) => {
+                let ended = Ended {
+                    recording: &recording,
+                    end_unix_nanos,
+                    kind,
+                    response_flags: &response_flags,
+                };
+                record(shared, ended, &facts);
+                shared.follow_exporter_pace();
+                return;
+            }
         };
-
-        let baggage_values: Vec<(&str, &str)> = match &recording.start.incoming.baggage {
-            Some(baggage) => plugin
-                .baggage_attributes
-                .iter()
-                .filter_map(|(key, name)| baggage.get(key).map(|value| (name.as_str(), value)))
-                .collect(),
-            None => Vec::new(),
+        let run_complete = {
+            let mut waiting = shared.ended.borrow_mut();
+            waiting.push(EndedSpan {
+                recording,
+                end_unix_nanos,
+                kind,
+                facts: header,
+                response_flags,
+            });
+            // A retired plugin's root no longer ticks: its spans are recorded (and counted as
+            // dropped by its draining exporter) at once.
+            let run = ENDED_RUN.min(shared.plugin.config.batch.max_export_batch_size);
+            waiting.len() >= run || shared.exporter.borrow().is_draining()
         };
-        let decorations = SpanDecorations {
-            record_query: plugin.config.record_query,
-            fixed_tags: &plugin.fixed_tags,
-            header_tags: &plugin.header_tags,
-            baggage: &baggage_values,
-        };
-        // The worker's buffers from the span before: two allocations a span saved.
-        let (attribute_buffer, mut name) = self.shared.scratch.take();
-        let mut attributes = recycle(attribute_buffer);
-        exchange.attributes(&decorations, &mut attributes);
-        crate::route::span_name(
-            exchange.method(),
-            exchange.route_name,
-            exchange.path(),
-            &mut name,
-        );
-        let (status, status_message) = exchange.status();
-
-        let context = &recording.start.context;
-        let links: Vec<Link> = recording
-            .start
-            .link
-            .iter()
-            .map(|external| Link {
-                trace_id: external.trace_id,
-                span_id: external.span_id,
-                trace_state: external.trace_state.as_str(),
-                sampled: external.is_sampled(),
-            })
-            .collect();
-        let span = FinishedSpan {
-            trace_id: context.trace_id,
-            span_id: context.span_id,
-            parent_span_id: recording.start.parent,
-            parent_is_remote: recording.start.parent.is_some(),
-            trace_state: context.trace_state.as_str(),
-            sampled: true,
-            random: context.random,
-            name: &name,
-            kind,
-            start_unix_nanos: recording.start_unix_nanos,
-            end_unix_nanos: end_unix_nanos.max(recording.start_unix_nanos),
-            attributes: &attributes,
-            links: &links,
-            status,
-            status_message: &status_message,
-        };
-        // Counters follow on the next tick, with the per-request ones: two metric calls per
-        // span saved.
-        self.shared.exporter.borrow_mut().enqueue(|batch| {
-            crate::otlp::append_span(batch, |out| {
-                crate::otlp::encode_span(&span, &plugin.limits, out)
-            })
-        });
-        attributes.clear();
-        self.shared.scratch.set((recycle(attributes), name));
-        self.shared.follow_exporter_pace();
+        if run_complete {
+            record_ended(shared);
+            shared.follow_exporter_pace();
+        }
     }
 
     fn span_kind(plugin: &Plugin) -> SpanKind {
@@ -426,9 +407,131 @@ impl SidetraceStream {
     /// The stream is over (after Envoy's access log): its span, if recorded, is finished.
     pub fn on_done(&mut self) {
         if let Some(recording) = self.recording.take() {
-            self.finish(recording);
+            self.end(recording);
         }
     }
+}
+
+/// Records every span waiting in `shared.ended`: its name and attributes built, encoded into
+/// its batch and queued. Called when `ENDED_RUN` have ended, by each tick, and when a plugin
+/// retires.
+pub fn record_ended(shared: &Shared) {
+    let mut run = std::mem::take(&mut *shared.ended.borrow_mut());
+    for waiting in run.drain(..) {
+        let ended = Ended {
+            recording: &waiting.recording,
+            end_unix_nanos: waiting.end_unix_nanos,
+            kind: waiting.kind,
+            response_flags: &waiting.response_flags,
+        };
+        record(shared, ended, &waiting.facts.facts());
+    }
+    // The emptied list goes back, for its allocation, unless spans ended while recording.
+    let mut waiting = shared.ended.borrow_mut();
+    if waiting.is_empty() {
+        *waiting = run;
+    }
+}
+
+/// What the stream's end knew of its span, besides its facts.
+struct Ended<'a> {
+    recording: &'a Recording,
+    end_unix_nanos: u64,
+    kind: SpanKind,
+    response_flags: &'a str,
+}
+
+/// Builds the span's name and attributes, encodes it into its batch and queues it. Out of line:
+/// a span is recorded from its stream's end or from a run of them.
+#[inline(never)]
+fn record(shared: &Shared, ended: Ended, facts: &SpanFacts) {
+    let plugin = &shared.plugin;
+    let Ended {
+        recording,
+        end_unix_nanos,
+        kind,
+        response_flags,
+    } = ended;
+    let fields = RequestFields::of_block(&recording.request);
+    let exchange = Exchange {
+        kind,
+        request: &recording.request,
+        fields,
+        route_name: facts.route_name.as_deref(),
+        protocol: facts.protocol.as_deref(),
+        status_code: facts.status_code,
+        grpc_status: facts.grpc_status,
+        response_flags,
+        downstream_peer: facts.downstream_peer.as_deref(),
+        upstream_address: facts.upstream_address.as_deref(),
+        upstream_cluster: facts.upstream_cluster.as_deref(),
+        request_body_size: facts.request_body_size,
+        response_body_size: facts.response_body_size,
+    };
+    let baggage_values: Vec<(&str, &str)> = match &recording.start.incoming.baggage {
+        Some(baggage) => plugin
+            .baggage_attributes
+            .iter()
+            .filter_map(|(key, name)| baggage.get(key).map(|value| (name.as_str(), value)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let decorations = SpanDecorations {
+        record_query: plugin.config.record_query,
+        fixed_tags: &plugin.fixed_tags,
+        header_tags: &plugin.header_tags,
+        baggage: &baggage_values,
+    };
+    // The worker's buffers from the span before: two allocations a span saved.
+    let (attribute_buffer, mut name) = shared.scratch.take();
+    let mut attributes = recycle(attribute_buffer);
+    exchange.attributes(&decorations, &mut attributes);
+    crate::route::span_name(
+        exchange.method(),
+        exchange.route_name,
+        exchange.path(),
+        &mut name,
+    );
+    let (status, status_message) = exchange.status();
+
+    let context = &recording.start.context;
+    let links: Vec<Link> = recording
+        .start
+        .link
+        .iter()
+        .map(|external| Link {
+            trace_id: external.trace_id,
+            span_id: external.span_id,
+            trace_state: external.trace_state.as_str(),
+            sampled: external.is_sampled(),
+        })
+        .collect();
+    let span = FinishedSpan {
+        trace_id: context.trace_id,
+        span_id: context.span_id,
+        parent_span_id: recording.start.parent,
+        parent_is_remote: recording.start.parent.is_some(),
+        trace_state: context.trace_state.as_str(),
+        sampled: true,
+        random: context.random,
+        name: &name,
+        kind,
+        start_unix_nanos: recording.start_unix_nanos,
+        end_unix_nanos: end_unix_nanos.max(recording.start_unix_nanos),
+        attributes: &attributes,
+        links: &links,
+        status,
+        status_message: &status_message,
+    };
+    // Counters follow on the next tick, with the per-request ones: two metric calls per
+    // span saved.
+    shared.exporter.borrow_mut().enqueue(|batch| {
+        crate::otlp::append_span(batch, |out| {
+            crate::otlp::encode_span(&span, &plugin.limits, out)
+        })
+    });
+    attributes.clear();
+    shared.scratch.set((recycle(attributes), name));
 }
 
 /// An empty vector's allocation, for elements of another lifetime (or any type of the same

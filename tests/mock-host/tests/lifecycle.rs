@@ -1086,6 +1086,87 @@ fn the_tick_is_fast_only_while_a_full_batch_or_a_retry_waits() {
     assert_eq!(metric(&host, "spans_exported"), 6);
 }
 
+/// A span whose facts came in the route's facts header is recorded (named, encoded, queued)
+/// with fifteen others, or on the next tick, or when its plugin retires: never lost, never later
+/// than the tick that sends it. Any other span is recorded as its stream ends.
+#[test]
+fn spans_with_header_facts_are_recorded_in_runs_of_sixteen_or_on_the_tick() {
+    let mut host = configured(
+        r#""direction":"inbound","responseHeaders":{"factsHeader":"x-facts"},
+            "batch":{"scheduledDelayMs":1000,"maxExportBatchSize":20}"#,
+    );
+    let exchange = |host: &mut MockHost, facts: Option<&str>| {
+        let stream = host.new_stream().unwrap();
+        host.request_headers(stream, &request("/", &[])).unwrap();
+        let mut response = vec![(":status", "200")];
+        response.extend(facts.map(|value| ("x-facts", value)));
+        host.response_headers(stream, &response).unwrap();
+        host.finish_stream(stream).unwrap();
+    };
+    let facts = Some("200 HTTP/1.1 10.0.0.7:51234 r");
+    host.advance_ms(1000);
+    host.tick().unwrap();
+    for _ in 0..20 {
+        exchange(&mut host, facts);
+    }
+    assert_eq!(
+        host.tick_period_ms(),
+        1000,
+        "sixteen recorded, four waiting: no full batch yet"
+    );
+    for _ in 0..12 {
+        exchange(&mut host, facts);
+    }
+    assert_eq!(host.tick_period_ms(), 50, "two runs recorded: a full batch");
+    host.advance_ms(50);
+    host.tick().unwrap();
+    let mut exported = 0;
+    for call in host.take_grpc_calls() {
+        let request = ExportTraceServiceRequest::decode(call.payload.as_slice()).unwrap();
+        exported += spans(&request).len();
+        host.grpc_respond_ok(call.token, &ok_response()).unwrap();
+    }
+    assert_eq!(exported, 20, "the full batch left on the fast tick");
+    // Without the header, a span is recorded as its stream ends: eight more, with the twelve
+    // queued, fill a batch at once.
+    for _ in 0..8 {
+        exchange(&mut host, None);
+    }
+    assert_eq!(host.tick_period_ms(), 50, "a full batch of twenty waits");
+    // Three more wait for the tick, which records them before it sends what is due.
+    for _ in 0..3 {
+        exchange(&mut host, facts);
+    }
+    // (The full batch leaves on the first; what is short of a batch a schedule after it.)
+    for _ in 0..2 {
+        host.advance_ms(1000);
+        host.tick().unwrap();
+        for call in host.take_grpc_calls() {
+            let request = ExportTraceServiceRequest::decode(call.payload.as_slice()).unwrap();
+            exported += spans(&request).len();
+            host.grpc_respond_ok(call.token, &ok_response()).unwrap();
+        }
+    }
+    assert_eq!(
+        exported, 43,
+        "every span, recorded by the tick at the latest"
+    );
+    // A retiring plugin records what waits, then sends it.
+    exchange(&mut host, facts);
+    assert!(host.add_root(&config("")).unwrap().is_some());
+    assert!(!host.done().unwrap(), "waits for its final export");
+    let calls = host.take_grpc_calls();
+    assert_eq!(
+        calls.len(),
+        1,
+        "the waiting span leaves with the retiring plugin"
+    );
+    host.grpc_respond_ok(calls[0].token, &ok_response())
+        .unwrap();
+    assert_eq!(metric(&host, "spans_exported"), 44);
+    assert_counts_reconcile(&host);
+}
+
 /// Hosts call an exported callback on every event it names (body callbacks on every chunk):
 /// the module exports exactly the callbacks sidetrace acts on, and what the ABI requires.
 #[test]
