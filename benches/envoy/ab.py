@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Two builds of the module on one `run.py` row, alternated round by round: which costs Envoy
+less CPU time, and by how much this machine can tell.
+
+A change worth a few hundred instructions a request moves a row's CPU time by less than the
+machine's noise between rounds (±0.4 µs on two shared cores), so two separate `run.py` runs
+cannot compare builds. Here each round runs no tracing, then both modules (the order swapped
+every round), so both see the same moment of the machine; what is compared is the difference
+of their added CPU time within each round. Printed: each module's median added µs and RSS above
+no tracing, and for two modules the median per-round difference (second minus first) with a
+90 % interval (the median over rounds drawn with replacement, 5th to 95th percentile of 2,000
+draws). An interval spanning zero means no difference this machine can show. Figures, not
+assertions.
+
+    .venv/bin/python benches/envoy/ab.py --rounds 20 before.wasm after.wasm
+    .venv/bin/python benches/envoy/ab.py --sampled-caller --row "sidetrace out 100% dir facts" before.wasm after.wasm
+"""
+import argparse
+import os
+import random
+import statistics
+import sys
+
+import run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="+", help="paths of the builds to compare (two for a difference)")
+    parser.add_argument("--row", default="sidetrace in 100% dir facts", help="a run.py variant")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--caller-context", action="store_true")
+    parser.add_argument("--sampled-caller", action="store_true")
+    args = parser.parse_args()
+    variants = {variant[0]: variant for variant in run.VARIANTS}
+    if args.row not in variants:
+        parser.error(f"no run.py variant named {args.row!r}")
+    headers, described = run.caller_headers(args.caller_context, args.sampled_caller)
+    pinned = run.cores()
+    if pinned:
+        os.sched_setaffinity(0, pinned[1])
+    names = [os.path.basename(module) for module in args.modules]
+    cpu = {name: [] for name in ["none"] + names}
+    rss = {name: [] for name in ["none"] + names}
+    print(f"{args.row}, {args.rounds} rounds x {args.seconds} s, {described}", flush=True)
+    with run.OtlpReceiver(count_only=True) as receiver:
+        for round_index in range(args.rounds):
+            order = list(zip(names, args.modules))
+            if round_index % 2:
+                order.reverse()
+            for name, module in [("none", None)] + order:
+                variant = variants["none"] if module is None else variants[args.row]
+                _, kind, percentage, direction, extra = variant
+                if module is not None:
+                    os.environ["SIDETRACE_WASM"] = os.path.abspath(module)
+                out = run.measure(name, kind, percentage, direction, args.seconds, args.connections,
+                                  receiver, extra, headers, pinned)
+                cpu[name].append(out["cpu_us_per_req"])
+                rss[name].append(out["rss_mb"])
+            shown = "  ".join(f"{name} {values[-1]:.2f}" for name, values in cpu.items())
+            print(f"round {round_index + 1}/{args.rounds}: {shown} µs/req", file=sys.stderr, flush=True)
+    added = {name: [cpu[name][i] - cpu["none"][i] for i in range(args.rounds)] for name in names}
+    for name in names:
+        print(f"{name}: median added {statistics.median(added[name]):.2f} µs/req, "
+              f"RSS above none {statistics.median(rss[name]) - statistics.median(rss['none']):.1f} MB")
+    if len(names) == 2:
+        first, second = names
+        differences = [added[second][i] - added[first][i] for i in range(args.rounds)]
+        draws = random.Random(1)
+        medians = sorted(statistics.median(draws.choice(differences) for _ in differences) for _ in range(2000))
+        print(f"{second} - {first} per round: median {statistics.median(differences):+.2f} µs/req, "
+              f"90% interval {medians[100]:+.2f} to {medians[1900]:+.2f}")
+
+
+if __name__ == "__main__":
+    main()
