@@ -9,6 +9,7 @@ use crate::export::{ExportSettings, Exporter, Outcome, RetryPolicy};
 use crate::ids::IdGenerator;
 use crate::otlp::{decode_export_response, grpc_service_target, retry_delay_from_status_details};
 use crate::span::Attribute;
+use crate::span_facts::FactsHeader;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -48,8 +49,9 @@ pub struct Shared {
     pub ids: RefCell<IdGenerator>,
     pub stats: StatsPublisher,
     pub pace: TickPace,
-    /// Spans whose streams are over, waiting to be recorded together (`stream::record_ended`).
-    pub ended: RefCell<Vec<EndedSpan>>,
+    /// Spans whose streams are over and whose facts came in the facts header, waiting to be
+    /// recorded together (`stream::record_ended`).
+    pub ended: RefCell<Vec<(EndedSpan, FactsHeader)>>,
 }
 
 /// How often the root ticks: every `MAX_TICK_MS` (or the scheduled delay, if shorter) while the

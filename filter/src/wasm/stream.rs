@@ -46,13 +46,13 @@ struct Recording {
 /// which the request path between two streams' ends evicts.
 const ENDED_RUN: usize = 16;
 
-/// A span whose stream is over and whose facts came in the route's facts header: all it needs
-/// from the host is in memory, so it waits to be recorded with others.
+/// A span whose stream is over, with all it needs from the host but its facts. One whose facts
+/// came in the route's facts header waits, with them, to be recorded with others
+/// (`Shared::ended`).
 pub struct EndedSpan {
     recording: Box<Recording>,
     end_unix_nanos: u64,
     kind: SpanKind,
-    facts: FactsHeader,
     /// Envoy's response flags, short codes, read only for a failed exchange.
     response_flags: String,
 }
@@ -219,29 +219,23 @@ impl SidetraceStream {
                 envoy_flags::short_codes(bits as u64, &mut response_flags);
             }
         }
+        let ended = EndedSpan {
+            recording,
+            end_unix_nanos,
+            kind,
+            response_flags,
+        };
         let header = match facts {
             ReadFacts::Header(header) => header,
             ReadFacts::Host(facts) => {
-                let ended = Ended {
-                    recording: &recording,
-                    end_unix_nanos,
-                    kind,
-                    response_flags: &response_flags,
-                };
-                record(shared, ended, &facts);
+                record(shared, &ended, &facts);
                 shared.follow_exporter_pace();
                 return;
             }
         };
         let run_complete = {
             let mut waiting = shared.ended.borrow_mut();
-            waiting.push(EndedSpan {
-                recording,
-                end_unix_nanos,
-                kind,
-                facts: header,
-                response_flags,
-            });
+            waiting.push((ended, header));
             // A retired plugin's root no longer ticks: its spans are recorded (and counted as
             // dropped by its draining exporter) at once.
             let run = ENDED_RUN.min(shared.plugin.config.batch.max_export_batch_size);
@@ -417,14 +411,8 @@ impl SidetraceStream {
 /// retires.
 pub fn record_ended(shared: &Shared) {
     let mut run = std::mem::take(&mut *shared.ended.borrow_mut());
-    for waiting in run.drain(..) {
-        let ended = Ended {
-            recording: &waiting.recording,
-            end_unix_nanos: waiting.end_unix_nanos,
-            kind: waiting.kind,
-            response_flags: &waiting.response_flags,
-        };
-        record(shared, ended, &waiting.facts.facts());
+    for (ended, header) in run.drain(..) {
+        record(shared, &ended, &header.facts());
     }
     // The emptied list goes back, for its allocation, unless spans ended while recording.
     let mut waiting = shared.ended.borrow_mut();
@@ -433,25 +421,18 @@ pub fn record_ended(shared: &Shared) {
     }
 }
 
-/// What the stream's end knew of its span, besides its facts.
-struct Ended<'a> {
-    recording: &'a Recording,
-    end_unix_nanos: u64,
-    kind: SpanKind,
-    response_flags: &'a str,
-}
-
 /// Builds the span's name and attributes, encodes it into its batch and queues it. Out of line:
 /// a span is recorded from its stream's end or from a run of them.
 #[inline(never)]
-fn record(shared: &Shared, ended: Ended, facts: &SpanFacts) {
+fn record(shared: &Shared, ended: &EndedSpan, facts: &SpanFacts) {
     let plugin = &shared.plugin;
-    let Ended {
+    let EndedSpan {
         recording,
         end_unix_nanos,
         kind,
         response_flags,
     } = ended;
+    let (end_unix_nanos, kind) = (*end_unix_nanos, *kind);
     let fields = RequestFields::of_block(&recording.request);
     let exchange = Exchange {
         kind,

@@ -7,6 +7,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 use prost::Message;
+use sidetrace_mock_host::workload::exchange_answered;
 use sidetrace_mock_host::MockHost;
 
 const INBOUND: i64 = 1;
@@ -1096,12 +1097,9 @@ fn spans_with_header_facts_are_recorded_in_runs_of_sixteen_or_on_the_tick() {
             "batch":{"scheduledDelayMs":1000,"maxExportBatchSize":20}"#,
     );
     let exchange = |host: &mut MockHost, facts: Option<&str>| {
-        let stream = host.new_stream().unwrap();
-        host.request_headers(stream, &request("/", &[])).unwrap();
         let mut response = vec![(":status", "200")];
         response.extend(facts.map(|value| ("x-facts", value)));
-        host.response_headers(stream, &response).unwrap();
-        host.finish_stream(stream).unwrap();
+        exchange_answered(host, INBOUND, &request("/", &[]), &response);
     };
     let facts = Some("200 HTTP/1.1 10.0.0.7:51234 r");
     host.advance_ms(1000);
