@@ -34,8 +34,9 @@ echo
 echo "== Envoy: instructions per request (callgrind; deterministic)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py
 echo
-echo "== Envoy: cache misses and mispredicted branches per request, where time runs above the count (callgrind's simulation)"
-with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --cache-sim \
+echo "== Envoy: cache misses and mispredicted branches per request, where time runs above the count, and where"
+echo "   the instructions and misses a variant adds ran: the module's compiled code, Envoy's, the C library's (callgrind)"
+with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --cache-sim --split \
     --variant "native 100%" --variant "sidetrace in 100% dir" --variant "sidetrace in 100% dir facts" \
     --variant "sidetrace out 100% dir facts" --variant "native 1%" --variant "sidetrace in 1% dir" \
     --variant "sidetrace in 1% root gate" --variant "sidetrace out 1% root gate" \

@@ -10,8 +10,10 @@ the host side of each ABI call, the gRPC export, malloc. The same module and inp
 count to a fraction of a percent whatever else the machine runs, so a change worth 1 % shows.
 Instructions are not time (no cache misses, no syscalls' kernel side): `--cache-sim` also has
 valgrind simulate the caches and branch predictors and prints what each variant adds in misses
-and mispredictions, which is where sidetrace's time runs above its count. Figures, not
-assertions.
+and mispredictions, which is where sidetrace's time runs above its count. `--split` says where
+each variant's added instructions (and, with `--cache-sim`, its instruction-cache misses) ran:
+in the code V8 compiled from the module (with the wrappers it crosses the module's boundary
+through), in Envoy's own code, or in the C library. Figures, not assertions.
 
     .venv/bin/python benches/envoy/instructions.py
     .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
@@ -20,6 +22,7 @@ assertions.
     .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 --variant "native 1%" --variant "sidetrace in 1% dir"
     .venv/bin/python benches/envoy/instructions.py --rate 20 --requests 600 --variant "native 100%" --variant "sidetrace in 100% dir"
     .venv/bin/python benches/envoy/instructions.py --cache-sim --variant "native 100%" --variant "sidetrace in 100% dir facts"
+    .venv/bin/python benches/envoy/instructions.py --split --sampled-caller --variant "sidetrace in 100% dir facts"
 
 `--rate N` paces the requests at N a second: a sidecar's usual traffic is far below what valgrind
 serves (a few hundred a second), and at that pace what timers and exports cost weighs more on
@@ -46,13 +49,16 @@ from run import OtlpReceiver, envoy_config, free_port  # noqa: E402
 # window (a queue and a delay longer than the run), so that the difference from the plain row is
 # what exporting costs Envoy per span; and sidetrace at 100 % behind the unsampled gate, whose
 # difference from "sidetrace in 100%" is what the gate costs a request it lets through.
-HELD = dict(run.W3C_ONLY, batch={"scheduledDelayMs": 600000, "maxQueueSize": 16384, "maxExportBatchSize": 16384})
+HELD_BATCH = {"scheduledDelayMs": 600000, "maxQueueSize": 16384, "maxExportBatchSize": 16384}
+HELD = dict(run.W3C_ONLY, batch=HELD_BATCH)
 EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
+                  ("sidetrace in 100% dir facts held", "sidetrace", 100, "INBOUND",
+                   dict(run.W3C_FACTS_INBOUND, batch=HELD_BATCH)),
                   ("sidetrace in 100% gated", "sidetrace-routes", 100, "INBOUND", run.W3C_ONLY)]
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
                     "sidetrace in 100% dir", "sidetrace in 100% dir facts", "sidetrace out 100% dir",
-                    "sidetrace out 100% dir facts", "sidetrace in 100% held",
+                    "sidetrace out 100% dir facts", "sidetrace in 100% held", "sidetrace in 100% dir facts held",
                     "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir",
                     "sidetrace in 1% dir facts", "sidetrace in 1% gated",
                     "sidetrace out 1% gated", "sidetrace in 1% composite", "sidetrace in 1% istio gate",
@@ -85,11 +91,13 @@ def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate
     return count_events(variant, requests, receiver, workdir, headers, idle_seconds, rate)["Ir"]
 
 
-def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate=0, cache_sim=False):
+def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate=0, cache_sim=False,
+                 split=False):
     """`count`'s figure as callgrind's events, each per request (or per second when idle): `Ir`
     alone, or with `cache_sim` also its simulated cache misses (`I1mr`: instruction fetches
     missing the 32 KiB first-level cache; `D1mr`, `D1mw`: data reads and writes missing theirs)
-    and mispredicted branches (`Bcm` conditional, `Bim` indirect)."""
+    and mispredicted branches (`Bcm` conditional, `Bim` indirect). With `split`, each event is
+    also counted by where it ran, as `event@place` (see `place_of`)."""
     name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
     config_path = os.path.join(workdir, "envoy.yaml")
@@ -138,6 +146,9 @@ def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=
                 elif line.startswith("totals:"):
                     for event, value in zip(names, line.split()[1:]):
                         totals[event] = totals.get(event, 0) + int(value)
+        if split:
+            for (event, place), value in costs_by_place(path).items():
+                totals[f"{event}@{place}"] = totals.get(f"{event}@{place}", 0) + value
     if idle_seconds:
         return {event: total / window for event, total in totals.items()}
     print(f"{name:<20} window {window:.1f} s", file=sys.stderr, flush=True)
@@ -148,6 +159,78 @@ def require_tools():
     for tool in ("valgrind", "callgrind_control", "h2load"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not installed (Debian: valgrind, nghttp2-client)")
+
+
+# Where an instruction ran, by the object and function callgrind names for it.
+PLACES = ["module", "envoy", "libc"]
+PLACE_NAMES = {"module": "V8-compiled wasm", "envoy": "Envoy", "libc": "C library"}
+
+
+def place_of(obj, function):
+    """`module`: code V8 compiled from the module, with the wrappers its calls and callbacks
+    cross (no file behind it, mapped above 4 GiB); `envoy`: Envoy's binary, including what
+    callgrind cannot name because Envoy maps its text anew at start (no file behind it, below 4
+    GiB), and the allocator linked into it; `libc`: the C library (memcpy, memset)."""
+    if obj.endswith("???") or not obj:
+        address = int(function, 16) if function.startswith("0x") else 0
+        return "module" if address > 0xFFFFFFFF else "envoy"
+    name = os.path.basename(obj)
+    if name.startswith(("libc.", "libm.", "ld-linux")):
+        return "libc"
+    return "envoy" if name.startswith("envoy") else "other"
+
+
+def costs_by_place(path):
+    """Self cost of every event in one callgrind output, summed by `place_of`. The format names
+    objects and functions once and then by number (`ob=(3)`), in one numbering shared by callers
+    and callees; the cost line after a `calls=` line is the call's, counted where it is spent."""
+    names = {}
+    obj = function = ""
+    events, sums, after_call = [], {}, False
+
+    def name(spec):
+        if not spec.startswith("("):
+            return spec
+        key, _, text = spec.partition(")")
+        text = text.strip()
+        if text:
+            names[key] = text
+        return names.get(key, text)
+
+    with open(path) as data:
+        for line in data:
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("ob="):
+                obj = name(line[3:].strip())
+            elif line.startswith("fn="):
+                function = name(line[3:].strip())
+            elif line.startswith(("cob=", "cfn=")):
+                name(line[4:].strip())
+            elif line.startswith("calls="):
+                after_call = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if after_call:
+                    after_call = False
+                    continue
+                place = place_of(obj, function)
+                for event, value in zip(events, line.split()[1:]):
+                    sums[(event, place)] = sums.get((event, place), 0) + int(value)
+    return sums
+
+
+def print_split(variants, events, cache_sim):
+    """Per request, what each variant adds over no tracing, by where it ran."""
+    columns = [("Ir", "instructions")] + ([("I1mr", "I-cache misses")] if cache_sim else [])
+    for event, label in columns:
+        print(f"\nadded {label} per request over no tracing, by where they ran")
+        header = f"{'variant':<34} {'all':>9}" + "".join(f" {PLACE_NAMES[place]:>16}" for place in PLACES)
+        print(header)
+        print("-" * len(header))
+        for name, *_ in variants[1:]:
+            def added(key):
+                return events[name].get(key, 0) - events["none"].get(key, 0)
+            print(f"{name:<34} {added(event):>9,.0f}" + "".join(f" {added(f'{event}@{place}'):>16,.0f}" for place in PLACES))
 
 
 def idle(variants, seconds):
@@ -167,7 +250,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--variant", action="append",
-                        help="a row name of run.py, \"sidetrace in 100%% held\" or \"sidetrace in 100%% gated\" (repeatable)")
+                        help="a row name of run.py, or one of this script's: \"sidetrace in 100%% held\", "
+                             "\"sidetrace in 100%% dir facts held\", \"sidetrace in 100%% gated\" (repeatable)")
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
     parser.add_argument("--sampled-caller", action="store_true",
@@ -181,6 +265,9 @@ def main():
     parser.add_argument("--cache-sim", action="store_true",
                         help="also simulate caches and branch prediction (slower), and print what each variant "
                              "adds in instruction-cache misses, data-cache misses and mispredicted branches")
+    parser.add_argument("--split", action="store_true",
+                        help="also print where each variant's added instructions ran: the module's compiled "
+                             "code, Envoy's, the C library's (with --cache-sim, its instruction-cache misses too)")
     args = parser.parse_args()
     headers, described = run.caller_headers(args.caller_context, args.sampled_caller)
     require_tools()
@@ -196,7 +283,7 @@ def main():
     with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
             events[variant[0]] = count_events(variant, args.requests, receiver, workdir, headers, rate=args.rate,
-                                              cache_sim=args.cache_sim)
+                                              cache_sim=args.cache_sim, split=args.split)
             print(f"{variant[0]:<20} {events[variant[0]]['Ir']:>10,.0f} instructions/request", file=sys.stderr, flush=True)
     per_request = {name: counted["Ir"] for name, counted in events.items()}
     base = per_request["none"]
@@ -204,7 +291,7 @@ def main():
           f"after 1000 to warm up; all threads, exports and ticks included"
           + (f"; {args.rate} requests a second" if args.rate else "")
           + (f"; {described}" if described else ""))
-    header = f"{'variant':<24} {'instr/request':>14} {'added':>10} {'vs native':>10}"
+    header = f"{'variant':<34} {'instr/request':>14} {'added':>10} {'vs native':>10}"
     print(header)
     print("-" * len(header))
     for name, *_ in variants:
@@ -214,9 +301,11 @@ def main():
         ratio = ""
         if name.startswith("sidetrace") and native and native - base > 0:
             ratio = f"{added / (native - base):.2f}x"
-        print(f"{name:<24} {per_request[name]:>14,.0f} {added:>10,.0f} {ratio:>10}")
+        print(f"{name:<34} {per_request[name]:>14,.0f} {added:>10,.0f} {ratio:>10}")
     if args.cache_sim:
         print_cache_table(variants, events)
+    if args.split:
+        print_split(variants, events, args.cache_sim)
     print(f"\nsidetrace.wasm: {os.path.getsize(run.paths.wasm_path())} bytes")
 
 
@@ -233,7 +322,7 @@ def print_cache_table(variants, events):
         return sum(events[name][e] - events["none"][e] for e in summed)
     print("\nadded per request over no tracing (valgrind's simulated caches: 32 KiB first-level "
           "instruction cache, 48 KiB data), and against the native tracer's")
-    header = f"{'variant':<30}" + "".join(f" {column:>22}" for column, _ in CACHE_COLUMNS)
+    header = f"{'variant':<34}" + "".join(f" {column:>22}" for column, _ in CACHE_COLUMNS)
     print(header)
     print("-" * len(header))
     for name, *_ in variants[1:]:
@@ -245,7 +334,7 @@ def print_cache_table(variants, events):
             reference = added(native, summed) if name.startswith("sidetrace") and native in events else 0
             ratio = f"({value / reference:.2f}x)" if reference > 0 else ""
             cells.append(f" {value:>13,.0f} {ratio:>8}")
-        print(f"{name:<30}" + "".join(cells))
+        print(f"{name:<34}" + "".join(cells))
 
 
 if __name__ == "__main__":
