@@ -139,15 +139,22 @@ def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=
         process.wait()
     totals = {}
     for path in glob.glob(profile + "*"):
+        file_totals = {}
         with open(path) as data:
             for line in data:
                 if line.startswith("events:"):
                     names = line.split()[1:]
                 elif line.startswith("totals:"):
-                    for event, value in zip(names, line.split()[1:]):
-                        totals[event] = totals.get(event, 0) + int(value)
+                    file_totals = dict(zip(names, map(int, line.split()[1:])))
+        for event, value in file_totals.items():
+            totals[event] = totals.get(event, 0) + value
         if split:
-            for (event, place), value in costs_by_place(path).items():
+            by_place = costs_by_place(path)
+            # The split reads the format itself: it must add up to callgrind's own total.
+            split_total = sum(value for (event, _), value in by_place.items() if event == "Ir")
+            if split_total != int(file_totals["Ir"]):
+                raise SystemExit(f"{name}: the split of {path} sums to {split_total}, not {file_totals['Ir']}")
+            for (event, place), value in by_place.items():
                 totals[f"{event}@{place}"] = totals.get(f"{event}@{place}", 0) + value
     if idle_seconds:
         return {event: total / window for event, total in totals.items()}
