@@ -235,9 +235,13 @@ def print_split(variants, events, cache_sim):
         print(header)
         print("-" * len(header))
         for name, *_ in variants[1:]:
-            def added(key):
-                return events[name].get(key, 0) - events["none"].get(key, 0)
-            print(f"{name:<34} {added(event):>9,.0f}" + "".join(f" {added(f'{event}@{place}'):>16,.0f}" for place in PLACES))
+            cells = [added(events, name, [event])] + [added(events, name, [f"{event}@{place}"]) for place in PLACES]
+            print(f"{name:<34} {cells[0]:>9,.0f}" + "".join(f" {cell:>16,.0f}" for cell in cells[1:]))
+
+
+def added(events, name, summed):
+    """What variant `name` adds over no tracing in the events `summed`, per request."""
+    return sum(events[name].get(event, 0) - events["none"].get(event, 0) for event in summed)
 
 
 def idle(variants, seconds):
@@ -325,8 +329,6 @@ def print_cache_table(variants, events):
     """Per request, what each variant adds over no tracing in every simulated event, and that
     against the native tracer's at the same sampling: instructions alone do not see that code
     run once per request is fetched from beyond the first-level cache each time."""
-    def added(name, summed):
-        return sum(events[name][e] - events["none"][e] for e in summed)
     print("\nadded per request over no tracing (valgrind's simulated caches: 32 KiB first-level "
           "instruction cache, 48 KiB data), and against the native tracer's")
     header = f"{'variant':<34}" + "".join(f" {column:>22}" for column, _ in CACHE_COLUMNS)
@@ -337,8 +339,8 @@ def print_cache_table(variants, events):
         native = f"native {percent}"
         cells = []
         for _, summed in CACHE_COLUMNS:
-            value = added(name, summed)
-            reference = added(native, summed) if name.startswith("sidetrace") and native in events else 0
+            value = added(events, name, summed)
+            reference = added(events, native, summed) if name.startswith("sidetrace") and native in events else 0
             ratio = f"({value / reference:.2f}x)" if reference > 0 else ""
             cells.append(f" {value:>13,.0f} {ratio:>8}")
         print(f"{name:<34}" + "".join(cells))
