@@ -14,6 +14,10 @@ assertions.
 
     .venv/bin/python benches/envoy/ab.py --rounds 20 before.wasm after.wasm
     .venv/bin/python benches/envoy/ab.py --sampled-caller --row "sidetrace out 100% dir facts" before.wasm after.wasm
+    .venv/bin/python benches/envoy/ab.py --sampled-caller --facts-headers x-sidetrace-facts proxy-connection target/sidetrace.wasm
+
+With `--facts-headers A B`, one module on a facts row, its `responseHeaders.factsHeader` (and the
+route's header) named A in one arm and B in the other.
 """
 import argparse
 import os
@@ -33,6 +37,8 @@ def main():
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--caller-context", action="store_true")
     parser.add_argument("--sampled-caller", action="store_true")
+    parser.add_argument("--facts-headers", nargs=2, metavar=("A", "B"),
+                        help="compare two names of the facts header on one module")
     args = parser.parse_args()
     variants = {variant[0]: variant for variant in run.VARIANTS}
     if args.row not in variants:
@@ -41,22 +47,32 @@ def main():
     pinned = run.cores()
     if pinned:
         os.sched_setaffinity(0, pinned[1])
-    names = [os.path.basename(module) for module in args.modules]
+    _, kind, percentage, direction, extra = variants[args.row]
+    if args.facts_headers:
+        if len(args.modules) != 1 or not (extra or {}).get("responseHeaders", {}).get("factsHeader"):
+            parser.error("--facts-headers takes one module and a row with a facts header")
+        arms = [(name, args.modules[0], dict(extra, responseHeaders=dict(extra["responseHeaders"], factsHeader=name)))
+                for name in args.facts_headers]
+    else:
+        arms = [(os.path.basename(module), module, extra) for module in args.modules]
+    names = [name for name, _, _ in arms]
     cpu = {name: [] for name in ["none"] + names}
     rss = {name: [] for name in ["none"] + names}
     print(f"{args.row}, {args.rounds} rounds x {args.seconds} s, {described}", flush=True)
     with run.OtlpReceiver(count_only=True) as receiver:
         for round_index in range(args.rounds):
-            order = list(zip(names, args.modules))
+            order = list(arms)
             if round_index % 2:
                 order.reverse()
-            for name, module in [("none", None)] + order:
-                variant = variants["none"] if module is None else variants[args.row]
-                _, kind, percentage, direction, extra = variant
-                if module is not None:
+            for name, module, arm_extra in [("none", None, None)] + order:
+                if module is None:
+                    _, none_kind, none_percentage, none_direction, _ = variants["none"]
+                    out = run.measure(name, none_kind, none_percentage, none_direction, args.seconds,
+                                      args.connections, receiver, None, headers, pinned)
+                else:
                     os.environ["SIDETRACE_WASM"] = os.path.abspath(module)
-                out = run.measure(name, kind, percentage, direction, args.seconds, args.connections,
-                                  receiver, extra, headers, pinned)
+                    out = run.measure(name, kind, percentage, direction, args.seconds, args.connections,
+                                      receiver, arm_extra, headers, pinned)
                 cpu[name].append(out["cpu_us_per_req"])
                 rss[name].append(out["rss_mb"])
             shown = "  ".join(f"{name} {values[-1]:.2f}" for name, values in cpu.items())

@@ -178,6 +178,16 @@ pub const SERVER_FACTS_FORMAT: &str =
 pub const CLIENT_FACTS_FORMAT: &str =
     "%RESP(:status)% %PROTOCOL% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% %ROUTE_NAME%";
 
+/// The response header Envoy's HTTP connection manager drops from every response once the
+/// filters have run (a hop-by-hop header, cleared for HTTP/1, HTTP/2 and HTTP/3 alike): a facts
+/// header of this name is read by the filter and never leaves the sidecar, with no removal.
+pub const NAME_ENVOY_DROPS: &str = "proxy-connection";
+
+/// Whether a facts header of this name must be removed from responses by the filter itself.
+pub fn needs_removal(name: &str) -> bool {
+    name != NAME_ENVOY_DROPS
+}
+
 /// A response's facts header, formatted by the route as `*_FACTS_FORMAT`, parsed once: it keeps
 /// the value with its status and where each field after it lies, so that a span can be finished
 /// after its stream without reading the value again.
@@ -354,6 +364,20 @@ mod tests {
                 assert_eq!(query.index(), at, "{query:?}");
                 assert_eq!(query.body_sizes, body_sizes);
             }
+        }
+    }
+
+    #[test]
+    fn only_the_header_envoy_drops_is_left_in_responses() {
+        let cases = [
+            ("proxy-connection", false),
+            ("x-sidetrace-facts", true),
+            // Hop-by-hop too, but Envoy 1.40 passes it to HTTP/1.1 clients.
+            ("keep-alive", true),
+            ("proxy-connection-facts", true),
+        ];
+        for (name, removed) in cases {
+            assert_eq!(needs_removal(name), removed, "{name}");
         }
     }
 

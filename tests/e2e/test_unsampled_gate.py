@@ -14,6 +14,7 @@ from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
 from harness.polling import steady
 from harness.sidecar_config import default_filter_config
+from harness import facts_header
 from harness.unsampled_gate import TWIN_STAT_PREFIX, check_applies, delegation_stat
 
 HOPS = 3  # a's inbound, a's outbound, b's inbound
@@ -185,6 +186,8 @@ def test_a_gated_sidecars_access_log_names_the_context_each_request_left_with(me
 def test_the_gate_is_refused_where_the_filter_does_work_for_an_unsampled_caller():
     w3c = default_filter_config(propagation=W3C_ONLY, publishFilterState=False)
     check_applies(w3c)
+    # Envoy drops this one from every response, skipped requests' too.
+    check_applies(dict(w3c, direction="inbound", responseHeaders={"factsHeader": facts_header.NAME}))
     refused = [
         ("propagation.extract", dict(w3c, propagation={"extract": ["tracecontext", "b3"], "inject": ["tracecontext"]})),
         ("propagation.inject", dict(w3c, propagation={"extract": ["tracecontext"], "inject": ["baggage"]})),

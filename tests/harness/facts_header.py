@@ -1,5 +1,5 @@
 """A route's `response_headers_to_add` for sidetrace's `responseHeaders.factsHeader`: what Envoy
-formats into every response for the filter to read a span's facts from (and remove). The formats
+formats into every response for the filter to read a span's facts from. The formats
 are the filter's own (`SERVER_FACTS_FORMAT` / `CLIENT_FACTS_FORMAT` in filter/src/span_facts.rs),
 read from there so the two cannot drift apart."""
 import os
@@ -16,8 +16,10 @@ def _formats():
 
 
 FORMATS = _formats()
-# The name the benchmarks, the tests and istio-manifests/facts-header.yaml give the header.
-NAME = "x-sidetrace-facts"
+# The name the benchmarks, the tests and istio-manifests/facts-header.yaml give the header: a
+# hop-by-hop header Envoy's connection manager drops from every response after the filters, so
+# the filter reads it and never has to remove it (`span_facts::NAME_ENVOY_DROPS`).
+NAME = "proxy-connection"
 
 
 def route_headers(name, direction):

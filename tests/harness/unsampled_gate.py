@@ -32,6 +32,8 @@ hops, reading the same request id, decide the same.
 import copy
 import re
 
+from . import facts_header
+
 
 def _nonzero_hex(digits: int) -> str:
     """`digits` lowercase hex digits, not all zero, without look-ahead (RE2 has none): one
@@ -171,9 +173,10 @@ def check_applies(filter_config: dict) -> None:
     response_headers = filter_config.get("responseHeaders") or {}
     if response_headers.get("traceresponse") or response_headers.get("traceIdHeader"):
         raise ValueError("responseHeaders: skipped requests would get no trace headers on their responses")
-    if response_headers.get("factsHeader"):
-        raise ValueError("responseHeaders.factsHeader: the route's facts header would leave the sidecar on "
-                         "the responses of skipped requests (only the filter removes it)")
+    facts = response_headers.get("factsHeader")
+    if facts and facts.lower() != facts_header.NAME:
+        raise ValueError(f"responseHeaders.factsHeader: a facts header named other than {facts_header.NAME} would "
+                         "leave the sidecar on the responses of skipped requests (only the filter removes it)")
 
 
 def skip_routes(virtual_hosts: list, filter_name: str, filter_config: dict) -> list:

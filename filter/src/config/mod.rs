@@ -132,7 +132,8 @@ pub struct ResponseHeaders {
     pub trace_id_header: Option<String>,
     /// A response header the route adds, formatted by Envoy as `span_facts::SERVER_FACTS_FORMAT`
     /// or `CLIENT_FACTS_FORMAT`: a span's facts in one lookup instead of an expression
-    /// evaluation. Removed from every response. Needs `direction` set.
+    /// evaluation. Removed from every response, by Envoy under the name `proxy-connection`
+    /// (`span_facts::NAME_ENVOY_DROPS`), else by the filter. Needs `direction` set.
     pub facts_header: Option<String>,
 }
 

@@ -28,6 +28,9 @@ pub struct Plugin {
     /// Whether a request's `traceparent` is looked up alone first, its header map read only if
     /// it is sampled (`traceparent_probe`).
     pub probes_traceparent: bool,
+    /// Whether every response's facts header is removed by the filter: any name but the one
+    /// Envoy drops on its own (`span_facts::NAME_ENVOY_DROPS`).
+    pub removes_facts_header: bool,
 }
 
 /// Compiles every query's expression, or none: a host that cannot evaluate one cannot be
@@ -128,6 +131,8 @@ impl Plugin {
             tracer,
             facts: compile_fact_expressions(config.record_body_sizes),
             probes_traceparent: crate::traceparent_probe::applies(&config),
+            removes_facts_header: (config.response_headers.facts_header.as_deref())
+                .is_some_and(span_facts::needs_removal),
             config,
         }
     }

@@ -375,11 +375,14 @@ impl SidetraceStream {
         let plugin = &self.shared.plugin;
         if let Some(name) = &plugin.config.response_headers.facts_header {
             // The header must never leave the sidecar: a recorded span's facts are looked up,
-            // and every response's header removed (an unsampled one's without looking).
+            // and every response's header removed (an unsampled one's without looking), unless
+            // Envoy drops it after the filters.
             if let Some(recording) = self.recording.as_mut() {
                 recording.facts_header = host::response_header(name);
             }
-            host::remove_response_header(name);
+            if plugin.removes_facts_header {
+                host::remove_response_header(name);
+            }
         }
         if let Some(recording) = self.recording.as_mut().filter(|_| plugin.facts.is_none()) {
             recording.status_code = host::response_status();

@@ -17,10 +17,10 @@ const RESPONSE: &[(&str, &str)] = &[(":status", "200")];
 /// The Envoy benchmarks' "dir facts" row: the direction configured, the facts in the route's
 /// response header (`SERVER_FACTS_FORMAT`, as Envoy formats it for the workload's stream).
 const FACTS_CONFIG: &str =
-    r#""direction":"inbound","responseHeaders":{"factsHeader":"x-sidetrace-facts"}"#;
+    r#""direction":"inbound","responseHeaders":{"factsHeader":"proxy-connection"}"#;
 const RESPONSE_WITH_FACTS: &[(&str, &str)] = &[
     (":status", "200"),
-    ("x-sidetrace-facts", "200 HTTP/1.1 10.0.0.7:51234 default"),
+    ("proxy-connection", "200 HTTP/1.1 10.0.0.7:51234 default"),
 ];
 
 struct Scenario {

@@ -22,7 +22,7 @@ const REQUESTS: usize = 200_000;
 const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACEPARENT_UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 const SHOWN: usize = 40;
-const FACTS_HEADER: &str = "x-sidetrace-facts";
+const FACTS_HEADER: &str = "proxy-connection";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

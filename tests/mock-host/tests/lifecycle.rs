@@ -1611,6 +1611,50 @@ fn a_routes_facts_header_stands_in_for_the_expression_and_never_leaves() {
     }
 }
 
+/// A facts header named `proxy-connection` is one Envoy's connection manager drops from every
+/// response once the filters have run: the filter reads a sampled span's facts from it and
+/// leaves every response's header where it is, removing nothing.
+#[test]
+fn a_facts_header_envoy_drops_is_read_and_left_for_envoy_to_drop() {
+    const NAME: &str = "proxy-connection";
+    for sampled in [true, false] {
+        let mut host = configured(&format!(
+            r#""direction":"inbound","responseHeaders":{{"factsHeader":"{NAME}"}}"#
+        ));
+        let stream = host.new_stream().unwrap();
+        set_envoy_facts(&mut host, stream, INBOUND, b"HTTP/1.1");
+        let traceparent = w3c(TRACE, CALLER, if sampled { "01" } else { "00" });
+        host.request_headers(stream, &request("/", &[("traceparent", &traceparent)]))
+            .unwrap();
+        let facts = "503 HTTP/2 10.1.1.1:4000 header route";
+        host.response_headers(stream, &[(":status", "503"), (NAME, facts)])
+            .unwrap();
+        assert!(
+            host.response_headers_now(stream)
+                .iter()
+                .any(|(name, value)| name == NAME && value == facts),
+            "sampled {sampled}: the filter removed the header"
+        );
+        host.finish_stream(stream).unwrap();
+        assert!(host.take_expressions_evaluated().is_empty());
+        let exported: Vec<Span> = flush(&mut host)
+            .iter()
+            .flat_map(|(_, r)| spans(r))
+            .collect();
+        assert_eq!(metric(&host, "facts_header_unread"), 0);
+        if !sampled {
+            assert!(exported.is_empty());
+            continue;
+        }
+        assert_eq!(exported.len(), 1);
+        assert_eq!(exported[0].name, "GET header route");
+        assert_eq!(
+            attr(&exported[0], "http.response.status_code"),
+            Some(Value::IntValue(503))
+        );
+    }
+}
+
 /// Expressions are compiled once per configuration, and a replaced configuration's are deleted.
 #[test]
 fn a_reconfigured_plugin_leaves_no_expressions_behind() {
