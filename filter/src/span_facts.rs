@@ -179,7 +179,7 @@ pub const CLIENT_FACTS_FORMAT: &str =
     "%RESP(:status)% %PROTOCOL% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% %ROUTE_NAME%";
 
 /// The response header Envoy's HTTP connection manager drops from every response once the
-/// filters have run (a hop-by-hop header, cleared for HTTP/1, HTTP/2 and HTTP/3 alike): a facts
+/// filters have run (a hop-by-hop header, cleared before any codec sees the response): a facts
 /// header of this name is read by the filter and never leaves the sidecar, with no removal.
 pub const NAME_ENVOY_DROPS: &str = "proxy-connection";
 

@@ -131,7 +131,10 @@ impl Plugin {
             tracer,
             facts: compile_fact_expressions(config.record_body_sizes),
             probes_traceparent: crate::traceparent_probe::applies(&config),
-            removes_facts_header: (config.response_headers.facts_header.as_deref())
+            removes_facts_header: config
+                .response_headers
+                .facts_header
+                .as_deref()
                 .is_some_and(span_facts::needs_removal),
             config,
         }
