@@ -87,11 +87,25 @@ struct Filling {
     spans: usize,
 }
 
+impl Filling {
+    /// `max_batch_size` spans, or `MAX_BATCH_BYTES`.
+    fn is_full(&self, max_batch_size: usize) -> bool {
+        self.spans >= max_batch_size || self.buffer.len() >= MAX_BATCH_BYTES
+    }
+}
+
 /// A buffer's room for each span of its batch before any batch has left. Growing a buffer span
 /// by span instead cost ~650 wasm instructions a span (the allocator moving it as it doubles).
 const FIRST_BUFFER_BYTES_PER_SPAN: usize = 512;
 /// The most a buffer takes before any batch has left: a default batch's worth.
 const FIRST_BUFFER_MAX_BYTES: usize = 512 * FIRST_BUFFER_BYTES_PER_SPAN;
+
+/// A batch holding this many bytes is full, whatever its span count: gRPC servers refuse a
+/// message over 4 MiB by default (the OpenTelemetry Collector's OTLP receiver among them, with
+/// RESOURCE_EXHAUSTED and no retry hint), which a `maxExportBatchSize` of large spans would
+/// reach. A quarter under it, so that the span that crosses the line and the request's header
+/// still fit.
+const MAX_BATCH_BYTES: usize = 3 * 1024 * 1024;
 
 /// Settled batches' buffers kept for new ones: enough for the batches a busy worker fills while
 /// others are in flight, without holding every buffer a burst needed.
@@ -99,7 +113,7 @@ const SPARE_BUFFERS: usize = 2;
 
 pub struct Exporter {
     settings: ExportSettings,
-    /// Batches taking spans, oldest first; only the last is short of `max_batch_size`.
+    /// Batches taking spans, oldest first; only the last may be short of full (`is_full`).
     waiting: VecDeque<Filling>,
     waiting_spans: usize,
     spare_buffers: Vec<Vec<u8>>,
@@ -142,8 +156,9 @@ impl Exporter {
             self.stats.dropped += 1;
             return false;
         }
+        let max_batch_size = self.settings.max_batch_size;
         let batch = match self.waiting.back_mut() {
-            Some(batch) if batch.spans < self.settings.max_batch_size => batch,
+            Some(batch) if !batch.is_full(max_batch_size) => batch,
             _ => {
                 let capacity = self
                     .last_batch_bytes
@@ -180,9 +195,11 @@ impl Exporter {
         self.has_full_batch() || !self.awaiting_retry.is_empty()
     }
 
-    /// Batches fill in order, so the oldest is full exactly when a batch's worth is waiting.
+    /// Batches fill in order: a full one is waiting exactly when the oldest is full.
     pub fn has_full_batch(&self) -> bool {
-        self.waiting_spans >= self.settings.max_batch_size
+        self.waiting
+            .front()
+            .is_some_and(|batch| batch.is_full(self.settings.max_batch_size))
     }
 
     fn outstanding(&self) -> usize {

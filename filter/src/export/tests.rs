@@ -481,3 +481,47 @@ fn new_buffers_have_room_for_a_batch_like_the_last_and_settled_ones_are_reused()
     );
     assert_invariant(&exporter);
 }
+
+/// However many spans a batch may take, one leaves before its request reaches the 4 MiB a gRPC
+/// server takes by default.
+#[test]
+fn a_batch_is_full_at_its_byte_bound_whatever_its_span_count() {
+    let mut exporter = Exporter::new(
+        ExportSettings {
+            max_queue_size: 1000,
+            max_batch_size: 1000,
+            ..settings()
+        },
+        1,
+    );
+    let span_bytes = 100 * 1024;
+    let per_batch = MAX_BATCH_BYTES.div_ceil(span_bytes);
+    for _ in 0..per_batch - 1 {
+        exporter.enqueue(span(vec![7; span_bytes]));
+    }
+    assert!(!exporter.has_full_batch());
+    assert_eq!(
+        exporter.poll(0, &no_header).map(|d| d.spans),
+        Some(per_batch - 1),
+        "the first spans leave at once"
+    );
+    for _ in 0..per_batch + 1 {
+        exporter.enqueue(span(vec![7; span_bytes]));
+    }
+    assert!(exporter.has_full_batch());
+    let full = exporter
+        .poll(1, &no_header)
+        .expect("a full batch leaves at once");
+    assert_eq!(full.spans, per_batch);
+    assert!(
+        full.payload.len() < 4 * 1024 * 1024,
+        "{}",
+        full.payload.len()
+    );
+    assert!(
+        !exporter.has_full_batch(),
+        "one span waits in the next batch"
+    );
+    assert_eq!(exporter.poll(2, &no_header), None);
+    assert_invariant(&exporter);
+}
