@@ -10,11 +10,11 @@ import uuid
 
 import pytest
 
+from harness import facts_header
 from harness.chains import assert_chain, spans_of
 from harness.mesh import Mesh
 from harness.polling import steady
 from harness.sidecar_config import default_filter_config
-from harness import facts_header
 from harness.unsampled_gate import TWIN_STAT_PREFIX, check_applies, delegation_stat
 
 HOPS = 3  # a's inbound, a's outbound, b's inbound
