@@ -32,29 +32,6 @@ impl TraceId {
         Some(TraceId(id)).filter(TraceId::is_valid)
     }
 
-    /// The 128 bits of a request id as Envoy writes `x-request-id`: a version-4 UUID in
-    /// lowercase `8-4-4-4-12` form, whose version digit Envoy may have replaced with a tracing
-    /// mark (`9`, `a`, `b`). Its last 56 bits are random, as a root's randomness must be; other
-    /// UUIDs (a version 1's last bits name a host) are refused. Never all zero.
-    pub fn from_request_id(text: &[u8]) -> Option<TraceId> {
-        if text.len() != 36 || !matches!(text[14], b'4' | b'9' | b'a' | b'b') {
-            return None;
-        }
-        let mut id = [0u8; 16];
-        let mut digits = 0;
-        for (at, &byte) in text.iter().enumerate() {
-            if matches!(at, 8 | 13 | 18 | 23) {
-                if byte != b'-' {
-                    return None;
-                }
-                continue;
-            }
-            id[digits / 2] |= hex::digit(byte, true)? << (4 * (1 - digits % 2));
-            digits += 1;
-        }
-        Some(TraceId(id))
-    }
-
     /// With `epoch_secs`, the id with its first 4 bytes the epoch seconds X-Ray requires.
     pub fn stamped(mut self, epoch_secs: Option<u32>) -> TraceId {
         if let Some(secs) = epoch_secs {
@@ -317,46 +294,6 @@ mod tests {
                 .to_string(),
             "00f067aa0ba902b7"
         );
-    }
-
-    #[test]
-    fn request_ids_become_trace_ids_only_as_envoy_writes_them() {
-        let table: [(&str, Option<&str>); 11] = [
-            (
-                "2848a896-120d-48c5-9d4f-317eaf0bc7a6",
-                Some("2848a896120d48c59d4f317eaf0bc7a6"),
-            ),
-            // Envoy's tracing marks in the version digit.
-            (
-                "2848a896-120d-a8c5-9d4f-317eaf0bc7a6",
-                Some("2848a896120da8c59d4f317eaf0bc7a6"),
-            ),
-            (
-                "00000000-0000-9000-0000-000000000000",
-                Some("00000000000090000000000000000000"),
-            ),
-            (
-                "2848a896-120d-b8c5-9d4f-317eaf0bc7a6",
-                Some("2848a896120db8c59d4f317eaf0bc7a6"),
-            ),
-            // A version-1 UUID: its last bits name a host, not chance.
-            ("2848a896-120d-18c5-9d4f-317eaf0bc7a6", None),
-            ("00000000-0000-0000-0000-000000000000", None),
-            ("2848A896-120D-48C5-9D4F-317EAF0BC7A6", None),
-            ("2848a896120d48c59d4f317eaf0bc7a6", None),
-            ("2848a896-120d-48c5-9d4f-317eaf0bc7a", None),
-            ("2848a896-120d-48c5-9d4f_317eaf0bc7a6", None),
-            ("2848a896-120d-48c5-9d4f-317eaf0bc7ag", None),
-        ];
-        for (request_id, trace_id) in table {
-            assert_eq!(
-                TraceId::from_request_id(request_id.as_bytes()).map(|id| id.to_string()),
-                trace_id.map(str::to_string),
-                "{request_id}"
-            );
-        }
-        let id = TraceId::from_request_id(b"2848a896-120d-48c5-9d4f-317eaf0bc7a6").unwrap();
-        assert_eq!(id.random_bits_56(), 0x4f317eaf0bc7a6);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! kept for the request's header: a batch leaves without its spans being copied or allocated one
 //! by one, and its buffer is used again once the batch is settled.
 
+mod failures;
 mod retry;
 
+pub use failures::{FailureCause, FailureLog};
 pub use retry::{is_retryable, RetryPolicy};
 
 use std::collections::VecDeque;

@@ -2,7 +2,6 @@
 //! intermediate message structs and no copies of attribute strings.
 
 use super::wire::*;
-use crate::short_copy::extend_short;
 use crate::span::{Attribute, AttributeValue, FinishedSpan, Link, SpanKind, StatusCode};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,9 +91,9 @@ fn put_short_attribute(
         0x0a,
         key.len() as u8,
     ]);
-    extend_short(out, key);
+    out.extend_from_slice(key);
     out.extend_from_slice(&[0x12, 2 + value.len() as u8, 0x0a, value.len() as u8]);
-    extend_short(out, value);
+    out.extend_from_slice(value);
     true
 }
 

@@ -2,8 +2,6 @@
 //! no intermediate message structs, and the few collector answers worth reading are walked
 //! field by field without a generated decoder.
 
-use crate::short_copy::extend_short;
-
 pub const VARINT: u32 = 0;
 pub const FIXED64: u32 = 1;
 pub const LENGTH_DELIMITED: u32 = 2;
@@ -33,7 +31,7 @@ pub fn put_tag(out: &mut Vec<u8>, field: u32, wire_type: u32) {
 pub fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_tag(out, field, LENGTH_DELIMITED);
     put_varint(out, bytes.len() as u64);
-    extend_short(out, bytes);
+    out.extend_from_slice(bytes);
 }
 
 /// proto3 omits empty strings.

@@ -23,23 +23,6 @@ pub trait Setter {
     /// Replaces every value of `name` with `value`.
     fn set(&mut self, name: &str, value: &str);
     fn remove(&mut self, name: &str);
-
-    /// `set`, for a header whose value is often the one the request came with (a caller's
-    /// `tracestate`, continued): a writer that knows the request may leave such a header alone.
-    fn set_unless_held(&mut self, name: &str, value: &str) {
-        self.set(name, value);
-    }
-}
-
-/// A request's writer that can also tell, writing nothing, whether some writes would change its
-/// headers at all: the sidecar then leaves them as they came.
-pub trait Rewriter: Setter {
-    /// Runs `writes` on this writer with nothing written, and says whether every header they
-    /// set already holds exactly that one value and none they remove is there.
-    fn leaves_as_is(&mut self, writes: impl FnOnce(&mut Self)) -> bool;
-
-    /// Whether the request is known to hold `name`.
-    fn holds(&self, name: &str) -> bool;
 }
 
 /// Headers as an ordered list of pairs: what the proxy returns in one call, and what tests build.
@@ -94,23 +77,6 @@ impl Setter for Headers {
 
     fn remove(&mut self, name: &str) {
         self.entries.retain(|(k, _)| k != name);
-    }
-}
-
-impl Rewriter for Headers {
-    /// Writes on a copy and compares: order aside (a set moves its header to the end), the
-    /// same headers with the same values.
-    fn leaves_as_is(&mut self, writes: impl FnOnce(&mut Self)) -> bool {
-        let mut written = self.clone();
-        writes(&mut written);
-        let mut before = self.entries.clone();
-        before.sort();
-        written.entries.sort();
-        before == written.entries
-    }
-
-    fn holds(&self, name: &str) -> bool {
-        self.get(name).is_some()
     }
 }
 

@@ -9,8 +9,6 @@ use crate::context::{Format, Sampling, SpanContext};
 pub struct Propagator {
     extract: Vec<Format>,
     inject: Vec<Format>,
-    /// `w3c_only` of the two lists, asked on every unsampled request.
-    w3c_only: bool,
 }
 
 /// Everything read from one request.
@@ -52,42 +50,16 @@ fn headers_of(format: Format) -> &'static [&'static str] {
     }
 }
 
-/// Whether W3C Trace Context is the only trace format read and written (`baggage` aside): then
-/// no other header can carry a context, or needs one translated into it.
-pub fn w3c_only(extract: &[Format], inject: &[Format]) -> bool {
-    let only = |formats: &[Format]| {
-        formats.contains(&Format::TraceContext)
-            && formats
-                .iter()
-                .all(|f| matches!(f, Format::TraceContext | Format::Baggage))
-    };
-    only(extract) && only(inject)
-}
-
 impl Propagator {
-    pub fn is_w3c_only(&self) -> bool {
-        self.w3c_only
-    }
-
     pub fn new(extract: &[Format], inject: &[Format]) -> Self {
         Propagator {
             extract: extract.to_vec(),
             inject: inject.to_vec(),
-            w3c_only: w3c_only(extract, inject),
         }
     }
 
     pub fn extracts(&self, format: Format) -> bool {
         self.extract.contains(&format)
-    }
-
-    /// Whether a request `holds` the first header of every format written: the least it must
-    /// carry for writing a context to change none of its headers, asked in a few lookups before
-    /// the writes are tried.
-    pub fn may_leave_as_is(&self, holds: impl Fn(&str) -> bool) -> bool {
-        self.inject
-            .iter()
-            .all(|&format| format == Format::Baggage || holds(headers_of(format)[0]))
     }
 
     pub fn injects(&self, format: Format) -> bool {

@@ -12,14 +12,12 @@ pub mod b3;
 pub mod baggage;
 pub mod carrier;
 pub mod composite;
-pub mod header_block;
 pub mod jaeger;
 pub mod tracecontext;
 pub mod tracestate;
 pub mod xray;
 
-pub use carrier::{Getter, Headers, Rewriter, Setter};
-pub use header_block::HeaderBlock;
+pub use carrier::{Getter, Headers, Setter};
 
 use crate::context::SpanContext;
 

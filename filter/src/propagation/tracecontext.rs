@@ -120,7 +120,7 @@ pub fn inject(context: &SpanContext, carrier: &mut impl Setter) {
     if context.trace_state.is_empty() {
         carrier.remove(HEADERS[1]);
     } else {
-        carrier.set_unless_held(HEADERS[1], context.trace_state.as_str());
+        carrier.set(HEADERS[1], context.trace_state.as_str());
     }
 }
 

@@ -68,6 +68,7 @@ pub struct MockHost {
     store: Store<HostState>,
     instance: Instance,
     next_context: u32,
+    root_created: bool,
 }
 
 impl MockHost {
@@ -137,6 +138,7 @@ impl MockHost {
             store,
             instance,
             next_context: ROOT_CONTEXT + 1,
+            root_created: false,
         };
         host.call0("_initialize")?;
         Ok(host)
@@ -179,11 +181,15 @@ impl MockHost {
     pub fn configure(&mut self, plugin_config: &str) -> Result<bool> {
         self.store.data_mut().plugin_config = plugin_config.as_bytes().to_vec();
         self.set_context(ROOT_CONTEXT);
-        let create = self.func::<(i32, i32), ()>("proxy_on_context_create")?;
-        create.call(&mut self.store, (ROOT_CONTEXT as i32, 0))?;
-        let vm_start = self.func::<(i32, i32), i32>("proxy_on_vm_start")?;
-        if vm_start.call(&mut self.store, (ROOT_CONTEXT as i32, 0))? == 0 {
-            return Ok(false);
+        // The root context is created once; configuring again hands it the new configuration.
+        if !self.root_created {
+            let create = self.func::<(i32, i32), ()>("proxy_on_context_create")?;
+            create.call(&mut self.store, (ROOT_CONTEXT as i32, 0))?;
+            let vm_start = self.func::<(i32, i32), i32>("proxy_on_vm_start")?;
+            if vm_start.call(&mut self.store, (ROOT_CONTEXT as i32, 0))? == 0 {
+                return Ok(false);
+            }
+            self.root_created = true;
         }
         let configure = self.func::<(i32, i32), i32>("proxy_on_configure")?;
         let size = plugin_config.len() as i32;

@@ -1,5 +1,12 @@
 //! A finished span as the filter records it, borrowing everything, and the OTel status rules.
 
+pub mod envoy_flags;
+pub mod facts;
+pub mod http;
+pub mod record;
+pub mod resource;
+pub mod route;
+
 use crate::context::{SpanId, TraceId};
 use std::borrow::Cow;
 

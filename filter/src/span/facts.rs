@@ -8,7 +8,6 @@
 //! is written here, compiled once per plugin, and its answer decoded here; a host without the
 //! functions, or an answer that does not decode, leaves the caller to read the facts one by one.
 
-use crate::propagation::header_block::read_u32;
 use crate::span::SpanKind;
 use std::borrow::Cow;
 
@@ -169,102 +168,6 @@ impl<'a> SpanFacts<'a> {
     }
 }
 
-/// What the route must add to every response under `factsHeader`, by span kind: Envoy formats
-/// it natively, cheaper than evaluating the expression, and the span's facts come in one header
-/// lookup. Fields are separated by one space each and may be empty; the route name, last, is the
-/// rest of the value.
-pub const SERVER_FACTS_FORMAT: &str =
-    "%RESP(:status)% %PROTOCOL% %DOWNSTREAM_REMOTE_ADDRESS% %ROUTE_NAME%";
-pub const CLIENT_FACTS_FORMAT: &str =
-    "%RESP(:status)% %PROTOCOL% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% %ROUTE_NAME%";
-
-/// The response header Envoy's HTTP connection manager drops from every response once the
-/// filters have run (a hop-by-hop header, cleared before any codec sees the response): a facts
-/// header of this name is read by the filter and never leaves the sidecar, with no removal.
-pub const NAME_ENVOY_DROPS: &str = "proxy-connection";
-
-/// Whether a facts header of this name must be removed from responses by the filter itself.
-pub fn needs_removal(name: &str) -> bool {
-    name != NAME_ENVOY_DROPS
-}
-
-/// A response's facts header, formatted by the route as `*_FACTS_FORMAT`, parsed once: it keeps
-/// the value with its status and where each field after it lies, so that a span can be finished
-/// after its stream without reading the value again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FactsHeader {
-    value: String,
-    kind: SpanKind,
-    pub status_code: u32,
-    /// Byte ranges of the fields after the status, in the format's order.
-    fields: [(u16, u16); 4],
-}
-
-impl FactsHeader {
-    /// `None` for any value but one formatted for `kind` (and under 64 KiB), which leaves the
-    /// facts to the expression.
-    pub fn parse(kind: SpanKind, value: Vec<u8>) -> Option<FactsHeader> {
-        let count = match kind {
-            SpanKind::Server => 4,
-            SpanKind::Client => 5,
-        };
-        if value.len() > usize::from(u16::MAX) {
-            return None;
-        }
-        let value = String::from_utf8(value).ok()?;
-        let bytes = value.as_bytes();
-        // Each field up to the next space; the last takes what is left. A byte search: the
-        // searcher behind `str::split_once` cost a span ~470 wasm instructions more.
-        let mut ranges = [(0u16, 0u16); 5];
-        let mut start = 0;
-        for range in &mut ranges[..count - 1] {
-            let space = start + bytes[start..].iter().position(|&byte| byte == b' ')?;
-            *range = (start as u16, space as u16);
-            start = space + 1;
-        }
-        ranges[count - 1] = (start as u16, bytes.len() as u16);
-        let (status_start, status_end) = ranges[0];
-        let status = &bytes[usize::from(status_start)..usize::from(status_end)];
-        Some(FactsHeader {
-            status_code: crate::http_span::parse_status(status)?,
-            kind,
-            fields: [ranges[1], ranges[2], ranges[3], ranges[4]],
-            value,
-        })
-    }
-
-    /// The facts, borrowed from the value.
-    pub fn facts(&self) -> SpanFacts<'_> {
-        let field = |at: usize| {
-            let (start, end) = self.fields[at];
-            // SAFETY: `parse` found every range within the value, between its ends or single
-            // spaces (ASCII), so on character boundaries; the value is never changed.
-            let text = unsafe {
-                self.value
-                    .get_unchecked(usize::from(start)..usize::from(end))
-            };
-            (!text.is_empty()).then_some(Cow::Borrowed(text))
-        };
-        let mut facts = SpanFacts {
-            status_code: Some(self.status_code),
-            protocol: field(0),
-            ..SpanFacts::default()
-        };
-        match self.kind {
-            SpanKind::Server => {
-                facts.downstream_peer = field(1);
-                facts.route_name = field(2);
-            }
-            SpanKind::Client => {
-                facts.upstream_address = field(1);
-                facts.upstream_cluster = field(2);
-                facts.route_name = field(3);
-            }
-        }
-        facts
-    }
-}
-
 /// The names of a proxy-wasm pairs buffer, in order, as raw bytes (integers are not text).
 struct ListElements<'a> {
     bytes: &'a [u8],
@@ -321,24 +224,33 @@ impl<'a> Iterator for ListElements<'a> {
     }
 }
 
+/// The little-endian `u32` at `at`, if the buffer holds one there.
 fn read_word(bytes: &[u8], at: usize) -> Option<usize> {
-    Some(read_u32(bytes, at)? as usize)
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::propagation::header_block::serialize;
 
     fn int(value: i64) -> Vec<u8> {
         value.to_le_bytes().to_vec()
     }
 
-    /// What Envoy sends back for a list: each element a name with an empty value.
+    /// What Envoy sends back for a list: proxy-wasm pairs, each element a name with an empty
+    /// value.
     fn answer(elements: &[Vec<u8>]) -> Vec<u8> {
-        let pairs: Vec<(&[u8], &[u8])> =
-            elements.iter().map(|e| (e.as_slice(), &b""[..])).collect();
-        serialize(&pairs)
+        let mut out = (elements.len() as u32).to_le_bytes().to_vec();
+        for element in elements {
+            out.extend_from_slice(&(element.len() as u32).to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+        }
+        for element in elements {
+            out.extend_from_slice(element);
+            out.extend_from_slice(&[0, 0]);
+        }
+        out
     }
 
     const SERVER_QUERY: FactsQuery = FactsQuery {
@@ -365,94 +277,6 @@ mod tests {
                 assert_eq!(query.body_sizes, body_sizes);
             }
         }
-    }
-
-    #[test]
-    fn only_the_header_envoy_drops_is_left_in_responses() {
-        let cases = [
-            ("proxy-connection", false),
-            ("x-sidetrace-facts", true),
-            // Hop-by-hop too, but Envoy 1.40 passes it to HTTP/1.1 clients.
-            ("keep-alive", true),
-            ("proxy-connection-facts", true),
-        ];
-        for (name, removed) in cases {
-            assert_eq!(needs_removal(name), removed, "{name}");
-        }
-    }
-
-    #[test]
-    fn reads_the_facts_header_the_route_formats() {
-        let server = SpanKind::Server;
-        let client = SpanKind::Client;
-        let borrowed = |text: &'static str| Some(Cow::Borrowed(text));
-        let cases: [(SpanKind, &[u8], Option<SpanFacts>); 8] = [
-            (
-                server,
-                b"503 HTTP/1.1 10.0.0.7:51234 checkout",
-                Some(SpanFacts {
-                    status_code: Some(503),
-                    protocol: borrowed("HTTP/1.1"),
-                    downstream_peer: borrowed("10.0.0.7:51234"),
-                    route_name: borrowed("checkout"),
-                    ..SpanFacts::default()
-                }),
-            ),
-            // A route name may hold spaces; an empty field is an absent fact.
-            (
-                server,
-                b"200 HTTP/2  orders by id",
-                Some(SpanFacts {
-                    status_code: Some(200),
-                    protocol: borrowed("HTTP/2"),
-                    route_name: borrowed("orders by id"),
-                    ..SpanFacts::default()
-                }),
-            ),
-            (
-                client,
-                b"201 HTTP/1.1  up ",
-                Some(SpanFacts {
-                    status_code: Some(201),
-                    protocol: borrowed("HTTP/1.1"),
-                    upstream_cluster: borrowed("up"),
-                    ..SpanFacts::default()
-                }),
-            ),
-            (
-                client,
-                b"502 HTTP/1.1 10.1.2.3:8080 outbound|80||checkout orders",
-                Some(SpanFacts {
-                    status_code: Some(502),
-                    protocol: borrowed("HTTP/1.1"),
-                    upstream_address: borrowed("10.1.2.3:8080"),
-                    upstream_cluster: borrowed("outbound|80||checkout"),
-                    route_name: borrowed("orders"),
-                    ..SpanFacts::default()
-                }),
-            ),
-            // Too few fields, a status that is not three digits, not UTF-8.
-            (server, b"200 HTTP/1.1 10.0.0.7:1", None),
-            (client, b"200 HTTP/1.1 10.0.0.7:1 up", None),
-            (server, b"2000 HTTP/1.1 10.0.0.7:1 r", None),
-            (server, b"200 HTTP/1.1 \xff r", None),
-        ];
-        for (kind, value, expected) in cases {
-            let parsed = FactsHeader::parse(kind, value.to_vec());
-            assert_eq!(
-                parsed.as_ref().map(FactsHeader::facts),
-                expected,
-                "{}",
-                String::from_utf8_lossy(value)
-            );
-            assert_eq!(
-                parsed.map(|header| header.status_code),
-                expected.as_ref().and_then(|facts| facts.status_code)
-            );
-        }
-        // A value past what its ranges can hold is refused, not misread.
-        let long = [b"200 HTTP/1.1 10.0.0.7:1 ".as_slice(), &[b'r'; 70_000]].concat();
-        assert_eq!(FactsHeader::parse(SpanKind::Server, long), None);
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! Span names with bounded cardinality: `{method} {route}`, where the route is Envoy's route name
 //! when one names a route of the app's, else the path with id-like segments collapsed to `{id}`.
 
-use crate::short_copy::push_short;
-
 /// Longest route kept in a span name; longer ones end with `...`.
 pub const MAX_ROUTE_LEN: usize = 128;
 const ID: &str = "{id}";
@@ -114,11 +112,11 @@ pub fn normalize_path(path: &str, out: &mut String) {
         }
         let segment = &bytes[segment_start..at];
         if counts.is_id_like(segment) {
-            push_short(out, ID);
+            out.push_str(ID);
         } else {
-            // SAFETY: a segment lies between ASCII bytes (`/`, `?`, `#`) or the path's ends, so
-            // it starts and ends on character boundaries of the `str` it was cut from.
-            push_short(out, unsafe { std::str::from_utf8_unchecked(segment) });
+            // A segment lies between ASCII bytes (`/`, `?`, `#`) or the path's ends: its bounds
+            // are character boundaries of `path`.
+            out.push_str(&path[segment_start..at]);
         }
         if out.len() - start > MAX_ROUTE_LEN {
             let mut cut = start + MAX_ROUTE_LEN;
@@ -145,10 +143,10 @@ pub fn normalize_path(path: &str, out: &mut String) {
 /// `"{method} {route}"` into `out`.
 pub fn span_name(method: &str, route_name: Option<&str>, path: &str, out: &mut String) {
     out.clear();
-    push_short(out, method);
+    out.push_str(method);
     out.push(' ');
     match route_name.filter(|r| names_an_app_route(r)) {
-        Some(route) => push_short(out, route),
+        Some(route) => out.push_str(route),
         None => normalize_path(path, out),
     }
 }

@@ -2,7 +2,7 @@
 //! the stable OTel HTTP semantic conventions. Pure: the glue collects the facts, this decides.
 
 use crate::config::HeaderTag;
-use crate::propagation::{Getter, HeaderBlock};
+use crate::propagation::Getter;
 use crate::span::{http_span_status, Attribute, AttributeValue, SpanKind, StatusCode};
 use std::borrow::Cow;
 
@@ -60,16 +60,6 @@ impl<'a> RequestFields<'a> {
     pub fn read(request: &'a (impl Getter + ?Sized)) -> Self {
         let mut fields = RequestFields::default();
         request.for_each(&mut |name, value| fields.take(name, value));
-        fields
-    }
-
-    /// `read`, for the proxy's header map: its pairs walked directly rather than handed one by
-    /// one to a closure behind `Getter::for_each`, a call per header.
-    pub fn of_block(request: &'a HeaderBlock) -> Self {
-        let mut fields = RequestFields::default();
-        for (name, value) in request.iter() {
-            fields.take(name, value);
-        }
         fields
     }
 
@@ -358,32 +348,21 @@ mod tests {
     use crate::propagation::Headers;
 
     #[test]
-    fn the_header_map_reads_as_any_carrier_does() {
-        let cases: [&[(&[u8], &[u8])]; 3] = [
-            &[],
-            &[
-                (b":method", b"PUT"),
-                (b":path", b"/a?b"),
-                (b":scheme", b"https"),
-                (b":authority", b"h:1"),
-                (b"user-agent", b"ua"),
-                (b"x-request-id", b"r"),
-                (b"x-forwarded-for", b"1.2.3.4"),
-                (b"content-type", b"application/grpc"),
-            ],
-            &[
-                (b"x-request-id", b"first"),
-                (b"x-request-id", b"second"),
-                (b"cookie", b"c"),
-                (b":method", b"GET"),
-            ],
-        ];
-        for pairs in cases {
-            let (block, _) = HeaderBlock::parse(crate::propagation::header_block::serialize(pairs));
-            assert_eq!(RequestFields::of_block(&block), RequestFields::read(&block));
-        }
-        let (block, _) = HeaderBlock::parse(crate::propagation::header_block::serialize(cases[2]));
-        assert_eq!(RequestFields::of_block(&block).request_id, Some("first"));
+    fn request_fields_take_the_first_value_of_each_header() {
+        let request = Headers::from_pairs([
+            ("x-request-id", "first"),
+            ("x-request-id", "second"),
+            ("cookie", "c"),
+            (":method", "GET"),
+            (":path", "/a?b"),
+            ("content-type", "application/grpc"),
+        ]);
+        let fields = RequestFields::read(&request);
+        assert_eq!(fields.request_id, Some("first"));
+        assert_eq!(fields.method, Some("GET"));
+        assert_eq!(fields.target, Some("/a?b"));
+        assert!(fields.is_grpc());
+        assert_eq!(fields.authority, None);
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! A stream's span, from what the stream remembered at its start and what the proxy says at
+//! its end, encoded straight into the batch it will leave in.
+
+use super::facts::SpanFacts;
+use super::http::{Exchange, RequestFields, SpanDecorations};
+use super::route::span_name;
+use super::{Attribute, FinishedSpan, Link, SpanKind};
+use crate::config::HeaderTag;
+use crate::context::{SpanContext, SpanId};
+use crate::otlp::{encode_span, SpanLimits};
+use crate::propagation::baggage::Baggage;
+use crate::propagation::Headers;
+
+/// What the configuration adds to every span, settled once per plugin.
+pub struct SpanSettings {
+    pub record_query: bool,
+    pub fixed_tags: Vec<(String, String)>,
+    pub header_tags: Vec<HeaderTag>,
+    /// `(baggage key, attribute name)` for the baggage keys copied onto spans.
+    pub baggage_attributes: Vec<(String, String)>,
+    pub limits: SpanLimits,
+}
+
+/// What a recorded stream keeps from its start until its end.
+pub struct Recording {
+    /// `None` until the end when the listener's direction is read with the span's other facts.
+    pub kind: Option<SpanKind>,
+    pub context: SpanContext,
+    pub parent: Option<SpanId>,
+    pub link: Option<SpanContext>,
+    pub baggage: Option<Baggage>,
+    pub start_unix_nanos: u64,
+    pub request: Headers,
+}
+
+/// What the proxy says of a stream once it is over.
+pub struct StreamEnd<'a> {
+    pub end_unix_nanos: u64,
+    pub kind: SpanKind,
+    pub facts: SpanFacts<'a>,
+    /// Envoy's response flags as short codes, read only for a failed exchange.
+    pub response_flags: String,
+}
+
+/// Encodes the span of `recording`, ended as `end` says, into `out`.
+pub fn encode_recorded_span(
+    settings: &SpanSettings,
+    recording: &Recording,
+    end: &StreamEnd,
+    out: &mut Vec<u8>,
+) {
+    let facts = &end.facts;
+    let exchange = Exchange {
+        kind: end.kind,
+        request: &recording.request,
+        fields: RequestFields::read(&recording.request),
+        route_name: facts.route_name.as_deref(),
+        protocol: facts.protocol.as_deref(),
+        status_code: facts.status_code,
+        grpc_status: facts.grpc_status,
+        response_flags: &end.response_flags,
+        downstream_peer: facts.downstream_peer.as_deref(),
+        upstream_address: facts.upstream_address.as_deref(),
+        upstream_cluster: facts.upstream_cluster.as_deref(),
+        request_body_size: facts.request_body_size,
+        response_body_size: facts.response_body_size,
+    };
+    let baggage_values: Vec<(&str, &str)> = match &recording.baggage {
+        Some(baggage) => settings
+            .baggage_attributes
+            .iter()
+            .filter_map(|(key, name)| baggage.get(key).map(|value| (name.as_str(), value)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let decorations = SpanDecorations {
+        record_query: settings.record_query,
+        fixed_tags: &settings.fixed_tags,
+        header_tags: &settings.header_tags,
+        baggage: &baggage_values,
+    };
+    let mut attributes: Vec<Attribute> = Vec::with_capacity(24);
+    exchange.attributes(&decorations, &mut attributes);
+    let mut name = String::new();
+    span_name(
+        exchange.method(),
+        exchange.route_name,
+        exchange.path(),
+        &mut name,
+    );
+    let (status, status_message) = exchange.status();
+    let links: Vec<Link> = recording
+        .link
+        .iter()
+        .map(|external| Link {
+            trace_id: external.trace_id,
+            span_id: external.span_id,
+            trace_state: external.trace_state.as_str(),
+            sampled: external.is_sampled(),
+        })
+        .collect();
+    let context = &recording.context;
+    let span = FinishedSpan {
+        trace_id: context.trace_id,
+        span_id: context.span_id,
+        parent_span_id: recording.parent,
+        parent_is_remote: recording.parent.is_some(),
+        trace_state: context.trace_state.as_str(),
+        sampled: true,
+        random: context.random,
+        name: &name,
+        kind: end.kind,
+        start_unix_nanos: recording.start_unix_nanos,
+        end_unix_nanos: end.end_unix_nanos.max(recording.start_unix_nanos),
+        attributes: &attributes,
+        links: &links,
+        status,
+        status_message: &status_message,
+    };
+    encode_span(&span, &settings.limits, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Format, Sampling, TraceId};
+    use crate::otlp::proto::trace;
+    use prost::Message;
+    use std::borrow::Cow;
+
+    fn settings() -> SpanSettings {
+        SpanSettings {
+            record_query: false,
+            fixed_tags: vec![("env".into(), "prod".into())],
+            header_tags: vec![HeaderTag {
+                tag: "tenant".into(),
+                header: "x-tenant".into(),
+                default_value: Some("none".into()),
+            }],
+            baggage_attributes: vec![],
+            limits: SpanLimits {
+                max_value_len: 256,
+                max_attributes: 128,
+            },
+        }
+    }
+
+    fn recording(parent: Option<SpanId>) -> Recording {
+        let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736", true).unwrap();
+        let span_id = SpanId::from_hex("00f067aa0ba902b7", true).unwrap();
+        Recording {
+            kind: None,
+            context: SpanContext::new(trace_id, span_id, Sampling::Sampled, Format::TraceContext),
+            parent,
+            link: None,
+            baggage: None,
+            start_unix_nanos: 1_000,
+            request: Headers::from_pairs([
+                (":method", "GET"),
+                (":path", "/orders/42?x=1"),
+                (":authority", "checkout:8080"),
+            ]),
+        }
+    }
+
+    fn decoded(recording: &Recording, end: &StreamEnd) -> trace::Span {
+        let mut out = Vec::new();
+        encode_recorded_span(&settings(), recording, end, &mut out);
+        trace::Span::decode(out.as_slice()).expect("prost decodes the span")
+    }
+
+    #[test]
+    fn a_recorded_server_span_carries_its_parent_name_status_and_tags() {
+        let parent = SpanId::from_hex("1111111111111111", true).unwrap();
+        let end = StreamEnd {
+            end_unix_nanos: 5_000,
+            kind: SpanKind::Server,
+            facts: SpanFacts {
+                status_code: Some(503),
+                route_name: Some(Cow::Borrowed("orders")),
+                ..SpanFacts::default()
+            },
+            response_flags: String::new(),
+        };
+        let span = decoded(&recording(Some(parent)), &end);
+        assert_eq!(span.parent_span_id, parent.0.to_vec());
+        assert_eq!(span.kind, trace::span::SpanKind::Server as i32);
+        assert_eq!(span.name, "GET orders");
+        assert_eq!(
+            span.status.unwrap().code,
+            trace::status::StatusCode::Error as i32
+        );
+        assert_eq!(
+            (span.start_time_unix_nano, span.end_time_unix_nano),
+            (1_000, 5_000)
+        );
+        let keys: Vec<&str> = span.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert!(
+            keys.contains(&"env") && keys.contains(&"tenant"),
+            "{keys:?}"
+        );
+        assert!(keys.contains(&"http.response.status_code"), "{keys:?}");
+    }
+
+    #[test]
+    fn an_end_before_the_start_is_clamped_to_it() {
+        let end = StreamEnd {
+            end_unix_nanos: 10,
+            kind: SpanKind::Client,
+            facts: SpanFacts::default(),
+            response_flags: "UF".into(),
+        };
+        let span = decoded(&recording(None), &end);
+        assert_eq!(span.end_time_unix_nano, 1_000);
+        assert!(span.parent_span_id.is_empty());
+        assert_eq!(span.kind, trace::span::SpanKind::Client as i32);
+    }
+}
