@@ -3,39 +3,21 @@
 //! Istio's camelCase; unknown fields are rejected so a typo never silently does nothing.
 
 mod custom_tags;
-mod fields;
-mod json;
-mod read;
+mod document;
+mod error;
+mod names;
+mod numbers;
+mod pairs;
+mod validate;
 
 use crate::context::Format;
 use crate::sampling::Sampler;
 pub use custom_tags::{resolve_custom_tags, CustomTagValues, HeaderTag};
-use std::fmt;
+pub use error::ConfigError;
+use serde::Deserialize;
 
-/// One line naming the field and the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sidetrace config: `{}`: {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        // Keys come from the document: a newline in one must not split the log line.
-        field: fields::escaped(field),
-        reason: reason.into(),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     #[default]
     Auto,
@@ -44,7 +26,8 @@ pub enum Direction {
 }
 
 /// Telemetry API `match.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MatchMode {
     #[default]
     ClientAndServer,
@@ -130,11 +113,6 @@ pub struct ResponseHeaders {
     pub traceresponse: bool,
     /// A response header carrying the trace id, e.g. `x-trace-id`.
     pub trace_id_header: Option<String>,
-    /// A response header the route adds, formatted by Envoy as `span_facts::SERVER_FACTS_FORMAT`
-    /// or `CLIENT_FACTS_FORMAT`: a span's facts in one lookup instead of an expression
-    /// evaluation. Removed from every response, by Envoy under the name `proxy-connection`
-    /// (`span_facts::NAME_ENVOY_DROPS`), else by the filter. Needs `direction` set.
-    pub facts_header: Option<String>,
 }
 
 /// `propagation.extract` when unset: every format sidetrace reads.
@@ -177,10 +155,29 @@ pub struct Config {
     pub trust_incoming_context: bool,
     pub baggage_attributes: Vec<String>,
     pub write_sampling_threshold: bool,
-    /// A new trace takes its request's `x-request-id` as its trace id, so that Envoy can make
-    /// the same root decision from that header alone (`tests/harness/unsampled_gate.py`).
-    pub trace_ids_from_request_ids: bool,
     pub response_headers: ResponseHeaders,
+}
+
+impl Config {
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(error::invalid(
+                "collector.cluster",
+                "is required (the configuration is empty)",
+            ));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let document: document::Document =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(error::from_serde)?;
+        deserializer
+            .end()
+            .map_err(|trailing| error::invalid(error::ROOT, trailing.to_string()))?;
+        document.validate()
+    }
+
+    pub fn sampler(&self) -> Sampler {
+        self.sampler.clone()
+    }
 }
 
 #[cfg(test)]
@@ -357,20 +354,36 @@ mod tests {
                 "`responseHeaders.traceIdHeader`",
             ),
             (
-                r#"{"collector":{"cluster":"c"},"traceIdsFromRequestIds":true,"trustIncomingContext":false}"#,
-                "`traceIdsFromRequestIds`: not with trustIncomingContext: false (callers would pick their sampling by their request ids)",
-            ),
-            (
-                r#"{"collector":{"cluster":"c"},"traceIdsFromRequestIds":"yes"}"#,
-                "`traceIdsFromRequestIds`: invalid type: string \"yes\", expected a boolean",
+                r#"{"collector":{"cluster":"c"},"traceIdsFromRequestIds":false}"#,
+                "`traceIdsFromRequestIds`: unknown field `traceIdsFromRequestIds`, expected one of",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"responseHeaders":{"factsHeader":"x-facts"}}"#,
-                "`responseHeaders.factsHeader`: needs `direction` set to inbound or outbound",
+                "`responseHeaders.factsHeader`: unknown field `factsHeader`, expected `traceresponse` or `traceIdHeader`",
             ),
             (
-                r#"{"collector":{"cluster":"c"},"direction":"inbound","responseHeaders":{"factsHeader":"x facts"}}"#,
-                "`responseHeaders.factsHeader`: \"x facts\" is not a header name",
+                r#"{"collector":{"cluster":"c"},"batch":{"maxQueueSize":512.5}}"#,
+                "`batch.maxQueueSize`: invalid type: floating point `512.5`, expected a whole number",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"batch":{"maxQueueSize":-1}}"#,
+                "`batch.maxQueueSize`: invalid type: integer `-1`, expected a whole number",
+            ),
+            (
+                r#"{"collector":{"cluster":"c","headers":{"k":"1","k":"2"}}}"#,
+                "`collector.headers`: duplicate key \"k\"",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"},"recordQuery":true,"recordQuery":false}"#,
+                "`(root)`: duplicate field `recordQuery`",
+            ),
+            (
+                r#"{"collector":{"cluster":"c","headers":{"a":"b" "c":"d"}}}"#,
+                "`collector.headers`: expected `,` or `}` at line 1 column 48",
+            ),
+            (
+                r#"{"collector":{"cluster":"c"}} {}"#,
+                "`(root)`: trailing characters at line 1 column 31",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"retry":{"initialBackoffMs":100,"maxBackoffMs":50}}"#,
@@ -382,11 +395,11 @@ mod tests {
             ),
             (
                 r#"{"collector":{"cluster":"c"},"randomSamplingPercentage":1e501}"#,
-                "`randomSamplingPercentage`: must be between 0 and 100, got 1e501",
+                "`randomSamplingPercentage`: number out of range",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"batch":{"maxQueueSize":1e501}}"#,
-                "`batch.maxQueueSize`: invalid type: number 1e501, expected a whole number",
+                "`batch.maxQueueSize`: number out of range",
             ),
             ("[1,2]", "invalid type"),
             ("{not json", "key must be a string"),
@@ -400,6 +413,43 @@ mod tests {
             );
             assert!(!error.contains('\n'), "one line: {error}");
         }
+    }
+
+    #[test]
+    fn whole_numbers_may_be_doubles_and_null_means_unset() {
+        let config = Config::from_json(
+            br#"{"collector": {"cluster": "otel", "timeoutMs": 2.5e3, "authority": null},
+                 "batch": {"maxExportBatchSize": 512.0, "maxQueueSize": 5e3, "scheduledDelayMs": null},
+                 "direction": null, "customTags": null, "randomSamplingPercentage": 12.34}"#,
+        )
+        .unwrap();
+        assert_eq!(config.collector.timeout_ms, 2500);
+        assert_eq!(config.collector.authority, None);
+        assert_eq!(
+            (
+                config.batch.max_export_batch_size,
+                config.batch.max_queue_size,
+                config.batch.scheduled_delay_ms
+            ),
+            (512, 5000, 1000)
+        );
+        assert_eq!(config.direction, Direction::Auto);
+        assert!(config.custom_tags.is_empty());
+        assert_eq!(config.sampler.percentage(), 12.34);
+    }
+
+    #[test]
+    fn map_members_keep_the_document_order() {
+        let config = Config::from_json(
+            br#"{"collector": {"cluster": "otel", "headers": {"x-b": "1", "x-a": "2"}},
+                 "resourceAttributes": {"z": "1", "a": "2"}}"#,
+        )
+        .unwrap();
+        let keys = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(key, _)| key.clone()).collect()
+        };
+        assert_eq!(keys(&config.collector.headers), ["x-b", "x-a"]);
+        assert_eq!(keys(&config.resource_attributes), ["z", "a"]);
     }
 
     #[test]
