@@ -48,6 +48,7 @@ impl Plugin {
             trust_incoming: config.trust_incoming_context,
             write_threshold: config.write_sampling_threshold,
             xray_trace_ids: config.inject.contains(&Format::XRay),
+            forward_unsampled_callers: !config.record_unsampled.is_on(),
         };
         let span = SpanSettings {
             record_query: config.record_query,

@@ -19,13 +19,17 @@ pub struct Tracer {
     pub write_threshold: bool,
     /// New trace ids start with epoch seconds when X-Ray is injected (X-Ray rejects others).
     pub xray_trace_ids: bool,
+    /// An unsampled hop forwards its trusted caller's context unchanged. Off when unsampled
+    /// spans may still be recorded (`recordUnsampled`): every hop then writes its own span id,
+    /// so that the spans recorded along a failing path link up.
+    pub forward_unsampled_callers: bool,
 }
 
 /// The outcome of `Tracer::start` for one request: what its stream remembers.
 pub struct SpanStart {
     /// This hop's context, as written for the next hop. An unsampled hop that continues a
-    /// trusted caller forwards the caller's context unchanged: it records no span, so the app's
-    /// parent stays the caller's.
+    /// trusted caller forwards the caller's context unchanged (`forward_unsampled_callers`):
+    /// it records no span, so the app's parent stays the caller's.
     pub context: SpanContext,
     /// The caller's span, when this hop records a span that continues a trace.
     pub parent: Option<SpanId>,
@@ -56,10 +60,15 @@ impl Tracer {
             .inject(&start.context, &start.incoming, headers);
         // Forwarded unchanged, the caller's context is not this hop's span's parent: there is
         // no span.
-        if !start.is_sampled() && start.parent.is_some() {
+        if self.forwards(&start) {
             start.parent = None;
         }
         start
+    }
+
+    /// Whether `start` forwards its caller's context rather than starting a span of its own.
+    fn forwards(&self, start: &SpanStart) -> bool {
+        self.forward_unsampled_callers && !start.is_sampled() && start.parent.is_some()
     }
 
     fn decide(
@@ -117,7 +126,7 @@ impl Tracer {
                     tracestate::with_ot_threshold(&context.trace_state, threshold);
             }
         }
-        if !sampled {
+        if !sampled && self.forward_unsampled_callers {
             if let Some(caller) = parent {
                 // Nothing is recorded here: the next hop continues the caller's span.
                 context.span_id = caller.span_id;
@@ -147,6 +156,7 @@ mod tests {
             trust_incoming: trust,
             write_threshold: true,
             xray_trace_ids: false,
+            forward_unsampled_callers: true,
         }
     }
 
@@ -352,6 +362,28 @@ mod tests {
         a.sort();
         b.sort();
         assert_eq!(a, b);
+    }
+
+    /// Recording unsampled spans needs every hop's own span id on the wire, or the spans
+    /// recorded along a failing path would not link; the decision stays the caller's.
+    #[test]
+    fn without_forwarding_an_unsampled_hop_writes_its_own_span() {
+        let tracer = Tracer {
+            forward_unsampled_callers: false,
+            ..tracer(100.0, true)
+        };
+        let unsampled = PARENT.replace("-01", "-00");
+        let mut headers = Headers::from_pairs([("traceparent", unsampled.as_str())]);
+        let start = tracer.start(&mut headers, &mut IdGenerator::from_seed(12), || 0);
+        assert!(!start.is_sampled());
+        assert_eq!(start.parent.unwrap().to_string(), "00f067aa0ba902b7");
+        let own = start.context.span_id.to_string();
+        assert_ne!(own, "00f067aa0ba902b7");
+        let written = headers.get("traceparent").unwrap();
+        assert!(
+            written.contains(&own) && written.ends_with("-00"),
+            "{written}"
+        );
     }
 
     #[test]

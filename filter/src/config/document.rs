@@ -35,6 +35,7 @@ pub struct Document {
     pub baggage_attributes: Option<Vec<String>>,
     pub write_sampling_threshold: Option<bool>,
     pub response_headers: Option<ResponseHeadersDocument>,
+    pub record_unsampled: Option<RecordUnsampledDocument>,
 }
 
 #[derive(Deserialize)]
@@ -104,4 +105,11 @@ pub struct RetryDocument {
 pub struct ResponseHeadersDocument {
     pub traceresponse: Option<bool>,
     pub trace_id_header: Option<HeaderName>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", expecting = "an object")]
+pub struct RecordUnsampledDocument {
+    pub on_error: Option<bool>,
+    pub slower_than_ms: Option<Whole<0, { u64::MAX }>>,
 }

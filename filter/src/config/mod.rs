@@ -156,6 +156,23 @@ pub struct Config {
     pub baggage_attributes: Vec<String>,
     pub write_sampling_threshold: bool,
     pub response_headers: ResponseHeaders,
+    pub record_unsampled: RecordUnsampled,
+}
+
+/// Spans of unsampled requests recorded all the same, when they failed or were slow: head
+/// sampling decides before anyone knows how a request ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordUnsampled {
+    /// A SERVER span answered 5xx; a CLIENT span answered 5xx or failed without an answer.
+    pub on_error: bool,
+    /// Any span that lasted longer; 0 is off.
+    pub slower_than_ms: u64,
+}
+
+impl RecordUnsampled {
+    pub fn is_on(&self) -> bool {
+        self.on_error || self.slower_than_ms > 0
+    }
 }
 
 impl Config {
@@ -257,6 +274,38 @@ mod tests {
         assert!(!config.record_query && !config.write_sampling_threshold);
         assert!(!config.record_body_sizes && !config.publish_filter_state);
         assert_eq!(config.response_headers, ResponseHeaders::default());
+        assert!(!config.record_unsampled.is_on(), "off unless asked for");
+    }
+
+    #[test]
+    fn record_unsampled_is_on_when_either_trigger_is_set() {
+        // (document, on_error, slower_than_ms)
+        let cases = [
+            (r#"{"onError":true}"#, true, 0),
+            (r#"{"slowerThanMs":2000}"#, false, 2000),
+            (r#"{"onError":true,"slowerThanMs":2e3}"#, true, 2000),
+            (r#"{"onError":false,"slowerThanMs":0}"#, false, 0),
+            ("{}", false, 0),
+        ];
+        for (document, on_error, slower_than_ms) in cases {
+            let json = format!(r#"{{"collector":{{"cluster":"c"}},"recordUnsampled":{document}}}"#);
+            let record = Config::from_json(json.as_bytes()).unwrap().record_unsampled;
+            assert_eq!(
+                record,
+                RecordUnsampled {
+                    on_error,
+                    slower_than_ms
+                },
+                "{document}"
+            );
+            assert_eq!(record.is_on(), on_error || slower_than_ms > 0, "{document}");
+        }
+        let error = Config::from_json(
+            br#"{"collector":{"cluster":"c"},"recordUnsampled":{"onErrors":true}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`recordUnsampled.onErrors`"), "{error}");
     }
 
     #[test]

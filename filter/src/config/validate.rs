@@ -66,6 +66,13 @@ impl Document {
                     trace_id_header: headers.trace_id_header.map(|name| name.0),
                 })
                 .unwrap_or_default(),
+            record_unsampled: self
+                .record_unsampled
+                .map(|record| RecordUnsampled {
+                    on_error: record.on_error.unwrap_or(false),
+                    slower_than_ms: record.slower_than_ms.map_or(0, |ms| ms.0),
+                })
+                .unwrap_or_default(),
         })
     }
 }

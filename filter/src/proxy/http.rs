@@ -10,7 +10,7 @@ use crate::propagation::tracecontext::Traceparent;
 use crate::propagation::Getter;
 use crate::span::facts::{FactsQuery, SpanFacts};
 use crate::span::http::{flags_worth_reading, is_grpc};
-use crate::span::record::{encode_recorded_span, Recording, StreamEnd};
+use crate::span::record::{encode_recorded_span, RecordedBecause, Recording, StreamEnd};
 use crate::span::SpanKind;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -71,7 +71,9 @@ impl HttpContext for SidetraceHttp {
         if response_headers.traceresponse || response_headers.trace_id_header.is_some() {
             self.trace_response = Some(Traceparent::of(context));
         }
-        if recorded && start.is_sampled() {
+        // An unsampled request is kept too while `recordUnsampled` may record it at its end.
+        if recorded && (start.is_sampled() || plugin.config.record_unsampled.is_on()) {
+            let sampled = start.is_sampled();
             self.recording = Some(Box::new(Recording {
                 kind,
                 start_unix_nanos: host::now_unix_nanos(),
@@ -80,6 +82,7 @@ impl HttpContext for SidetraceHttp {
                 context: start.context,
                 parent: start.parent,
                 link: start.link,
+                sampled,
             }));
         }
         Action::Continue
@@ -109,6 +112,22 @@ impl HttpContext for SidetraceHttp {
             return;
         };
         let end_unix_nanos = host::now_unix_nanos();
+        let recorded_because = if recording.sampled {
+            None
+        } else {
+            let kind = recording
+                .kind
+                .or_else(host::listener_kind)
+                .unwrap_or(SpanKind::Server);
+            let duration = end_unix_nanos.saturating_sub(recording.start_unix_nanos);
+            let rule = &shared.plugin.config.record_unsampled;
+            let Some(because) = RecordedBecause::of(rule, kind, host::response_status(), duration)
+            else {
+                return;
+            };
+            shared.metrics.borrow_mut().count_recorded_unsampled();
+            Some(because)
+        };
         let query = FactsQuery {
             kind: recording.kind,
             grpc: is_grpc(recording.request.get("content-type")),
@@ -150,6 +169,7 @@ impl HttpContext for SidetraceHttp {
             kind,
             facts,
             response_flags,
+            recorded_because,
         };
         shared.exporter.borrow_mut().enqueue(|batch| {
             append_span(batch, |out| {

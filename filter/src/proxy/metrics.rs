@@ -20,9 +20,11 @@ pub struct Metrics {
     invalid_context: Option<u32>,
     outbound_without_context: Option<u32>,
     facts_read_one_by_one: Option<u32>,
+    spans_recorded_unsampled: Option<u32>,
     /// What is counted but not yet pushed.
     pending: StartCounts,
     pending_one_by_one: i64,
+    pending_recorded_unsampled: i64,
     published: ExportStats,
 }
 
@@ -52,8 +54,12 @@ impl Metrics {
             // Spans whose facts took one attribute read each: the host evaluates no
             // expressions, or the stream lacked one of the facts (no route, no response).
             facts_read_one_by_one: define(Counter, "sidetrace.facts_read_one_by_one"),
+            // Spans of unsampled requests recorded because they failed or were slow; they are
+            // counted in `spans_sampled` too, as every span handed to the exporter is.
+            spans_recorded_unsampled: define(Counter, "sidetrace.spans_recorded_unsampled"),
             pending: StartCounts::default(),
             pending_one_by_one: 0,
+            pending_recorded_unsampled: 0,
             published: ExportStats::default(),
         }
     }
@@ -66,6 +72,10 @@ impl Metrics {
 
     pub fn count_facts_read_one_by_one(&mut self) {
         self.pending_one_by_one += 1;
+    }
+
+    pub fn count_recorded_unsampled(&mut self) {
+        self.pending_recorded_unsampled += 1;
     }
 
     /// Pushes the per-request counts gathered since the last push, and what changed in the
@@ -81,6 +91,10 @@ impl Metrics {
         add(
             self.facts_read_one_by_one,
             std::mem::take(&mut self.pending_one_by_one),
+        );
+        add(
+            self.spans_recorded_unsampled,
+            std::mem::take(&mut self.pending_recorded_unsampled),
         );
         let before = std::mem::replace(&mut self.published, now);
         let delta = |after: u64, before: u64| after as i64 - before as i64;

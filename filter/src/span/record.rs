@@ -4,8 +4,8 @@
 use super::facts::SpanFacts;
 use super::http::{Exchange, RequestFields, SpanDecorations};
 use super::route::span_name;
-use super::{Attribute, FinishedSpan, Link, SpanKind};
-use crate::config::HeaderTag;
+use super::{Attribute, AttributeValue, FinishedSpan, Link, SpanKind};
+use crate::config::{HeaderTag, RecordUnsampled};
 use crate::context::{SpanContext, SpanId};
 use crate::otlp::{encode_span, SpanLimits};
 use crate::propagation::baggage::Baggage;
@@ -21,6 +21,46 @@ pub struct SpanSettings {
     pub limits: SpanLimits,
 }
 
+/// Why an unsampled request's span was recorded all the same (`recordUnsampled`): the value of
+/// its `sidetrace.recorded_because` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordedBecause {
+    Error,
+    Slow,
+}
+
+impl RecordedBecause {
+    pub const ATTRIBUTE: &'static str = "sidetrace.recorded_because";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordedBecause::Error => "error",
+            RecordedBecause::Slow => "slow",
+        }
+    }
+
+    /// Whether an unsampled span is recorded, and why: a SERVER span answered 5xx, a CLIENT
+    /// span answered 5xx or not at all (a reset, a timeout, no healthy upstream), or the span
+    /// lasted longer than `slowerThanMs`. `status` is the response's, `None` without one.
+    pub fn of(
+        rule: &RecordUnsampled,
+        kind: SpanKind,
+        status: Option<u32>,
+        duration_nanos: u64,
+    ) -> Option<RecordedBecause> {
+        let server_error = status.is_some_and(|code| code >= 500);
+        let failed = match kind {
+            SpanKind::Server => server_error,
+            SpanKind::Client => server_error || status.is_none_or(|code| code == 0),
+        };
+        if rule.on_error && failed {
+            return Some(RecordedBecause::Error);
+        }
+        let slow = rule.slower_than_ms > 0 && duration_nanos > rule.slower_than_ms * 1_000_000;
+        slow.then_some(RecordedBecause::Slow)
+    }
+}
+
 /// What a recorded stream keeps from its start until its end.
 pub struct Recording {
     /// `None` until the end when the listener's direction is read with the span's other facts.
@@ -31,6 +71,8 @@ pub struct Recording {
     pub baggage: Option<Baggage>,
     pub start_unix_nanos: u64,
     pub request: Headers,
+    /// False for an unsampled request kept in case it fails or is slow (`recordUnsampled`).
+    pub sampled: bool,
 }
 
 /// What the proxy says of a stream once it is over.
@@ -40,6 +82,8 @@ pub struct StreamEnd<'a> {
     pub facts: SpanFacts<'a>,
     /// Envoy's response flags as short codes, read only for a failed exchange.
     pub response_flags: String,
+    /// Set for an unsampled span recorded all the same.
+    pub recorded_because: Option<RecordedBecause>,
 }
 
 /// Encodes the span of `recording`, ended as `end` says, into `out`.
@@ -81,6 +125,12 @@ pub fn encode_recorded_span(
     };
     let mut attributes: Vec<Attribute> = Vec::with_capacity(24);
     exchange.attributes(&decorations, &mut attributes);
+    if let Some(because) = end.recorded_because {
+        attributes.push(Attribute {
+            key: RecordedBecause::ATTRIBUTE,
+            value: AttributeValue::Str(because.as_str()),
+        });
+    }
     let mut name = String::new();
     span_name(
         exchange.method(),
@@ -106,7 +156,7 @@ pub fn encode_recorded_span(
         parent_span_id: recording.parent,
         parent_is_remote: recording.parent.is_some(),
         trace_state: context.trace_state.as_str(),
-        sampled: true,
+        sampled: recording.sampled,
         random: context.random,
         name: &name,
         kind: end.kind,
@@ -160,6 +210,7 @@ mod tests {
                 (":path", "/orders/42?x=1"),
                 (":authority", "checkout:8080"),
             ]),
+            sampled: true,
         }
     }
 
@@ -181,6 +232,7 @@ mod tests {
                 ..SpanFacts::default()
             },
             response_flags: String::new(),
+            recorded_because: None,
         };
         let span = decoded(&recording(Some(parent)), &end);
         assert_eq!(span.parent_span_id, parent.0.to_vec());
@@ -209,10 +261,80 @@ mod tests {
             kind: SpanKind::Client,
             facts: SpanFacts::default(),
             response_flags: "UF".into(),
+            recorded_because: None,
         };
         let span = decoded(&recording(None), &end);
         assert_eq!(span.end_time_unix_nano, 1_000);
         assert!(span.parent_span_id.is_empty());
         assert_eq!(span.kind, trace::span::SpanKind::Client as i32);
+    }
+
+    #[test]
+    fn an_unsampled_span_is_recorded_only_for_an_error_or_slowness() {
+        use RecordedBecause::{Error, Slow};
+        use SpanKind::{Client, Server};
+        let both = RecordUnsampled {
+            on_error: true,
+            slower_than_ms: 2000,
+        };
+        let errors_only = RecordUnsampled {
+            on_error: true,
+            slower_than_ms: 0,
+        };
+        let slow_only = RecordUnsampled {
+            on_error: false,
+            slower_than_ms: 2000,
+        };
+        let ms = 1_000_000;
+        // (rule, kind, status, duration, recorded because)
+        let cases = [
+            (both, Server, Some(503), 5 * ms, Some(Error)),
+            (both, Server, Some(500), 3000 * ms, Some(Error)),
+            (both, Server, Some(404), 5 * ms, None),
+            (both, Server, None, 5 * ms, None),
+            (both, Client, Some(502), 5 * ms, Some(Error)),
+            (both, Client, None, 5 * ms, Some(Error)),
+            (both, Client, Some(0), 5 * ms, Some(Error)),
+            (both, Client, Some(200), 5 * ms, None),
+            (both, Client, Some(200), 2000 * ms, None),
+            (both, Client, Some(200), 2000 * ms + 1, Some(Slow)),
+            (errors_only, Server, Some(200), 9000 * ms, None),
+            (slow_only, Server, Some(503), 5 * ms, None),
+            (slow_only, Server, Some(503), 2001 * ms, Some(Slow)),
+            (RecordUnsampled::default(), Client, None, 9000 * ms, None),
+        ];
+        for (at, (rule, kind, status, duration, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                RecordedBecause::of(&rule, kind, status, duration),
+                expected,
+                "case {at}: {kind:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unsampled_span_says_why_it_was_recorded_and_keeps_its_flags() {
+        let mut recording = recording(None);
+        recording.sampled = false;
+        let end = StreamEnd {
+            end_unix_nanos: 5_000,
+            kind: SpanKind::Server,
+            facts: SpanFacts {
+                status_code: Some(503),
+                ..SpanFacts::default()
+            },
+            response_flags: String::new(),
+            recorded_because: Some(RecordedBecause::Error),
+        };
+        let span = decoded(&recording, &end);
+        let because = span
+            .attributes
+            .iter()
+            .find(|a| a.key == RecordedBecause::ATTRIBUTE)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value);
+        use crate::otlp::proto::common::any_value::Value;
+        assert_eq!(because, Some(Value::StringValue("error".into())));
+        assert_eq!(span.flags & 0x1, 0, "the trace flags stay unsampled");
     }
 }

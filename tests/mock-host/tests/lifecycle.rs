@@ -473,6 +473,60 @@ fn unsampled_requests_are_propagated_but_not_recorded() {
     assert_eq!(metric(&host, "spans_sampled"), 0);
 }
 
+/// At 0 % with `recordUnsampled`, a failed or slow request's span is recorded all the same,
+/// saying why, with its trace flags left unsampled; a healthy fast one records nothing. Every
+/// hop writes its own span id, so that such spans link along a path.
+#[test]
+fn unsampled_requests_are_recorded_when_they_fail_or_are_slow() {
+    let mut host = configured(
+        r#""randomSamplingPercentage":0,"recordUnsampled":{"onError":true,"slowerThanMs":2000}"#,
+    );
+    // (status, duration, recorded because)
+    let cases = [
+        (200, 5, None),
+        (503, 5, Some("error")),
+        (404, 5, None),
+        (200, 2500, Some("slow")),
+    ];
+    for (status, duration_ms, because) in cases {
+        let stream = host.new_stream().unwrap();
+        host.set_stream_int_property(stream, &["xds", "listener_direction"], INBOUND);
+        let traceparent = w3c(TRACE, CALLER, "00");
+        host.request_headers(stream, &request("/", &[("traceparent", &traceparent)]))
+            .unwrap();
+        let written = host.request_header(stream, "traceparent").unwrap();
+        assert!(
+            !written.contains(CALLER) && written.ends_with("-00"),
+            "this hop's own span, decision unchanged: {written}"
+        );
+        host.advance_ms(duration_ms);
+        host.set_stream_int_property(stream, &["response", "code"], status);
+        host.response_headers(stream, &[(":status", &status.to_string())])
+            .unwrap();
+        host.finish_stream(stream).unwrap();
+        let exported: Vec<Span> = flush(&mut host)
+            .iter()
+            .flat_map(|(_, r)| spans(r))
+            .collect();
+        match because {
+            None => assert!(exported.is_empty(), "{status} {duration_ms}"),
+            Some(because) => {
+                assert_eq!(exported.len(), 1, "{status} {duration_ms}");
+                let span = &exported[0];
+                assert_eq!(
+                    attr(span, "sidetrace.recorded_because"),
+                    Some(Value::StringValue(because.into()))
+                );
+                assert_eq!(span.flags & 1, 0, "trace flags stay unsampled");
+                assert_eq!(hex(&span.parent_span_id), CALLER);
+                assert!(written.contains(&hex(&span.span_id)));
+            }
+        }
+    }
+    assert_eq!(metric(&host, "spans_recorded_unsampled"), 2);
+    assert_counts_reconcile(&host);
+}
+
 #[test]
 fn a_sampled_parent_is_recorded_even_at_zero_percent() {
     let mut host = configured(r#""randomSamplingPercentage":0"#);
