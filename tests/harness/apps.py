@@ -3,9 +3,13 @@ the request they serve onto the calls they make (the sidecar cannot do that for 
 import hashlib
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# How long the last hop of a `/slow` path takes.
+SLOW_SECONDS = 0.6
 
 FORWARDED_HEADERS = (
     "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled",
@@ -16,7 +20,8 @@ FORWARDED_HEADERS = (
 class App:
     """`App("checkout", calls=[("payments", outbound_port)])`: answers every path; for each
     downstream it calls the sidecar's outbound listener with `Host: <service>`. A path ending in
-    `/fail` answers 503 at the last hop; `status_for(path)` can be overridden."""
+    `/fail` answers 503 at the last hop, and one ending in `/slow` waits `SLOW_SECONDS` there
+    before it answers."""
 
     def __init__(self, name: str, port: int, calls=(), fail_paths=("/fail",)):
         self.name = name
@@ -62,6 +67,8 @@ class App:
                         status = 502
                 if not app.calls and any(self.path.startswith(p) or self.path.endswith(p) for p in app.fail_paths):
                     status = 503
+                if not app.calls and self.path.endswith("/slow"):
+                    time.sleep(SLOW_SECONDS)
                 body = json.dumps({"service": app.name, "path": self.path, "downstream": downstream}).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
