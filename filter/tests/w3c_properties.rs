@@ -163,7 +163,7 @@ fn traceparent_like() -> impl Strategy<Value = String> {
 fn member_like() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z][a-z0-9_*/-]{0,8}=[ -~]{0,10}",
-        "[a-z0-9][a-z0-9_*/-]{0,4}@[a-z][a-z0-9]{0,15}=[!-~]{1,6}",
+        "[a-z0-9][a-z0-9_*/@-]{0,8}=[!-+--<>-~]{1,6}",
         "[ \t]{0,2}[a-zA-Z0-9@=]{0,12}[ \t]{0,2}",
         any::<String>(),
     ]
@@ -171,6 +171,34 @@ fn member_like() -> impl Strategy<Value = String> {
 
 fn line_of_members() -> impl Strategy<Value = String> {
     prop::collection::vec(member_like(), 0..50).prop_map(|members| members.join(","))
+}
+
+/// Members the grammar accepts, with optional whitespace, empty members and repeated keys mixed
+/// in, and now and then one that breaks the grammar.
+fn mostly_valid_line() -> impl Strategy<Value = String> {
+    let member = prop_oneof![
+        8 => "[ \t]{0,1}[a-z0-9][a-z0-9_*/@-]{0,6}=[!-+--<>-~]{1,5}[ \t]{0,1}",
+        1 => Just(String::new()),
+        1 => "[ -~]{0,6}",
+    ];
+    prop::collection::vec(member, 0..40).prop_map(|members| members.join(","))
+}
+
+/// What the grammar says of a whole list, written plainly: every non-empty member is
+/// `key=value` with a valid key and value, and there are at most 32 of them.
+fn list_parses(lines: &[String]) -> bool {
+    let members: Vec<&str> = lines
+        .iter()
+        .flat_map(|line| line.split(','))
+        .map(|member| member.trim_matches([' ', '\t']))
+        .filter(|member| !member.is_empty())
+        .collect();
+    members.len() <= tracestate::MAX_MEMBERS
+        && members.iter().all(|member| {
+            member.split_once('=').is_some_and(|(key, value)| {
+                tracestate::valid_key(key) && tracestate::valid_value(value)
+            })
+        })
 }
 
 fn headers_with(name: &'static str, lines: &[String]) -> Headers {
@@ -265,6 +293,34 @@ proptest! {
     ) {
         let state = tracestate::parse(&headers_with("tracestate", &lines));
         assert_valid_tracestate(&state);
+    }
+
+    #[test]
+    fn tracestate_is_kept_whole_or_dropped_whole(
+        lines in prop::collection::vec(mostly_valid_line(), 1..3),
+    ) {
+        let state = tracestate::parse(&headers_with("tracestate", &lines));
+        assert_valid_tracestate(&state);
+        let kept: Vec<&str> = if state.is_empty() {
+            Vec::new()
+        } else {
+            state.as_str().split(',').collect()
+        };
+        if list_parses(&lines) {
+            let mut expected: Vec<&str> = Vec::new();
+            for member in lines.iter().flat_map(|line| line.split(',')) {
+                let member = member.trim_matches([' ', '\t']);
+                let key = member.split('=').next().unwrap_or_default();
+                if !member.is_empty()
+                    && !expected.iter().any(|kept| kept.split('=').next() == Some(key))
+                {
+                    expected.push(member);
+                }
+            }
+            prop_assert_eq!(kept, expected);
+        } else {
+            prop_assert!(kept.is_empty(), "{:?} forwarded from {:?}", state, lines);
+        }
     }
 
     #[test]
