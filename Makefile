@@ -9,7 +9,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: all build wasm-opt-flags wasm-target venv test test-rust test-mock-host test-envoy demo bench fmt lint clean
+.PHONY: all build dist wasm-opt-flags wasm-target venv test test-rust test-mock-host test-envoy demo bench fmt lint clean
 
 all: build
 
@@ -35,6 +35,11 @@ build: wasm-target
 		echo "wasm-opt not found: using the unoptimised module"; cp $(WASM_BUILT) $(WASM); \
 	fi
 	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+# The artifact to pin: the module, its sha256, a Wasm OCI image layout tarball, its manifest
+# digest and the WasmPlugins pinned to it, in dist/ (tools/dist.py; no Docker needed).
+dist: build
+	python3 tools/dist.py $(WASM)
 
 # For scripts that optimise a module of their own the same way (benches/wasm_profile.sh).
 wasm-opt-flags:
@@ -73,4 +78,4 @@ lint: wasm-target
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) dist
