@@ -13,11 +13,9 @@ pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
 
 /// `bytes` as lowercase hex.
 pub fn encode(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .flat_map(|byte| [byte >> 4, byte & 0x0f])
-        .map(|nibble| char::from(DIGITS[usize::from(nibble)]))
-        .collect()
+    let mut out = vec![0; bytes.len() * 2];
+    encode_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// Value of one hex digit. `lowercase_only` rejects `A`-`F`, as W3C Trace Context requires.
@@ -67,13 +65,6 @@ mod tests {
                 let bytes: Vec<u8> = (0..len)
                     .map(|i| first.wrapping_add((i as u8).wrapping_mul(37)))
                     .collect();
-                let mut out = vec![0u8; len * 2];
-                encode_into(&bytes, &mut out);
-                assert_eq!(
-                    String::from_utf8(out).unwrap(),
-                    reference(&bytes),
-                    "{bytes:?}"
-                );
                 assert_eq!(encode(&bytes), reference(&bytes), "{bytes:?}");
             }
         }
