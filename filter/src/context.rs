@@ -18,7 +18,7 @@ impl TraceId {
         self.0 != [0; 16]
     }
 
-    /// 32 lowercase hex digits, without allocating.
+    /// 32 lowercase hex digits.
     pub fn to_hex(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
         hex::encode_into(&self.0, &mut out);
@@ -55,6 +55,7 @@ impl SpanId {
         self.0 != [0; 8]
     }
 
+    /// 16 lowercase hex digits.
     pub fn to_hex(&self) -> [u8; 16] {
         let mut out = [0u8; 16];
         hex::encode_into(&self.0, &mut out);
@@ -70,7 +71,7 @@ impl SpanId {
 
 impl fmt::Debug for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(std::str::from_utf8(&self.to_hex()).unwrap_or("?"))
+        f.write_str(&hex::encode(&self.0))
     }
 }
 
@@ -82,7 +83,7 @@ impl fmt::Display for TraceId {
 
 impl fmt::Debug for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(std::str::from_utf8(&self.to_hex()).unwrap_or("?"))
+        f.write_str(&hex::encode(&self.0))
     }
 }
 
@@ -146,81 +147,26 @@ impl Format {
 }
 
 /// W3C `tracestate`, kept as its validated, comma-joined serialization; empty means absent.
-/// Most headers carry a member or two, so those are held inline: a traced request carries its
-/// tracestate through without touching the allocator.
-#[derive(Clone, Default)]
-pub struct TraceState(Repr);
-
-/// 62 bytes of text plus length and tag: one cache line.
-const INLINE_CAPACITY: usize = 62;
-
-#[derive(Clone)]
-enum Repr {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_CAPACITY],
-    },
-    Heap(Box<str>),
-}
-
-impl Default for Repr {
-    fn default() -> Self {
-        Repr::Inline {
-            len: 0,
-            bytes: [0; INLINE_CAPACITY],
-        }
-    }
-}
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct TraceState(String);
 
 impl TraceState {
     pub fn new(serialized: &str) -> Self {
-        if serialized.len() > INLINE_CAPACITY {
-            return TraceState(Repr::Heap(serialized.into()));
-        }
-        let mut bytes = [0; INLINE_CAPACITY];
-        bytes[..serialized.len()].copy_from_slice(serialized.as_bytes());
-        TraceState(Repr::Inline {
-            len: serialized.len() as u8,
-            bytes,
-        })
+        TraceState(serialized.to_string())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.as_str().is_empty()
+        self.0.is_empty()
     }
 
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // SAFETY: `bytes[..len]` is a copy of a whole `&str` (see `new`), so it is UTF-8.
-            Repr::Inline { len, bytes } => unsafe {
-                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
-            },
-            Repr::Heap(text) => text,
-        }
+        &self.0
     }
 }
 
 impl From<String> for TraceState {
     fn from(serialized: String) -> Self {
-        if serialized.len() > INLINE_CAPACITY {
-            TraceState(Repr::Heap(serialized.into_boxed_str()))
-        } else {
-            TraceState::new(&serialized)
-        }
-    }
-}
-
-impl PartialEq for TraceState {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for TraceState {}
-
-impl std::fmt::Debug for TraceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("TraceState").field(&self.as_str()).finish()
+        TraceState(serialized)
     }
 }
 

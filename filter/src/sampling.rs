@@ -15,16 +15,11 @@ pub struct Sampler {
     hundredths: u64,
 }
 
-/// round((1 - p) * 2^56) for `rejected` = (1 - p) in hundredths of a percent, in 64-bit integers
-/// (the module does without 128-bit division's code): 2^56 / 10000 is 2^52 / 625, and the whole
-/// multiples of 625 divide exactly, which leaves a remainder's share small enough for a `u64`.
+/// round((1 - p) * 2^56) for `rejected` = (1 - p) in hundredths of a percent.
 fn rejection_threshold(rejected: u64) -> u64 {
-    // 10000 = 2^4 * 625.
-    const FIVE_TO_THE_FOURTH: u64 = HUNDREDTHS_OF_PERCENT >> 4;
-    const SHIFT: u32 = RANDOMNESS_BITS - 4;
-    let (whole, rest) = (rejected / FIVE_TO_THE_FOURTH, rejected % FIVE_TO_THE_FOURTH);
-    // round(2^52 * rest / 625) = floor((2^53 * rest + 625) / 1250).
-    (whole << SHIFT) + ((rest << (SHIFT + 1)) + FIVE_TO_THE_FOURTH) / (2 * FIVE_TO_THE_FOURTH)
+    let scale = 1u128 << RANDOMNESS_BITS;
+    let divisor = u128::from(HUNDREDTHS_OF_PERCENT);
+    ((scale * u128::from(rejected) + divisor / 2) / divisor) as u64
 }
 
 impl Sampler {
@@ -93,12 +88,25 @@ mod tests {
     use crate::ids::IdGenerator;
 
     #[test]
-    fn thresholds_match_the_formula_at_every_hundredth() {
-        for rejected in 0..=HUNDREDTHS_OF_PERCENT {
-            let exact = (((1u128 << RANDOMNESS_BITS) * u128::from(rejected)
-                + u128::from(HUNDREDTHS_OF_PERCENT) / 2)
-                / u128::from(HUNDREDTHS_OF_PERCENT)) as u64;
-            assert_eq!(rejection_threshold(rejected), exact, "{rejected}");
+    fn thresholds_round_to_the_nearest() {
+        let cases = [
+            (0, 0x0),
+            (1, 0x68db8bac711),
+            (2, 0xd1b71758e22),
+            (624, 0xff972474538ef),
+            (625, 0x10000000000000),
+            (626, 0x10068db8bac711),
+            (1250, 0x20000000000000),
+            (5000, 0x80000000000000),
+            (7500, 0xc0000000000000),
+            (8750, 0xe0000000000000),
+            (9000, 0xe6666666666666),
+            (9900, 0xfd70a3d70a3d71),
+            (9999, 0xfff972474538ef),
+            (10000, 0x100000000000000),
+        ];
+        for (rejected, threshold) in cases {
+            assert_eq!(rejection_threshold(rejected), threshold, "{rejected}");
         }
     }
 

@@ -274,7 +274,8 @@ mod tests {
             ..tracer(percentage, trust)
         };
         // (case, tracer, headers, forwarded as the caller's)
-        let cases: [(&str, Tracer, Vec<(&str, &str)>, bool); 6] = [
+        type Case<'a> = (&'a str, Tracer, Vec<(&'a str, &'a str)>, bool);
+        let cases: [Case; 6] = [
             (
                 "unsampled W3C caller",
                 default_formats(100.0, true),

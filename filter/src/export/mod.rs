@@ -3,8 +3,7 @@
 //! host responses; nothing here calls the host.
 //!
 //! Spans are encoded straight into the request buffer of the batch they will leave in, after room
-//! kept for the request's header: a batch leaves without its spans being copied or allocated one
-//! by one, and its buffer is used again once the batch is settled.
+//! kept for the request's header, so a batch is sent as it was filled.
 
 mod failures;
 mod retry;
@@ -47,7 +46,7 @@ pub struct Dispatch {
 }
 
 /// A batch's request: its buffer from where the header `finish` wrote begins. Shared with the
-/// batch kept for a retry: a batch is ~240 KB, copied once by the host.
+/// batch kept for a retry, so a retry sends the same bytes without copying them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payload {
     buffer: Rc<Vec<u8>>,
@@ -96,12 +95,6 @@ impl Filling {
     }
 }
 
-/// A buffer's room for each span of its batch before any batch has left. Growing a buffer span
-/// by span instead cost ~650 wasm instructions a span (the allocator moving it as it doubles).
-const FIRST_BUFFER_BYTES_PER_SPAN: usize = 512;
-/// The most a buffer takes before any batch has left: a default batch's worth.
-const FIRST_BUFFER_MAX_BYTES: usize = 512 * FIRST_BUFFER_BYTES_PER_SPAN;
-
 /// A batch holding this many bytes is full, whatever its span count: gRPC servers refuse a
 /// message over 4 MiB by default (the OpenTelemetry Collector's OTLP receiver among them, with
 /// RESOURCE_EXHAUSTED and no retry hint), which a `maxExportBatchSize` of large spans would
@@ -109,20 +102,11 @@ const FIRST_BUFFER_MAX_BYTES: usize = 512 * FIRST_BUFFER_BYTES_PER_SPAN;
 /// still fit.
 const MAX_BATCH_BYTES: usize = 3 * 1024 * 1024;
 
-/// Settled batches' buffers kept for new ones: enough for the batches a busy worker fills while
-/// others are in flight, without holding every buffer a burst needed.
-const SPARE_BUFFERS: usize = 2;
-
 pub struct Exporter {
     settings: ExportSettings,
     /// Batches taking spans, oldest first; only the last may be short of full (`is_full`).
     waiting: VecDeque<Filling>,
     waiting_spans: usize,
-    spare_buffers: Vec<Vec<u8>>,
-    /// The last batch's size, if one has left: a new buffer starts with a quarter more room
-    /// than that, so a steady flow of spans fills it without it growing on the way, and a quiet
-    /// sidecar's buffers stay small.
-    last_batch_bytes: Option<usize>,
     in_flight: Vec<Batch>,
     awaiting_retry: Vec<Batch>,
     next_batch_id: u64,
@@ -137,8 +121,6 @@ impl Exporter {
         Exporter {
             waiting: VecDeque::new(),
             waiting_spans: 0,
-            spare_buffers: Vec::new(),
-            last_batch_bytes: None,
             settings,
             in_flight: Vec::new(),
             awaiting_retry: Vec::new(),
@@ -162,16 +144,7 @@ impl Exporter {
         let batch = match self.waiting.back_mut() {
             Some(batch) if !batch.is_full(max_batch_size) => batch,
             _ => {
-                let capacity = self
-                    .last_batch_bytes
-                    .map_or(self.first_buffer_bytes(), |bytes| bytes + bytes / 4);
-                let mut buffer = self
-                    .spare_buffers
-                    .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(capacity));
-                // A used buffer is cut back to its header room; what the room held is written
-                // over by the next header, or left before the request's start.
-                buffer.resize(self.settings.batch_header_room, 0);
+                let buffer = vec![0; self.settings.batch_header_room];
                 self.waiting.push_back(Filling { buffer, spans: 0 });
                 self.waiting.back_mut().expect("a batch was just added")
             }
@@ -181,13 +154,6 @@ impl Exporter {
         self.waiting_spans += 1;
         self.stats.queued += 1;
         true
-    }
-
-    /// A new buffer's capacity before any batch has left.
-    fn first_buffer_bytes(&self) -> usize {
-        let spans = self.settings.max_batch_size;
-        (self.settings.batch_header_room + spans.saturating_mul(FIRST_BUFFER_BYTES_PER_SPAN))
-            .min(FIRST_BUFFER_MAX_BYTES)
     }
 
     /// Whether something is due sooner than the scheduled delay: a full batch waits to leave,
@@ -245,7 +211,6 @@ impl Exporter {
         }
         let Filling { mut buffer, spans } = self.waiting.pop_front()?;
         self.waiting_spans -= spans;
-        self.last_batch_bytes = Some(buffer.len());
         let start = finish(&mut buffer);
         let payload = Payload {
             buffer: Rc::new(buffer),
@@ -273,17 +238,6 @@ impl Exporter {
     fn take_in_flight(&mut self, batch_id: u64) -> Option<Batch> {
         let index = self.in_flight.iter().position(|b| b.id == batch_id)?;
         Some(self.in_flight.swap_remove(index))
-    }
-
-    /// Counts a batch out and keeps its buffer for a new batch, unless enough are kept already
-    /// (or the glue still holds the payload).
-    fn settle(&mut self, batch: Batch, exported: u64) {
-        self.count_out(batch.spans, exported);
-        if self.spare_buffers.len() < SPARE_BUFFERS {
-            if let Ok(buffer) = Rc::try_unwrap(batch.payload.buffer) {
-                self.spare_buffers.push(buffer);
-            }
-        }
     }
 
     fn count_out(&mut self, spans: usize, exported: u64) {
@@ -314,7 +268,7 @@ impl Exporter {
             Outcome::Success { rejected_spans } => {
                 let rejected = rejected_spans.min(batch.spans as u64);
                 let exported = batch.spans as u64 - rejected;
-                self.settle(batch, exported);
+                self.count_out(batch.spans, exported);
             }
             Outcome::Failure {
                 grpc_status,
@@ -333,7 +287,7 @@ impl Exporter {
                     batch.retry_at_ms = now_ms + delay;
                     self.awaiting_retry.push(batch);
                 } else {
-                    self.settle(batch, 0);
+                    self.count_out(batch.spans, 0);
                 }
             }
         }
@@ -367,7 +321,6 @@ impl Exporter {
         self.waiting_spans = 0;
         self.in_flight.clear();
         self.awaiting_retry.clear();
-        self.spare_buffers.clear();
         self.count_out(held, 0);
         self.stats
     }

@@ -378,7 +378,7 @@ fn needs_a_fast_tick_only_for_a_full_batch_or_a_retry() {
 }
 
 #[test]
-fn spans_go_after_the_header_room_and_buffers_are_used_again_clean() {
+fn spans_go_after_the_header_room() {
     let mut exporter = Exporter::new(
         ExportSettings {
             batch_header_room: 3,
@@ -427,58 +427,6 @@ fn a_dropped_span_is_never_encoded() {
     assert!(!exporter.enqueue(|_| encoded = true), "draining");
     assert!(!encoded);
     assert_eq!(exporter.stats().dropped, 2);
-    assert_invariant(&exporter);
-}
-
-#[test]
-fn a_first_buffer_has_room_for_a_batch_of_512_byte_spans_up_to_256_kib() {
-    for (batch, room, expected) in [
-        (4, 0, 2048),
-        (4, 200, 2248),
-        (512, 0, 262_144),
-        (100_000, 200, 262_144),
-    ] {
-        let settings = ExportSettings {
-            max_queue_size: batch,
-            max_batch_size: batch,
-            batch_header_room: room,
-            ..settings()
-        };
-        let mut exporter = Exporter::new(settings, 1);
-        exporter.enqueue(span(vec![1]));
-        let capacity = exporter.waiting[0].buffer.capacity();
-        assert_eq!(capacity, expected, "batch {batch}, header room {room}");
-    }
-}
-
-#[test]
-fn new_buffers_have_room_for_a_batch_like_the_last_and_settled_ones_are_reused() {
-    let mut exporter = Exporter::new(settings(), 1);
-    let capacity = |exporter: &Exporter| exporter.waiting.back().unwrap().buffer.capacity();
-    exporter.enqueue(span(vec![7; 100]));
-    assert_eq!(
-        capacity(&exporter),
-        4 * FIRST_BUFFER_BYTES_PER_SPAN,
-        "before any batch left, room for a batch (of four) of 512-byte spans"
-    );
-    fill(&mut exporter, 3);
-    let first = exporter.poll(0, &no_header).unwrap();
-    assert_eq!(first.payload.len(), 103);
-    exporter.enqueue(span(vec![8]));
-    let fresh = capacity(&exporter);
-    assert!(
-        (128..4 * FIRST_BUFFER_BYTES_PER_SPAN).contains(&fresh),
-        "a quarter more than the last batch: {fresh}"
-    );
-    let second = exporter.poll(1000, &no_header).unwrap();
-    drop(second.payload);
-    exporter.complete(second.batch_id, OK, 1001);
-    exporter.enqueue(span(vec![9]));
-    assert_eq!(
-        capacity(&exporter),
-        fresh,
-        "the settled batch's buffer again"
-    );
     assert_invariant(&exporter);
 }
 

@@ -2,9 +2,8 @@
 //! as they finish, after room for the request's header, which is written once the batch is
 //! complete. The resource and scope never change for a plugin, so their bytes are built once.
 
-use super::wire::{fit_length_slot, put_message, put_str, put_varint, varint_len};
+use super::wire::{put_message, put_str, put_varint, varint_len};
 
-const SPANS_FIELD_TAG: u8 = (2 << 3) | 2;
 const RESOURCE_SPANS_FIELD_TAG: u8 = (1 << 3) | 2;
 const SCOPE_SPANS_FIELD_TAG: u8 = (2 << 3) | 2;
 
@@ -72,26 +71,13 @@ impl BatchEncoder {
     }
 }
 
-/// A batch's bytes are at most 4 GiB (the proxy takes a u32 length), so a length's varint is at
-/// most five bytes.
+/// The proxy takes a batch's length as a `u32`, so a length's varint is at most five bytes.
 const MAX_LENGTH_WIDTH: usize = 5;
 
-/// Appends one span as a ScopeSpans `spans` field: its tag, its length, and what `encode_span`
-/// appends. The length is left two bytes (where `put_message` leaves one), which holds spans of
-/// 128 bytes to 16 KiB (nearly all); the span is moved in the rare case it needs one byte or
-/// three.
+/// Appends one span as a ScopeSpans `spans` field (2): its tag, its length, and what
+/// `encode_span` appends.
 pub fn append_span(out: &mut Vec<u8>, encode_span: impl FnOnce(&mut Vec<u8>)) {
-    out.push(SPANS_FIELD_TAG);
-    let slot = out.len();
-    out.extend_from_slice(&[0, 0]);
-    encode_span(out);
-    let span_len = out.len() - slot - 2;
-    if (0x80..0x4000).contains(&span_len) {
-        out[slot] = (span_len as u8 & 0x7f) | 0x80;
-        out[slot + 1] = (span_len >> 7) as u8;
-    } else {
-        fit_length_slot(out, slot, 2, span_len);
-    }
+    put_message(out, 2, encode_span);
 }
 
 #[cfg(test)]
@@ -142,9 +128,7 @@ mod tests {
     fn encoded_by_copying(encoder: &BatchEncoder, spans: &[Vec<u8>]) -> Vec<u8> {
         let mut scope_spans = encoder.scope_field.clone();
         for span in spans {
-            scope_spans.push(SPANS_FIELD_TAG);
-            put_varint(&mut scope_spans, span.len() as u64);
-            scope_spans.extend_from_slice(span);
+            crate::otlp::wire::put_bytes(&mut scope_spans, 2, span);
         }
         let mut resource_spans = encoder.resource_field.clone();
         resource_spans.push(SCOPE_SPANS_FIELD_TAG);
@@ -166,7 +150,7 @@ mod tests {
             "sidetrace",
             "0.1.0",
         );
-        // Spans under 128 bytes, of two-byte lengths, and over 16 KiB; batches of 0 to 200.
+        // Spans of one-, two- and three-byte lengths; batches of 0 to 200.
         for (count, padding) in [
             (0usize, 0usize),
             (1, 0),

@@ -1,5 +1,5 @@
-//! Encodes one finished span straight to OTLP `Span` protobuf bytes: the hot path, so no
-//! intermediate message structs and no copies of attribute strings.
+//! Encodes one finished span straight to OTLP `Span` protobuf bytes, from the borrowed span,
+//! without building the generated message types first.
 
 use super::wire::*;
 use crate::span::{Attribute, AttributeValue, FinishedSpan, Link, SpanKind, StatusCode};
@@ -39,9 +39,6 @@ fn truncate(text: &str, max: usize) -> &str {
 
 /// `KeyValue` body. AnyValue is a oneof, so even empty and zero values are written.
 pub fn put_attribute(out: &mut Vec<u8>, field: u32, attribute: &Attribute, max_value_len: usize) {
-    if field < 16 && put_short_attribute(out, field, attribute, max_value_len) {
-        return;
-    }
     put_message(out, field, |out| {
         put_str(out, 1, attribute.key);
         put_message(out, 2, |out| match attribute.value {
@@ -62,39 +59,6 @@ pub fn put_attribute(out: &mut Vec<u8>, field: u32, attribute: &Attribute, max_v
             }
         });
     });
-}
-
-/// The common attribute, a string whose `KeyValue` fits one-byte lengths, written with its
-/// lengths known up front: one reservation and no back-patching. False, having written nothing,
-/// for any other.
-fn put_short_attribute(
-    out: &mut Vec<u8>,
-    field: u32,
-    attribute: &Attribute,
-    max_value_len: usize,
-) -> bool {
-    let AttributeValue::Str(text) = attribute.value else {
-        return false;
-    };
-    let key = attribute.key.as_bytes();
-    let value = truncate(text, max_value_len).as_bytes();
-    // KeyValue { key (1): key, value (2): AnyValue { string_value (1): value } }
-    let key_value_len = 2 + key.len() + 4 + value.len();
-    // proto3 leaves an empty key out, which the general path does.
-    if key.is_empty() || key_value_len >= 0x80 {
-        return false;
-    }
-    out.reserve(2 + key_value_len);
-    out.extend_from_slice(&[
-        ((field << 3) | LENGTH_DELIMITED) as u8,
-        key_value_len as u8,
-        0x0a,
-        key.len() as u8,
-    ]);
-    out.extend_from_slice(key);
-    out.extend_from_slice(&[0x12, 2 + value.len() as u8, 0x0a, value.len() as u8]);
-    out.extend_from_slice(value);
-    true
 }
 
 fn put_link(out: &mut Vec<u8>, link: &Link) {
@@ -333,8 +297,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Both paths of `put_attribute` (lengths that fit one byte and those that do not, values
-        /// cut to the limit) against prost, with keys and values around the boundaries.
+        /// `put_attribute` against prost (lengths that fit one byte and those that do not, values
+        /// cut to the limit), with keys and values around the boundaries.
         #[test]
         fn attributes_of_any_length_match_prost(
             key in "[a-z.é]{0,70}",

@@ -2,7 +2,7 @@
 
 use super::{Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex::{self, Text};
+use crate::hex;
 
 pub const SINGLE_HEADER: &str = "b3";
 pub const MULTI_HEADERS: [&str; 5] = [
@@ -108,20 +108,19 @@ pub fn extract_multi(carrier: &impl Getter) -> Extracted {
 }
 
 pub fn inject_single(ctx: &SpanContext, carrier: &mut impl Setter) {
-    let mut out = Text::<{ 32 + 1 + 16 + 2 }>::new();
-    out.hex(&ctx.trace_id.0).text("-").hex(&ctx.span_id.0);
-    match (ctx.debug, ctx.sampling) {
-        (true, _) => out.text("-d"),
-        (false, Sampling::Sampled) => out.text("-1"),
-        (false, Sampling::NotSampled) => out.text("-0"),
-        (false, Sampling::Deferred) => &mut out,
+    let sampled = match (ctx.debug, ctx.sampling) {
+        (true, _) => "-d",
+        (false, Sampling::Sampled) => "-1",
+        (false, Sampling::NotSampled) => "-0",
+        (false, Sampling::Deferred) => "",
     };
-    carrier.set(SINGLE_HEADER, out.as_str());
+    let value = format!("{}-{}{sampled}", ctx.trace_id, ctx.span_id);
+    carrier.set(SINGLE_HEADER, &value);
 }
 
 pub fn inject_multi(ctx: &SpanContext, carrier: &mut impl Setter) {
-    carrier.set(TRACE_ID, Text::<32>::new().hex(&ctx.trace_id.0).as_str());
-    carrier.set(SPAN_ID, Text::<16>::new().hex(&ctx.span_id.0).as_str());
+    carrier.set(TRACE_ID, &ctx.trace_id.to_string());
+    carrier.set(SPAN_ID, &ctx.span_id.to_string());
     carrier.remove(PARENT_SPAN_ID);
     if ctx.debug {
         // Debug implies an accept decision; the spec says not to send both.

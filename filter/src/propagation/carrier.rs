@@ -13,8 +13,7 @@ pub trait Getter {
         }
     }
 
-    /// Every header, for prefix families such as Jaeger's `uberctx-*`, and for reading many
-    /// headers in one pass.
+    /// Every header, for prefix families such as Jaeger's `uberctx-*`.
     fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str));
 }
 

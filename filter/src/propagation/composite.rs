@@ -130,8 +130,6 @@ impl Propagator {
         }
     }
 
-    // Out of line: each of its callers would otherwise take in every format's writer.
-    #[inline(never)]
     pub fn inject(&self, ctx: &SpanContext, incoming: &Incoming, carrier: &mut impl Setter) {
         for &format in &self.inject {
             match format {

@@ -3,7 +3,7 @@
 use super::baggage::{percent_decode, percent_encode};
 use super::{Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex::{self, Text};
+use crate::hex;
 
 pub const HEADER: &str = "uber-trace-id";
 pub const BAGGAGE_PREFIX: &str = "uberctx-";
@@ -64,12 +64,8 @@ pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
         (false, true) => ":0:1",
         (false, false) => ":0:0",
     };
-    let mut out = Text::<{ 32 + 1 + 16 + 4 }>::new();
-    out.hex(&ctx.trace_id.0)
-        .text(":")
-        .hex(&ctx.span_id.0)
-        .text(flags);
-    carrier.set(HEADER, out.as_str());
+    let value = format!("{}:{}{flags}", ctx.trace_id, ctx.span_id);
+    carrier.set(HEADER, &value);
 }
 
 /// `uberctx-<key>` items, values percent-decoded; bounded like W3C baggage.

@@ -2,7 +2,7 @@
 
 use super::{tracestate, Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex::{self, Text};
+use crate::hex;
 
 pub const HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
@@ -72,8 +72,7 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
     Some(context)
 }
 
-/// What a `traceparent` says of a context: 25 bytes to keep where the 55 of its text, or the
-/// whole context, would be more to move.
+/// What a `traceparent` says of a context, kept to write it later (the `traceresponse`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Traceparent {
     trace_id: TraceId,
@@ -97,26 +96,19 @@ impl Traceparent {
         }
     }
 
-    /// The header's value, written into a stack buffer.
-    pub fn format(&self) -> Text<LENGTH> {
-        let mut out = Text::new();
-        out.text("00-")
-            .hex(&self.trace_id.0)
-            .text("-")
-            .hex(&self.span_id.0)
-            .text("-")
-            .hex(&[self.flags]);
-        out
+    /// The header's value, always version 00.
+    pub fn format(&self) -> String {
+        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
     }
 }
 
-/// `traceparent` for `context`, written into a stack buffer.
-pub fn format_traceparent(context: &SpanContext) -> Text<LENGTH> {
+/// `traceparent` for `context`.
+pub fn format_traceparent(context: &SpanContext) -> String {
     Traceparent::of(context).format()
 }
 
 pub fn inject(context: &SpanContext, carrier: &mut impl Setter) {
-    carrier.set(HEADERS[0], format_traceparent(context).as_str());
+    carrier.set(HEADERS[0], &format_traceparent(context));
     if context.trace_state.is_empty() {
         carrier.remove(HEADERS[1]);
     } else {

@@ -3,7 +3,7 @@
 
 use super::{Extracted, Getter, Setter};
 use crate::context::{Format, Sampling, SpanContext, SpanId, TraceId};
-use crate::hex::{self, Text};
+use crate::hex;
 
 pub const HEADER: &str = "x-amzn-trace-id";
 pub const MAX_LENGTH: usize = 256;
@@ -85,19 +85,17 @@ pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
         (false, Sampling::NotSampled) => ";Sampled=0",
         (false, _) => ";Sampled=?",
     };
-    let mut out = Text::<{ 7 + 8 + 1 + 24 + 8 + 16 + 10 }>::new();
-    out.text("Root=1-")
-        .hex(&ctx.trace_id.0[..4])
-        .text("-")
-        .hex(&ctx.trace_id.0[4..])
-        .text(";Parent=")
-        .hex(&ctx.span_id.0)
-        .text(sampled);
-    if ctx.xray_extra.is_empty() {
-        carrier.set(HEADER, out.as_str());
-    } else {
-        carrier.set(HEADER, &format!("{};{}", out.as_str(), ctx.xray_extra));
+    let mut value = format!(
+        "Root=1-{}-{};Parent={}{sampled}",
+        hex::encode(&ctx.trace_id.0[..4]),
+        hex::encode(&ctx.trace_id.0[4..]),
+        ctx.span_id
+    );
+    if !ctx.xray_extra.is_empty() {
+        value.push(';');
+        value.push_str(&ctx.xray_extra);
     }
+    carrier.set(HEADER, &value);
 }
 
 #[cfg(test)]

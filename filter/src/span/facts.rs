@@ -1,10 +1,10 @@
 //! What a span records from the proxy once the stream is over (status, protocol, peers, route),
 //! asked for in one question instead of one attribute read each.
 //!
-//! Each attribute read hands its value into the VM in a buffer the host allocates there, which
-//! costs Envoy ~11,600 instructions however small the value. Envoy also evaluates CEL
-//! expressions for a module (its `expr_create` / `expr_evaluate` foreign functions): one
-//! expression listing every fact the span needs returns them all in one buffer. The expression
+//! Each attribute read is a host call that hands its value into the VM in a buffer the host
+//! allocates there, however small the value. Envoy also evaluates CEL expressions for a module
+//! (its `expr_create` / `expr_evaluate` foreign functions): one expression listing every fact
+//! the span needs returns them all in one buffer. The expression
 //! is written here, compiled once per plugin, and its answer decoded here; a host without the
 //! functions, or an answer that does not decode, leaves the caller to read the facts one by one.
 
@@ -57,31 +57,29 @@ const CLIENT_WITHOUT_HOST: [&str; 2] = ["''", "has(xds.cluster_name) ? xds.clust
 const GRPC: [&str; 1] = ["response.grpc_status"];
 const BODY_SIZES: [&str; 2] = ["request.size", "response.size"];
 
-/// Appends the list of facts: `head` (a direction, one digit), the common ones, `kind_facts`, then
-/// the optional ones. Written into one string: this runs six times a configure, and a vector of
-/// strings joined cost the module more than the writing.
-fn list(out: &mut String, head: Option<u8>, kind_facts: &[&str], query: &FactsQuery) {
-    out.push('[');
-    if let Some(digit) = head {
-        out.push(char::from(b'0' + digit));
-        out.push_str(", ");
-    }
+/// The list of facts: `head` (a direction) if any, the common ones, `kind_facts`, then the
+/// optional ones.
+fn list(head: Option<i64>, kind_facts: &[&str], query: &FactsQuery) -> String {
+    let head = head.map(|direction| direction.to_string());
     let grpc: &[&str] = if query.grpc { &GRPC } else { &[] };
     let sizes: &[&str] = if query.body_sizes { &BODY_SIZES } else { &[] };
-    let mut items = COMMON.iter().chain(kind_facts).chain(grpc).chain(sizes);
-    out.push_str(items.next().unwrap_or(&""));
-    for item in items {
-        out.push_str(", ");
-        out.push_str(item);
-    }
-    out.push(']');
+    let items: Vec<&str> = head
+        .iter()
+        .map(String::as_str)
+        .chain(COMMON)
+        .chain(kind_facts.iter().copied())
+        .chain(grpc.iter().copied())
+        .chain(sizes.iter().copied())
+        .collect();
+    format!("[{}]", items.join(", "))
 }
 
-fn client(out: &mut String, head: Option<u8>, query: &FactsQuery) {
-    out.push_str("has(upstream.address) ? ");
-    list(out, head, &CLIENT, query);
-    out.push_str(" : ");
-    list(out, head, &CLIENT_WITHOUT_HOST, query);
+fn client(head: Option<i64>, query: &FactsQuery) -> String {
+    format!(
+        "has(upstream.address) ? {} : {}",
+        list(head, &CLIENT, query),
+        list(head, &CLIENT_WITHOUT_HOST, query)
+    )
 }
 
 /// The CEL expression answering `query`: a list in which each attribute is looked up once. An
@@ -91,19 +89,16 @@ fn client(out: &mut String, head: Option<u8>, query: &FactsQuery) {
 /// exception, guarded once, as a sidecar answers some requests itself. With the direction
 /// unknown, the listener's direction picks the list (one lookup) and heads it.
 pub fn expression(query: &FactsQuery) -> String {
-    let mut out = String::new();
     match query.kind {
-        Some(SpanKind::Server) => list(&mut out, None, &SERVER, query),
-        Some(SpanKind::Client) => client(&mut out, None, query),
-        None => {
-            // OUTBOUND, as the test of the expressions holds.
-            out.push_str("xds.listener_direction == 2 ? (");
-            client(&mut out, Some(OUTBOUND as u8), query);
-            out.push_str(") : ");
-            list(&mut out, Some(INBOUND as u8), &SERVER, query);
-        }
+        Some(SpanKind::Server) => list(None, &SERVER, query),
+        Some(SpanKind::Client) => client(None, query),
+        // OUTBOUND, as the test of the expressions holds.
+        None => format!(
+            "xds.listener_direction == 2 ? ({}) : {}",
+            client(Some(OUTBOUND), query),
+            list(Some(INBOUND), &SERVER, query)
+        ),
     }
-    out
 }
 
 /// The answer to one query. Strings are `None` when empty; decoded ones borrow from the host's
@@ -128,7 +123,7 @@ impl<'a> SpanFacts<'a> {
     /// the elements, integers as 8 little-endian bytes. Anything but the elements the query's
     /// expression lists, well formed, is refused whole.
     pub fn decode(query: &FactsQuery, answer: &'a [u8]) -> Option<SpanFacts<'a>> {
-        let mut elements = ListElements::new(answer)?;
+        let mut elements = list_elements(answer)?.into_iter();
         let int = |bytes: &[u8]| Some(i64::from_le_bytes(bytes.try_into().ok()?));
         let text = |bytes: &'a [u8]| {
             let text = std::str::from_utf8(bytes).ok()?;
@@ -164,64 +159,32 @@ impl<'a> SpanFacts<'a> {
             facts.request_body_size = Some(int(elements.next()?)?);
             facts.response_body_size = Some(int(elements.next()?)?);
         }
-        elements.is_exhausted().then_some(facts)
+        elements.next().is_none().then_some(facts)
     }
 }
 
-/// The names of a proxy-wasm pairs buffer, in order, as raw bytes (integers are not text).
-struct ListElements<'a> {
-    bytes: &'a [u8],
-    count: usize,
-    index: usize,
-    /// Where the next element starts.
-    data: usize,
-    broken: bool,
-}
-
-impl<'a> ListElements<'a> {
-    fn new(bytes: &'a [u8]) -> Option<Self> {
-        let count = read_word(bytes, 0)?;
-        if count > bytes.len() / 10 {
+/// The names of a proxy-wasm pairs buffer, in order, as raw bytes (integers are not text);
+/// `None` unless the buffer is exactly its pairs.
+fn list_elements(bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let count = read_word(bytes, 0)?;
+    // Every pair takes at least ten bytes: two lengths and two terminators.
+    if count > bytes.len() / 10 {
+        return None;
+    }
+    let mut elements = Vec::with_capacity(count);
+    let mut data = 4 + 8 * count;
+    for index in 0..count {
+        let name_len = read_word(bytes, 4 + 8 * index)?;
+        let value_len = read_word(bytes, 8 + 8 * index)?;
+        let name_end = data.checked_add(name_len)?;
+        let pair_end = name_end.checked_add(value_len)?.checked_add(2)?;
+        if pair_end > bytes.len() {
             return None;
         }
-        Some(ListElements {
-            bytes,
-            count,
-            index: 0,
-            data: 4 + 8 * count,
-            broken: false,
-        })
+        elements.push(&bytes[data..name_end]);
+        data = pair_end;
     }
-
-    /// Every element was read, and the buffer held nothing more.
-    fn is_exhausted(&self) -> bool {
-        !self.broken && self.index == self.count && self.data == self.bytes.len()
-    }
-}
-
-impl<'a> Iterator for ListElements<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.broken || self.index == self.count {
-            return None;
-        }
-        let element = (|| {
-            let name_len = read_word(self.bytes, 4 + 8 * self.index)?;
-            let value_len = read_word(self.bytes, 8 + 8 * self.index)?;
-            let name_end = self.data.checked_add(name_len)?;
-            let value_end = name_end.checked_add(1 + value_len)?;
-            if value_end >= self.bytes.len() {
-                return None;
-            }
-            let element = &self.bytes[self.data..name_end];
-            self.data = value_end + 1;
-            Some(element)
-        })();
-        self.broken = element.is_none();
-        self.index += 1;
-        element
-    }
+    (data == bytes.len()).then_some(elements)
 }
 
 /// The little-endian `u32` at `at`, if the buffer holds one there.

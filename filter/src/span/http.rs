@@ -7,7 +7,7 @@ use crate::span::{http_span_status, Attribute, AttributeValue, SpanKind, StatusC
 use std::borrow::Cow;
 
 /// Facts about one finished exchange. Strings borrow from the request headers kept since the
-/// start of the stream and from properties read at the end, so building attributes copies nothing.
+/// start of the stream and from properties read at the end.
 pub struct Exchange<'a> {
     pub kind: SpanKind,
     /// Read for the configured header tags; every other header the span needs is in `fields`.
@@ -40,8 +40,7 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-/// The request headers a span's attributes come from, found in one pass over the headers: a
-/// span needs a dozen lookups of them, and each lookup was a scan of every header.
+/// The request headers a span's attributes come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequestFields<'a> {
     pub method: Option<&'a str>,
@@ -56,28 +55,17 @@ pub struct RequestFields<'a> {
 }
 
 impl<'a> RequestFields<'a> {
-    /// The first value of each, as `Getter::get` would give it.
+    /// The first value of each, as `Getter::get` gives it.
     pub fn read(request: &'a (impl Getter + ?Sized)) -> Self {
-        let mut fields = RequestFields::default();
-        request.for_each(&mut |name, value| fields.take(name, value));
-        fields
-    }
-
-    #[inline(always)]
-    fn take(&mut self, name: &'a str, value: &'a str) {
-        let slot = match name {
-            ":method" => &mut self.method,
-            ":path" => &mut self.target,
-            ":scheme" => &mut self.scheme,
-            ":authority" => &mut self.authority,
-            "user-agent" => &mut self.user_agent,
-            "x-request-id" => &mut self.request_id,
-            "x-forwarded-for" => &mut self.forwarded_for,
-            "content-type" => &mut self.content_type,
-            _ => return,
-        };
-        if slot.is_none() {
-            *slot = Some(value);
+        RequestFields {
+            method: request.get(":method"),
+            target: request.get(":path"),
+            scheme: request.get(":scheme"),
+            authority: request.get(":authority"),
+            user_agent: request.get("user-agent"),
+            request_id: request.get("x-request-id"),
+            forwarded_for: request.get("x-forwarded-for"),
+            content_type: request.get("content-type"),
         }
     }
 
@@ -94,10 +82,7 @@ pub fn is_grpc(content_type: Option<&str>) -> bool {
 
 /// A request target's path: what comes before its query string or fragment.
 pub fn path_of(target: &str) -> &str {
-    match target.bytes().position(|b| b == b'?' || b == b'#') {
-        Some(end) => &target[..end],
-        None => target,
-    }
+    target.split(['?', '#']).next().unwrap_or(target)
 }
 
 /// Envoy's response flags explain failures: an exchange with no status, or 4xx/5xx, is worth
@@ -286,50 +271,31 @@ fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, (address, port): (&'a str, Option
     }
 }
 
-/// Splits `host:port`, `[v6]:port`, or a bare host. One pass over the bytes counting colons:
-/// every sampled span splits its authority and its peer.
+/// Splits `host:port`, `[v6]:port`, or a bare host.
 pub fn split_host_port(authority: &str) -> (&str, Option<i64>) {
-    let bytes = authority.as_bytes();
-    if bytes.first() == Some(&b'[') {
-        let Some(close) = bytes.iter().position(|&b| b == b']') else {
-            return (authority, None);
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return match bracketed.split_once(']') {
+            Some((host, rest)) => (host, rest.strip_prefix(':').and_then(parse_port)),
+            None => (authority, None),
         };
-        let port = match &bytes[close + 1..] {
-            [b':', digits @ ..] => parse_port(digits),
-            _ => None,
-        };
-        return (&authority[1..close], port);
     }
-    let (mut colons, mut last_colon) = (0u32, 0);
-    for (at, &byte) in bytes.iter().enumerate() {
-        if byte == b':' {
-            colons += 1;
-            last_colon = at;
-        }
-    }
-    // More than one colon and no brackets: a bare IPv6 address, no port.
-    if colons != 1 {
-        return (authority, None);
-    }
-    match parse_port(&bytes[last_colon + 1..]) {
-        Some(port) => (&authority[..last_colon], Some(port)),
+    match authority.split_once(':') {
+        // More than one colon and no brackets: a bare IPv6 address, no port.
+        Some((_, port)) if port.contains(':') => (authority, None),
+        Some((host, port)) => match parse_port(port) {
+            Some(port) => (host, Some(port)),
+            None => (authority, None),
+        },
         None => (authority, None),
     }
 }
 
 /// A TCP port: 1 to 5 decimal digits, at most 65535.
-fn parse_port(digits: &[u8]) -> Option<i64> {
-    if digits.is_empty() || digits.len() > 5 {
+fn parse_port(digits: &str) -> Option<i64> {
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let mut port: i64 = 0;
-    for &digit in digits {
-        if !digit.is_ascii_digit() {
-            return None;
-        }
-        port = port * 10 + i64::from(digit - b'0');
-    }
-    (port <= 65535).then_some(port)
+    digits.parse::<u16>().ok().map(i64::from)
 }
 
 fn protocol_version(protocol: &str) -> Option<&str> {
