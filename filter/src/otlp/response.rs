@@ -2,6 +2,8 @@
 //! error model.
 
 use super::wire::{FieldReader, FieldValue};
+use base64::engine::general_purpose::STANDARD_NO_PAD_INDIFFERENT as BASE64;
+use base64::Engine;
 use std::time::Duration;
 
 /// Each length-delimited field `field` of `message`, in order; stops at the first malformed byte.
@@ -43,7 +45,7 @@ pub fn decode_export_response(bytes: &[u8]) -> Result<u64, String> {
 /// `-bin` metadata is base64 (gRPC leaves out the padding) and proxies may pass it on as such, so
 /// both the encoded and the decoded form are read.
 pub fn retry_delay_from_status_details(details: &[u8]) -> Option<Duration> {
-    let decoded = base64_decode(details);
+    let decoded = BASE64.decode(details).ok();
     let bytes = decoded.as_deref().unwrap_or(details);
     retry_delay_from_status(bytes).or_else(|| retry_delay_from_status(details))
 }
@@ -67,37 +69,6 @@ fn retry_delay_from_status(status: &[u8]) -> Option<Duration> {
         return Some(Duration::new(seconds as u64, nanos as u32));
     }
     None
-}
-
-/// Standard base64, padding optional; None for anything else.
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let text = text
-        .strip_suffix(b"==")
-        .or_else(|| text.strip_suffix(b"="))
-        .unwrap_or(text);
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.chunks(4) {
-        let mut bits = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            bits |= value(*c)? << (18 - 6 * i);
-        }
-        let bytes = bits.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -186,34 +157,16 @@ mod tests {
         }
     }
 
-    fn base64_encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let mut bits = 0u32;
-            for (i, b) in chunk.iter().enumerate() {
-                bits |= (*b as u32) << (16 - 8 * i);
-            }
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((bits >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn base64_round_trips() {
         for len in 0..40u8 {
             let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
-            assert_eq!(base64_decode(base64_encode(&data).as_bytes()), Some(data));
+            let padded = base64::engine::general_purpose::STANDARD.encode(&data);
+            assert_eq!(BASE64.decode(&padded).ok(), Some(data.clone()));
+            assert_eq!(BASE64.decode(padded.trim_end_matches('=')).ok(), Some(data));
         }
-        assert_eq!(base64_decode(b"a"), None);
-        assert_eq!(base64_decode(b"ab!d"), None);
+        assert_eq!(BASE64.decode(b"a").ok(), None);
+        assert_eq!(BASE64.decode(b"ab!d").ok(), None);
     }
 
     #[test]
@@ -225,6 +178,11 @@ mod tests {
         let slow_down = status(8, "slow down", vec![debug_info, retry_info(2, 500_000_000)]);
         assert_eq!(
             retry_delay_from_status_details(&slow_down),
+            Some(Duration::from_millis(2500))
+        );
+        let as_sent = BASE64.encode(&slow_down);
+        assert_eq!(
+            retry_delay_from_status_details(as_sent.as_bytes()),
             Some(Duration::from_millis(2500))
         );
         assert_eq!(
