@@ -1,6 +1,6 @@
 //! A configuration error as `on_configure` logs it: one line naming the field and the reason.
 
-use serde_path_to_error::{Path, Segment};
+use serde_path_to_error::Segment;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,17 +20,40 @@ impl std::error::Error for ConfigError {}
 /// How errors about the document as a whole name their place.
 pub const ROOT: &str = "(root)";
 
-/// Keys and values come from the document: a newline in one must not split the log line.
+/// Keys and values come from the document: a newline in one must not split the log line. Field
+/// paths escape backslashes too, so that a key holding a backslash and one holding a control
+/// character stay distinguishable; reasons already quote what they echo.
 pub fn invalid(field: &str, reason: impl AsRef<str>) -> ConfigError {
+    let one_line = |text: &str, backslashes: bool| -> String {
+        text.chars()
+            .map(|c| match c {
+                '\\' if backslashes => "\\\\".to_string(),
+                c if c.is_control() => c.escape_debug().to_string(),
+                c => c.to_string(),
+            })
+            .collect()
+    };
     ConfigError {
-        field: escaped(field, true),
-        reason: escaped(reason.as_ref(), false),
+        field: one_line(field, true),
+        reason: one_line(reason.as_ref(), false),
     }
 }
 
-/// A serde_json error, at the path serde_path_to_error kept.
+/// A serde_json error at the path serde_path_to_error kept: `collector.headers.x-org`,
+/// `propagation.inject[1]`, or `(root)`.
 pub fn from_serde(error: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
-    let field = dotted(error.path());
+    let mut field = String::new();
+    for segment in error.path() {
+        // `?` stands for a member whose key was not read yet, a syntax error's place: the
+        // enclosing object is the most the path can name.
+        if matches!(segment, Segment::Unknown) {
+            continue;
+        }
+        if !field.is_empty() && !matches!(segment, Segment::Seq { .. }) {
+            field.push('.');
+        }
+        field.push_str(&segment.to_string());
+    }
     let error = error.into_inner();
     let mut reason = error.to_string();
     // A pluginConfig reaches the filter re-serialized from a protobuf Struct, so a line and
@@ -42,45 +65,7 @@ pub fn from_serde(error: serde_path_to_error::Error<serde_json::Error>) -> Confi
             reason.truncate(message.len());
         }
     }
-    invalid(&field, reason)
-}
-
-/// `collector.headers.x-org`, `propagation.inject[1]`, or `(root)`.
-fn dotted(path: &Path) -> String {
-    let mut dotted = String::new();
-    for segment in path.iter() {
-        // `?` stands for a member whose key was not read yet, a syntax error's place: the
-        // enclosing object is the most the path can name.
-        if matches!(segment, Segment::Unknown) {
-            continue;
-        }
-        if !dotted.is_empty() && !matches!(segment, Segment::Seq { .. }) {
-            dotted.push('.');
-        }
-        dotted.push_str(&segment.to_string());
-    }
-    if dotted.is_empty() {
-        dotted.push_str(ROOT);
-    }
-    dotted
-}
-
-/// `text` with control characters escaped. Field paths escape backslashes too, so that a key
-/// holding a backslash and one holding a control character stay distinguishable; reasons
-/// already quote what they echo.
-fn escaped(text: &str, backslashes: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' if backslashes => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    invalid(if field.is_empty() { ROOT } else { &field }, reason)
 }
 
 #[cfg(test)]
@@ -92,25 +77,5 @@ mod tests {
         let error = invalid("headers.a\nb\\c", "unknown field `a\r\u{1}`");
         assert_eq!(error.field, "headers.a\\nb\\\\c");
         assert_eq!(error.reason, "unknown field `a\\r\\u{1}`");
-    }
-
-    #[test]
-    fn paths_are_dotted_with_indexes_in_brackets() {
-        let document = br#"{"a": {"b\n": [1, {"c": "x"}]}}"#;
-        type Document = std::collections::BTreeMap<
-            String,
-            std::collections::BTreeMap<String, (u8, std::collections::BTreeMap<String, u8>)>,
-        >;
-        let deserializer = &mut serde_json::Deserializer::from_slice(document);
-        let error = serde_path_to_error::deserialize::<_, Document>(deserializer).unwrap_err();
-        let error = from_serde(error);
-        assert_eq!(error.field, "a.b\\n[1].c");
-        assert_eq!(error.reason, "invalid type: string \"x\", expected u8");
-
-        let deserializer = &mut serde_json::Deserializer::from_slice(b"{\"a\" 1}");
-        let error = serde_path_to_error::deserialize::<_, Document>(deserializer).unwrap_err();
-        let error = from_serde(error);
-        assert_eq!(error.field, ROOT);
-        assert_eq!(error.reason, "expected `:` at line 1 column 6");
     }
 }

@@ -5,10 +5,8 @@
 mod custom_tags;
 mod document;
 mod error;
-mod names;
-mod numbers;
-mod pairs;
 mod validate;
+mod values;
 
 use crate::context::Format;
 use crate::sampling::Sampler;
@@ -189,7 +187,9 @@ impl Config {
         deserializer
             .end()
             .map_err(|trailing| error::invalid(error::ROOT, trailing.to_string()))?;
-        document.validate()
+        let config = document.into_config()?;
+        config.validate()?;
+        Ok(config)
     }
 
     pub fn sampler(&self) -> Sampler {
