@@ -9,7 +9,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: all build dist wasm-opt-flags wasm-target venv test test-rust test-mock-host test-envoy demo bench fmt lint clean
+.PHONY: all build dist wasm-opt-flags wasm-target venv test test-rust test-mock-host test-envoy test-envoy-matrix demo bench fmt lint clean
 
 all: build
 
@@ -58,6 +58,12 @@ test-mock-host: build
 
 test-envoy: build venv
 	$(PYTHON) -m pytest -q tests
+
+# The real-Envoy tests on each Envoy line from 1.36 on, all with the module `make build` made;
+# ENVOY_VERSIONS="1.36.4 1.40.0" narrows the run.
+ENVOY_VERSIONS ?=
+test-envoy-matrix: build venv
+	bash tests/envoy_matrix.sh $(ENVOY_VERSIONS)
 
 # Everything: native unit and property tests, the .wasm under the mock host, then real Envoy.
 test: test-rust test-mock-host test-envoy

@@ -29,7 +29,7 @@ echo
 
 echo "== Envoy: the same at 1 %, every request with an unsampled caller's context"
 .venv/bin/python benches/envoy/run.py --caller-context --export-rate 0 --variant "native 1%" \
-    --variant "sidetrace in 1% dir" --variant "sidetrace in 1% gated" --variant "sidetrace in 1% composite" "$@"
+    --variant "sidetrace in 1%" --variant "sidetrace in 1% dir" "$@"
 echo
 echo "== Envoy: instructions per request (callgrind; deterministic)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py
@@ -37,10 +37,8 @@ echo
 echo "== Envoy: cache misses and mispredicted branches per request, where time runs above the count, and where"
 echo "   the instructions and misses a variant adds ran: the module's compiled code, Envoy's, the C library's (callgrind)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --cache-sim --split \
-    --variant "native 100%" --variant "sidetrace in 100% dir" --variant "sidetrace in 100% dir facts" \
-    --variant "sidetrace out 100% dir facts" --variant "native 1%" --variant "sidetrace in 1% dir" \
-    --variant "sidetrace in 1% root gate" --variant "sidetrace out 1% root gate" \
-    --variant "sidetrace in 1% root composite" --variant "sidetrace in 1% istio gate"
+    --variant "native 100%" --variant "sidetrace in 100% dir" --variant "sidetrace out 100% dir" \
+    --variant "native 1%" --variant "sidetrace in 1% dir"
 echo
 echo "== Envoy: instructions per second with no request (timers and ticks; callgrind)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 \
@@ -52,9 +50,7 @@ with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --rat
 echo
 echo "== Envoy: instructions per request at 1 %, every request with an unsampled caller's context"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/instructions.py --caller-context \
-    --variant "native 1%" --variant "sidetrace in 1%" --variant "sidetrace out 1%" --variant "sidetrace in 1% dir" \
-    --variant "sidetrace in 1% gated" --variant "sidetrace out 1% gated" --variant "sidetrace in 1% composite" \
-    --variant "sidetrace in 1% istio gate"
+    --variant "native 1%" --variant "sidetrace in 1%" --variant "sidetrace out 1%" --variant "sidetrace in 1% dir"
 echo
 echo "== Envoy: what each host call costs, and the least a filter must add (callgrind)"
 with_tool valgrind valgrind .venv/bin/python benches/envoy/host_calls.py

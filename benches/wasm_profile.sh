@@ -6,8 +6,8 @@
 #     bash benches/wasm_profile.sh                     # a sampled server span, W3C only
 #     bash benches/wasm_profile.sh unsampled outbound       # a new trace, not sampled
 #     bash benches/wasm_profile.sh unsampled-with-context   # the caller's, not sampled
-#     bash benches/wasm_profile.sh root-facts               # the Envoy benchmarks' "dir facts" row
-#     bash benches/wasm_profile.sh caller-facts             # the same with a sampled caller's context
+#     bash benches/wasm_profile.sh root-dir                 # the Envoy benchmarks' "dir" row
+#     bash benches/wasm_profile.sh caller-dir               # the same with a sampled caller's context
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/profile

@@ -47,25 +47,6 @@ def standalone() -> str:
     return sidecar_config.to_yaml(config, HEADER)
 
 
-def gated() -> str:
-    """A sidecar inside a W3C-only mesh that samples little: requests carrying an unsampled
-    caller's context, and requests without context whose `x-request-id` starts a trace the filter
-    would not sample, skip the filter (`tests/harness/unsampled_gate.py`)."""
-    config = sidecar_config.sidecar(
-        **LOCAL,
-        filter_config=sidecar_config.default_filter_config(
-            serviceName="my-service",
-            randomSamplingPercentage=1,
-            propagation={"extract": ["tracecontext", "baggage"], "inject": ["tracecontext", "baggage"]},
-            publishFilterState=False,
-            traceIdsFromRequestIds=True,
-        ),
-        gate_unsampled="routes",
-        direction_per_listener=True,
-    )
-    return sidecar_config.to_yaml(config, HEADER)
-
-
 def compose(service: str) -> str:
     config = sidecar_config.sidecar(
         service=service,
@@ -87,7 +68,7 @@ def compose(service: str) -> str:
 
 
 def rendered() -> dict:
-    files = {os.path.join(HERE, "sidecar.yaml"): standalone(), os.path.join(HERE, "sidecar-gated.yaml"): gated()}
+    files = {os.path.join(HERE, "sidecar.yaml"): standalone()}
     for service in COMPOSE_TOPOLOGY:
         files[os.path.join(HERE, "compose", f"{service}.yaml")] = compose(service)
     return files

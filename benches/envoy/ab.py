@@ -13,11 +13,7 @@ draws). An interval spanning zero means no difference this machine can show. Fig
 assertions.
 
     .venv/bin/python benches/envoy/ab.py --rounds 20 before.wasm after.wasm
-    .venv/bin/python benches/envoy/ab.py --sampled-caller --row "sidetrace out 100% dir facts" before.wasm after.wasm
-    .venv/bin/python benches/envoy/ab.py --sampled-caller --facts-headers x-sidetrace-facts proxy-connection target/sidetrace.wasm
-
-With `--facts-headers A B`, one module on a facts row, its `responseHeaders.factsHeader` (and the
-route's header) named A in one arm and B in the other.
+    .venv/bin/python benches/envoy/ab.py --sampled-caller --row "sidetrace out 100% dir" before.wasm after.wasm
 """
 import argparse
 import os
@@ -31,14 +27,12 @@ import run
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="+", help="paths of the builds to compare (two for a difference)")
-    parser.add_argument("--row", default="sidetrace in 100% dir facts", help="a run.py variant")
+    parser.add_argument("--row", default="sidetrace in 100% dir", help="a run.py variant")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--caller-context", action="store_true")
     parser.add_argument("--sampled-caller", action="store_true")
-    parser.add_argument("--facts-headers", nargs=2, metavar=("A", "B"),
-                        help="compare two names of the facts header on one module")
     args = parser.parse_args()
     variants = {variant[0]: variant for variant in run.VARIANTS}
     if args.row not in variants:
@@ -48,14 +42,8 @@ def main():
     if pinned:
         os.sched_setaffinity(0, pinned[1])
     _, kind, percentage, direction, extra = variants[args.row]
-    if args.facts_headers:
-        if len(args.modules) != 1 or not (extra or {}).get("responseHeaders", {}).get("factsHeader"):
-            parser.error("--facts-headers takes one module and a row with a facts header")
-        arms = [(name, args.modules[0], dict(extra, responseHeaders=dict(extra["responseHeaders"], factsHeader=name)))
-                for name in args.facts_headers]
-    else:
-        arms = [(os.path.basename(module), module, extra) for module in args.modules]
-    names = [name for name, _, _ in arms]
+    arms = [(os.path.basename(module), module) for module in args.modules]
+    names = [name for name, _ in arms]
     cpu = {name: [] for name in ["none"] + names}
     rss = {name: [] for name in ["none"] + names}
     print(f"{args.row}, {args.rounds} rounds x {args.seconds} s, {described}", flush=True)
@@ -64,7 +52,7 @@ def main():
             order = list(arms)
             if round_index % 2:
                 order.reverse()
-            for name, module, arm_extra in [("none", None, None)] + order:
+            for name, module in [("none", None)] + order:
                 if module is None:
                     _, none_kind, none_percentage, none_direction, _ = variants["none"]
                     out = run.measure(name, none_kind, none_percentage, none_direction, args.seconds,
@@ -72,7 +60,7 @@ def main():
                 else:
                     os.environ["SIDETRACE_WASM"] = os.path.abspath(module)
                     out = run.measure(name, kind, percentage, direction, args.seconds, args.connections,
-                                      receiver, arm_extra, headers, pinned)
+                                      receiver, extra, headers, pinned)
                 cpu[name].append(out["cpu_us_per_req"])
                 rss[name].append(out["rss_mb"])
             shown = "  ".join(f"{name} {values[-1]:.2f}" for name, values in cpu.items())

@@ -18,7 +18,6 @@ probe filter alone, and the rest.
 
     .venv/bin/python benches/envoy/host_calls.py
     .venv/bin/python benches/envoy/host_calls.py --requests 1000 --no-native
-    .venv/bin/python benches/envoy/host_calls.py --facts-header
 """
 import argparse
 import os
@@ -75,44 +74,13 @@ SIDETRACE_FLOOR = CALLBACK_FLOORS[-1][0]
 LEAST_FLOOR = ("request headers + done only", ["done"])
 
 
-# A span's end-of-stream facts handed over in a response header the route adds (Envoy formats
-# it), read with the response's headers and removed before the client sees it, against the
-# same facts in one CEL expression: what that way would save a sampled span, and cost every
-# request it must be removed from.
-ROUTE_FACTS = "[response.code, request.protocol, xds.route_name, source.address]"
-FACTS_HEADER = [{"header": {"key": "x-probe", "value": "%PROTOCOL% %ROUTE_NAME% %DOWNSTREAM_REMOTE_ADDRESS%"},
-                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
-FACTS_ROWS = [("facts in one CEL expression", f"done.expr:1 | {ROUTE_FACTS}", None),
-              ("the route adding the header, nothing read", "", FACTS_HEADER),
-              ("the header added, response headers read, header removed", "response.pairs:1 response.removeprobe:1",
-               FACTS_HEADER)]
-
-
-def probe(calls, wasm=None, route_response_headers=None):
+def probe(calls, wasm=None):
     """A run.py variant: the probe filter making `calls` (the build `wasm`, or the one
-    `run.build_probe_filter()` made last), the route adding `route_response_headers` to
-    responses."""
-    extra = {"calls": calls, "route_response_headers": route_response_headers}
+    `run.build_probe_filter()` made last)."""
+    extra = {"calls": calls}
     if wasm:
         extra["wasm"] = wasm
     return ("probe", "probe", None, "INBOUND", extra)
-
-
-def facts_by_response_header(requests):
-    """Counts `FACTS_ROWS` against the probe filter making no call."""
-    counted = {}
-    with OtlpReceiver(count_only=True) as receiver, tempfile.TemporaryDirectory() as workdir:
-        run.build_probe_filter()
-        rows = [("none", run.VARIANTS[0]), ("probe, no call", probe(""))]
-        rows += [(label, probe(calls, route_response_headers=headers)) for label, calls, headers in FACTS_ROWS]
-        for label, variant in rows:
-            counted[label] = instructions.count(variant, requests, receiver, workdir)
-            print(f"{label:<58} {counted[label]:>10,.0f} instructions/request", file=sys.stderr, flush=True)
-    floor = counted["probe, no call"]
-    print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {requests} HTTP/1.1 requests; "
-          "added over the probe filter making no call")
-    for label, *_ in FACTS_ROWS:
-        print(f"  {label:<58} {counted[label] - floor:>10,.0f}")
 
 
 def probe_configuration(key):
@@ -125,13 +93,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--no-native", action="store_true", help="skip the native tracer's rows")
-    parser.add_argument("--facts-header", action="store_true",
-                        help="only price a span's facts in a route-added response header against CEL")
     args = parser.parse_args()
     instructions.require_tools()
-    if args.facts_header:
-        facts_by_response_header(args.requests)
-        return
     with tempfile.TemporaryDirectory() as builds:
         floors = {}
         for name, features in CALLBACK_FLOORS + [LEAST_FLOOR]:

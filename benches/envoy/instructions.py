@@ -18,11 +18,11 @@ through), in Envoy's own code, or in the C library. Figures, not assertions.
     .venv/bin/python benches/envoy/instructions.py
     .venv/bin/python benches/envoy/instructions.py --requests 4000 --variant "sidetrace in 1%"
     .venv/bin/python benches/envoy/instructions.py --caller-context --variant "native 1%" --variant "sidetrace in 1%"
-    .venv/bin/python benches/envoy/instructions.py --sampled-caller --variant "native 100%" --variant "sidetrace in 100% dir facts"
+    .venv/bin/python benches/envoy/instructions.py --sampled-caller --variant "native 100%" --variant "sidetrace in 100% dir"
     .venv/bin/python benches/envoy/instructions.py --idle-seconds 10 --variant "native 1%" --variant "sidetrace in 1% dir"
     .venv/bin/python benches/envoy/instructions.py --rate 20 --requests 600 --variant "native 100%" --variant "sidetrace in 100% dir"
-    .venv/bin/python benches/envoy/instructions.py --cache-sim --variant "native 100%" --variant "sidetrace in 100% dir facts"
-    .venv/bin/python benches/envoy/instructions.py --split --sampled-caller --variant "sidetrace in 100% dir facts"
+    .venv/bin/python benches/envoy/instructions.py --cache-sim --variant "native 100%" --variant "sidetrace in 100% dir"
+    .venv/bin/python benches/envoy/instructions.py --split --sampled-caller --variant "sidetrace in 100% dir"
 
 `--rate N` paces the requests at N a second: a sidecar's usual traffic is far below what valgrind
 serves (a few hundred a second), and at that pace what timers and exports cost weighs more on
@@ -45,25 +45,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402
 from run import OtlpReceiver, envoy_config, free_port  # noqa: E402
 
-# Rows only this script has: sidetrace at 100 % with its batches held back past the counting
+# A row only this script has: sidetrace at 100 % with its batches held back past the counting
 # window (a queue and a delay longer than the run), so that the difference from the plain row is
-# what exporting costs Envoy per span; and sidetrace at 100 % behind the unsampled gate, whose
-# difference from "sidetrace in 100%" is what the gate costs a request it lets through.
+# what exporting costs Envoy per span.
 HELD_BATCH = {"scheduledDelayMs": 600000, "maxQueueSize": 16384, "maxExportBatchSize": 16384}
 HELD = dict(run.W3C_ONLY, batch=HELD_BATCH)
-EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD),
-                  ("sidetrace in 100% dir facts held", "sidetrace", 100, "INBOUND",
-                   dict(run.W3C_FACTS_INBOUND, batch=HELD_BATCH)),
-                  ("sidetrace in 100% gated", "sidetrace-routes", 100, "INBOUND", run.W3C_ONLY)]
+EXTRA_VARIANTS = [("sidetrace in 100% held", "sidetrace", 100, "INBOUND", HELD)]
 
 DEFAULT_VARIANTS = ["none", "wasm floor (no-op)", "native 100%", "sidetrace in 100%", "sidetrace out 100%",
-                    "sidetrace in 100% dir", "sidetrace in 100% dir facts", "sidetrace out 100% dir",
-                    "sidetrace out 100% dir facts", "sidetrace in 100% held", "sidetrace in 100% dir facts held",
-                    "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir",
-                    "sidetrace in 1% dir facts", "sidetrace in 1% gated",
-                    "sidetrace out 1% gated", "sidetrace in 1% composite", "sidetrace in 1% istio gate",
-                    "sidetrace in 1% root gate", "sidetrace out 1% root gate", "sidetrace in 1% root composite",
-                    "sidetrace in 1% dir ids"]
+                    "sidetrace in 100% dir", "sidetrace out 100% dir", "sidetrace in 100% held",
+                    "native 1%", "sidetrace in 1%", "sidetrace out 1%", "sidetrace in 1% dir"]
 
 
 def envoy_binary():
@@ -261,8 +252,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--variant", action="append",
-                        help="a row name of run.py, or one of this script's: \"sidetrace in 100%% held\", "
-                             "\"sidetrace in 100%% dir facts held\", \"sidetrace in 100%% gated\" (repeatable)")
+                        help="a row name of run.py, or this script's \"sidetrace in 100%% held\" (repeatable)")
     parser.add_argument("--caller-context", action="store_true",
                         help="send every request with an unsampled W3C traceparent")
     parser.add_argument("--sampled-caller", action="store_true",

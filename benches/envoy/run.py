@@ -11,12 +11,8 @@ not assertions.
 
 sidetrace is configured for the native tracer's work (W3C tracecontext in and out); the "all"
 row runs its defaults (six formats read, three written); the "dir" row has the listener's
-direction in its config (`direction: inbound`) instead of reading it per request; the "gated"
-rows, the direction too, with a route twin that disables the filter for requests carrying an
-unsampled caller's context, the "composite" row the same behind Envoy's composite filter
-(`tests/harness/unsampled_gate.py`), and the "istio gate" row runs the filter that
-`istio-manifests/unsampled-gate.yaml` installs (the composite form with the WasmPlugins'
-settings). The "wasmplugin" rows run the shipped SERVER WasmPlugin's settings, and the same
+direction in its config (`direction: inbound`) instead of reading it per request. The
+"wasmplugin" rows run the shipped SERVER WasmPlugin's settings, and the same
 with `direction: auto`. The "wasm floor" row is `benches/probe-filter` with nothing to do: what
 Envoy charges for hosting a filter with sidetrace's callbacks (`host_calls.py` prices each host
 call on top of it).
@@ -24,7 +20,7 @@ call on top of it).
     .venv/bin/python benches/envoy/run.py            # 3 rounds x 5 s per variant
     .venv/bin/python benches/envoy/run.py --quick    # 1 round x 3 s
     .venv/bin/python benches/envoy/run.py --export-only --export-rate 21000
-    .venv/bin/python benches/envoy/run.py --caller-context --variant "native 1%" --variant "sidetrace in 1% gated"
+    .venv/bin/python benches/envoy/run.py --caller-context --variant "native 1%" --variant "sidetrace in 1% dir"
 
 `--caller-context` sends every request with an unsampled W3C `traceparent`, as a sidecar inside a
 mesh sees most requests; `--sampled-caller` a sampled one with a `tracestate`, as a sidecar
@@ -48,7 +44,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
 
-from harness import facts_header, istio, istio_gate, paths, unsampled_gate  # noqa: E402
+from harness import istio, paths  # noqa: E402
 from harness.collector import OtlpReceiver  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
 from harness.ports import free_port  # noqa: E402
@@ -62,13 +58,6 @@ W3C_ONLY = {"propagation": {"extract": ["tracecontext"], "inject": ["tracecontex
 # tracer takes it from the listener's config.
 W3C_ONLY_INBOUND = dict(W3C_ONLY, direction="inbound")
 W3C_ONLY_OUTBOUND = dict(W3C_ONLY, direction="outbound")
-# A span's facts from a response header the route adds (Envoy formats it), instead of a CEL
-# expression: one header lookup, and the header removed from every response.
-W3C_FACTS_INBOUND = dict(W3C_ONLY_INBOUND, responseHeaders={"factsHeader": facts_header.NAME})
-W3C_FACTS_OUTBOUND = dict(W3C_ONLY_OUTBOUND, responseHeaders={"factsHeader": facts_header.NAME})
-# New traces' ids (and decisions) from `x-request-id`, which Envoy can match before the filter.
-W3C_IDS_INBOUND = dict(W3C_ONLY_INBOUND, traceIdsFromRequestIds=True)
-W3C_IDS_OUTBOUND = dict(W3C_ONLY_OUTBOUND, traceIdsFromRequestIds=True)
 # The shipped WasmPlugins' settings (istio-manifests/wasmplugin.yaml: six formats read, three
 # written, custom tags), their SERVER plugin's, less what the bench sets itself.
 WASMPLUGIN_INBOUND = {key: value for key, value in istio.wasm_spec(istio.manifest("wasmplugin.yaml"))["pluginConfig"].items()
@@ -80,34 +69,16 @@ VARIANTS = [
     ("sidetrace in 100%", "sidetrace", 100, "INBOUND", W3C_ONLY),
     ("sidetrace out 100%", "sidetrace", 100, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 100% dir", "sidetrace", 100, "INBOUND", W3C_ONLY_INBOUND),
-    ("sidetrace in 100% dir facts", "sidetrace", 100, "INBOUND", W3C_FACTS_INBOUND),
     ("sidetrace out 100% dir", "sidetrace", 100, "OUTBOUND", W3C_ONLY_OUTBOUND),
-    ("sidetrace out 100% dir facts", "sidetrace", 100, "OUTBOUND", W3C_FACTS_OUTBOUND),
     ("native 1%", "native", 1, "INBOUND", None),
     ("sidetrace in 1%", "sidetrace", 1, "INBOUND", W3C_ONLY),
     ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
-    ("sidetrace in 1% dir facts", "sidetrace", 1, "INBOUND", W3C_FACTS_INBOUND),
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
-    # Requests with an unsampled caller's context skip the filter: by a route twin that disables it
-    # (as envoy-configs/sidecar-gated.yaml), or behind Envoy's composite filter.
-    ("sidetrace in 1% gated", "sidetrace-routes", 1, "INBOUND", W3C_ONLY_INBOUND),
-    ("sidetrace out 1% gated", "sidetrace-routes", 1, "OUTBOUND", W3C_ONLY_OUTBOUND),
-    ("sidetrace in 1% composite", "sidetrace-composite", 1, "INBOUND", W3C_ONLY_INBOUND),
-    # New traces take their request ids as trace ids, so a second route twin skips the filter for
-    # requests without context whose `x-request-id` Envoy's sampling would not pick; "ids" is the
-    # same configuration without the twins, "root composite" with the composite filter's matcher.
-    ("sidetrace in 1% root gate", "sidetrace-routes", 1, "INBOUND", W3C_IDS_INBOUND),
-    ("sidetrace out 1% root gate", "sidetrace-routes", 1, "OUTBOUND", W3C_IDS_OUTBOUND),
-    ("sidetrace in 1% root composite", "sidetrace-composite", 1, "INBOUND", W3C_IDS_INBOUND),
-    ("sidetrace in 1% dir ids", "sidetrace", 1, "INBOUND", W3C_IDS_INBOUND),
     # The shipped SERVER WasmPlugin, and the same with `direction: auto`, as one plugin on both
     # listeners would need.
     ("sidetrace in 1% wasmplugin", "sidetrace", 1, "INBOUND", WASMPLUGIN_INBOUND),
     ("sidetrace in 1% wasmplugin auto", "sidetrace", 1, "INBOUND", dict(WASMPLUGIN_INBOUND, direction="auto")),
-    # The filter istio-manifests/unsampled-gate.yaml installs on an Istio sidecar's inbound
-    # listeners (the composite form, the WasmPlugins' settings; their sampling is the 1 %).
-    ("sidetrace in 1% istio gate", "sidetrace-istio-gate", 1, "INBOUND", None),
 ]
 # A caller's context that was not sampled.
 CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
@@ -146,15 +117,6 @@ def wasm_filter(name, wasm, configuration):
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
 
 
-def istio_gate_filter(context):
-    """The gated filter the shipped EnvoyFilter inserts for `context`, exporting to this bench's
-    collector and loading the module built here."""
-    gate = istio.manifest("unsampled-gate.yaml")
-    value = next(p["patch"]["value"] for p in gate["spec"]["configPatches"] if p["match"].get("context") == context)
-    text = json.dumps(value).replace(istio_gate.MODULE_PATH, paths.wasm_path()).replace(istio.COLLECTOR_CLUSTER, "otel")
-    return json.loads(text)
-
-
 def envoy_config(kind, percentage, direction, port, admin, collector_port, extra=None):
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -172,33 +134,14 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
                 "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}, "timeout": "1s"},
                 "service_name": "bench"}},
         }
-    runtime = None
-    if kind == "sidetrace-istio-gate":
-        hcm["http_filters"].insert(0, istio_gate_filter(f"SIDECAR_{direction}"))
-    elif kind and kind.startswith("sidetrace"):
+    if kind == "sidetrace":
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
         config.update(extra or {})
-        facts = config.get("responseHeaders", {}).get("factsHeader")
-        if facts:
-            route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
-            route["response_headers_to_add"] = facts_header.route_headers(facts, direction)
-        sidetrace = wasm_filter("sidetrace", paths.wasm_path(), config)
-        if kind == "sidetrace-composite":
-            sidetrace = unsampled_gate.composite(sidetrace, config)
-        if kind == "sidetrace-routes":
-            route_config = hcm["route_config"]
-            route_config["virtual_hosts"] = unsampled_gate.skip_routes(route_config["virtual_hosts"], sidetrace["name"], config)
-            runtime = unsampled_gate.LAYERED_RUNTIME
-        hcm["http_filters"].insert(0, sidetrace)
+        hcm["http_filters"].insert(0, wasm_filter("sidetrace", paths.wasm_path(), config))
     if kind == "probe":
-        # `extra`: {"wasm": a build of the probe filter, "calls": its configuration, and
-        # optionally "route_response_headers": the route's `response_headers_to_add`}.
+        # `extra`: {"wasm": a build of the probe filter, "calls": its configuration}.
         extra = extra or {}
         hcm["http_filters"].insert(0, wasm_filter("probe", extra.get("wasm", PROBE_WASM), extra.get("calls", "")))
-        if extra.get("route_response_headers"):
-            route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
-            route["name"] = "bench"
-            route["response_headers_to_add"] = extra["route_response_headers"]
     bootstrap = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
@@ -213,8 +156,6 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
                               "socket_address": {"address": "127.0.0.1", "port_value": collector_port}}}}]}]}}],
         },
     }
-    if runtime:
-        bootstrap["layered_runtime"] = runtime
     return yaml.safe_dump(bootstrap)
 
 

@@ -2,14 +2,12 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import jsonschema
 import pytest
 import yaml
 
-from harness import istio, istio_gate, paths, unsampled_gate
+from harness import istio, paths
 
 MANIFESTS = sorted(glob.glob(os.path.join(paths.REPO, "istio-manifests", "*.yaml")))
 DOCUMENTS = [(os.path.basename(path), i, doc) for path in MANIFESTS for i, doc in enumerate(yaml.safe_load_all(open(path))) if doc]
@@ -22,8 +20,7 @@ def schemas():
 
 def test_the_kinds_the_deployment_needs_are_there():
     kinds = {doc["kind"] for _, _, doc in DOCUMENTS}
-    assert {"WasmPlugin", "TrafficExtension", "Telemetry", "DestinationRule", "ServiceEntry", "EnvoyFilter",
-            "Sidecar"} <= kinds
+    assert {"WasmPlugin", "TrafficExtension", "Telemetry", "DestinationRule", "ServiceEntry", "Sidecar"} <= kinds
 
 
 @pytest.mark.parametrize("name,index,doc", DOCUMENTS, ids=[f"{n}#{i}:{d['kind']}" for n, i, d in DOCUMENTS])
@@ -43,17 +40,6 @@ def test_the_validator_rejects_what_istio_rejects(schemas):
         lambda s: s["vmConfig"]["env"].append({"valueFrom": "HOST"}),
     ):
         bad = json.loads(json.dumps(plugin))
-        mutate(bad["spec"])
-        with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(bad, schema)
-    gate = istio.manifest("unsampled-gate.yaml")
-    schema = schemas[("networking.istio.io/v1alpha3", "EnvoyFilter")]
-    for mutate in (
-        lambda s: s["configPatches"][0]["patch"].update(operation="DELETE"),
-        lambda s: s["configPatches"][-1].update(applyTo="HTTP_FILTERS"),
-        lambda s: s["configPatches"][-1]["match"].update(context="SIDECAR"),
-    ):
-        bad = json.loads(json.dumps(gate))
         mutate(bad["spec"])
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
@@ -165,33 +151,6 @@ def test_an_outside_collector_is_reached_over_tls():
     assert setting["tls"] == {"mode": "SIMPLE", "sni": rule["spec"]["host"]}
 
 
-def test_the_unsampled_gate_manifest_is_what_the_generator_renders():
-    result = subprocess.run([sys.executable, os.path.join(paths.REPO, "istio-manifests", "render.py"), "--check"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_the_unsampled_gate_finds_its_module_where_the_pod_annotations_mount_it():
-    gate = istio.manifest("unsampled-gate.yaml")
-    assert gate["spec"]["workloadSelector"]["labels"] == istio_gate.LABEL
-    # What Istio's injection template makes of the annotations: one volume and one sidecar mount
-    # per key, named by it.
-    volumes = json.loads(istio_gate.ANNOTATIONS["sidecar.istio.io/userVolume"])
-    mounts = json.loads(istio_gate.ANNOTATIONS["sidecar.istio.io/userVolumeMount"])
-    assert set(mounts) <= set(volumes)
-    header = open(os.path.join(paths.REPO, "istio-manifests", "unsampled-gate.yaml")).read().split("\napiVersion:")[0]
-    for key, value in istio_gate.ANNOTATIONS.items():
-        assert f"{key}: '{value}'" in header, "the manifest shows the annotations to copy"
-    filters = istio_gate.gated_wasm_filters(gate)
-    assert set(filters) == {"SIDECAR_INBOUND", "SIDECAR_OUTBOUND"}
-    for wasm in filters.values():
-        module = wasm["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
-        mount = next(name for name, spec in mounts.items() if module.startswith(spec["mountPath"] + "/"))
-        assert mounts[mount]["readOnly"] is True
-        configmap = volumes[mount]["configMap"]["name"]
-        assert f"create configmap {configmap} --from-file={os.path.basename(module)}=" in header
-
-
 def test_the_shipped_wasmplugins_differ_only_in_their_direction():
     inbound, outbound = istio.manifests("wasmplugin.yaml")
     assert (inbound["spec"]["match"], inbound["spec"]["pluginConfig"]["direction"]) == ([{"mode": "SERVER"}], "inbound")
@@ -202,28 +161,3 @@ def test_the_shipped_wasmplugins_differ_only_in_their_direction():
         del spec["match"], spec["pluginConfig"]["direction"]
         return spec
     assert without_direction(inbound) == without_direction(outbound), "one VM configuration, so one VM"
-
-
-def test_the_unsampled_gate_runs_the_wasmplugins_config_as_the_gate_needs_it():
-    plugins = istio.manifests("wasmplugin.yaml")
-    gate = istio.manifest("unsampled-gate.yaml")
-    removed = [p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
-               for p in gate["spec"]["configPatches"] if p["patch"]["operation"] == "REMOVE"]
-    assert removed == istio_gate.replaced_filter_names(plugins + istio.manifests("trafficextension.yaml"))
-    assert len(removed) == 2 * len(istio.FILTER_NAMES["WasmPlugin"]) + 2
-    for context, wasm in istio_gate.gated_wasm_filters(gate).items():
-        config = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
-        unsampled_gate.check_applies(config)
-        plugin, = [p for p in plugins if p["spec"]["pluginConfig"]["direction"] == config["direction"]]
-        assert config["direction"] == {"SIDECAR_INBOUND": "inbound", "SIDECAR_OUTBOUND": "outbound"}[context]
-        expected = dict(plugin["spec"]["pluginConfig"], propagation=istio_gate.W3C_ONLY, excludePaths=[],
-                        traceIdsFromRequestIds=True)
-        assert config == expected, "the WasmPlugin's settings, but for what the gate needs"
-        assert wasm["typed_config"]["config"]["fail_open"] is True
-    # Each composite skips new traces by the expression for its plugin's sampling percentage.
-    for patch in gate["spec"]["configPatches"]:
-        if patch["patch"]["operation"] == "INSERT_BEFORE":
-            config = json.loads(unsampled_gate.wrapped(patch["patch"]["value"])["typed_config"]["config"]
-                                ["configuration"]["value"])
-            expression = unsampled_gate.unsampled_request_id(config["randomSamplingPercentage"])
-            assert json.dumps(expression) in json.dumps(patch["patch"]["value"]["typed_config"]["xds_matcher"])

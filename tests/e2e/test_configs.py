@@ -22,7 +22,7 @@ def test_committed_configs_are_what_the_generator_renders():
 
 def test_there_are_configs_to_validate():
     names = {os.path.relpath(p, CONFIGS) for p in ENVOY_CONFIGS}
-    assert {"sidecar.yaml", "sidecar-gated.yaml", "compose/frontend.yaml", "compose/checkout.yaml", "compose/payments.yaml"} <= names
+    assert {"sidecar.yaml", "compose/frontend.yaml", "compose/checkout.yaml", "compose/payments.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", ENVOY_CONFIGS, ids=lambda p: os.path.relpath(p, CONFIGS))

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from harness import facts_header, istio, paths, sidecar_config
+from harness import istio, paths, sidecar_config
 from harness.apps import App
 from harness.collector import OtlpReceiver
 from harness.envoy import Envoy
@@ -78,46 +78,3 @@ def test_match_mode_decides_which_listeners_record(manifest, index, expected_kin
             time.sleep(0.5)  # a span of a kind not expected would arrive with the next batch
             kinds = {s.kind for s in receiver.spans()}
             assert kinds == expected_kinds, envoy.log_tail()
-
-
-def test_the_facts_header_manifest_hands_spans_their_facts_and_no_response_carries_it():
-    """istio-manifests/facts-header.yaml, applied as istiod does, with both WasmPlugins told to
-    read the header: every span takes its facts from it (none falls back to the expression), and
-    neither the caller nor the app ever sees it."""
-    facts = istio.manifest("facts-header.yaml")
-    header = {p["patch"]["value"]["response_headers_to_add"][0]["header"]["key"] for p in facts["spec"]["configPatches"]}
-    assert header == {facts_header.NAME}
-    formats = {p["match"]["context"]: p["patch"]["value"]["response_headers_to_add"][0]["header"]["value"]
-               for p in facts["spec"]["configPatches"]}
-    assert formats == {"SIDECAR_INBOUND": facts_header.FORMATS["INBOUND"],
-                       "SIDECAR_OUTBOUND": facts_header.FORMATS["OUTBOUND"]}, "the filter's own formats"
-    plugins = copy.deepcopy(istio.manifests("wasmplugin.yaml"))
-    for plugin in plugins:
-        istio.wasm_spec(plugin)["pluginConfig"].update(
-            randomSamplingPercentage=100, batch={"scheduledDelayMs": 100},
-            responseHeaders={"factsHeader": facts_header.NAME})
-    with OtlpReceiver() as receiver, App("payments", free_port()) as payments, App("checkout", free_port()) as app:
-        config, ports = istio_sidecar(plugins, receiver, app.port, payments.port)
-        config = istio.apply_envoy_filter(config, facts, {}, {})
-        app.calls = [("payments", ports["outbound"])]
-        with Envoy(sidecar_config.to_yaml(config), "istio-facts", env=istio.PROXY_ENV) as envoy:
-            trace_id = uuid.uuid4().hex
-            inbound = App.fetch(ports["inbound"], "/cart/9", {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
-            # What the app's own call gets back, made here to see its headers.
-            outbound = App.fetch(ports["outbound"], "/pay", {"host": "payments"})
-            spans = receiver.wait_for_spans(2, timeout=15, predicate=lambda s: s.trace_id == trace_id)
-            stats = envoy.wait_for_sidetrace_stats(lambda s: s.get("spans_started", 0) >= 3)
-    for status, headers in (inbound, outbound):
-        assert status == 200
-        assert facts_header.NAME not in headers, headers
-    server = next(s for s in spans if s.kind == "SERVER")
-    client = next(s for s in spans if s.kind == "CLIENT")
-    for span in (server, client):
-        assert span.attributes["http.response.status_code"] == 200
-        assert span.attributes["network.protocol.version"] == "1.1"
-        assert span.name == "GET /cart/{id}", "istiod's route name `default` passed over"
-    assert server.attributes["client.address"] == "127.0.0.1"
-    assert client.attributes["network.peer.address"] == "127.0.0.1"
-    assert client.attributes["envoy.upstream_cluster"].startswith("outbound|"), client.attributes
-    assert stats.get("facts_header_unread", 0) == 0, stats
-    assert stats.get("facts_read_one_by_one", 0) == 0, stats

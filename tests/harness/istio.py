@@ -10,7 +10,6 @@ import yaml
 from . import paths, sidecar_config
 from .ports import free_port
 
-HCM = "envoy.filters.network.http_connection_manager"
 # The collector cluster under the name Istio gives the Service the plugins export to.
 COLLECTOR_CLUSTER = "outbound|4317||otel-collector.observability.svc.cluster.local"
 
@@ -84,12 +83,12 @@ def istiod_filter_names(resource: dict) -> list:
     return [n.format(namespace=resource["metadata"].get("namespace", "default"), name=resource["metadata"]["name"]) for n in names]
 
 
-def envoy_wasm_filter(resource: dict, wasm_path: str, filter_name: str = None) -> dict:
+def envoy_wasm_filter(resource: dict, wasm_path: str) -> dict:
     """The `envoy.filters.http.wasm` filter istiod builds: configuration is the JSON of
     pluginConfig in a StringValue, INLINE env values are set, HOST ones name the proxy's own
     environment variables, failStrategy FAIL_OPEN is fail_open. The OCI image is what istio-agent
-    pulls to a local file; here that file is the module this repository builds. `filter_name`
-    names the HTTP filter (one of `istiod_filter_names`)."""
+    pulls to a local file; here that file is the module this repository builds. The HTTP
+    filter takes the name the oldest supported istiod gives it."""
     spec = wasm_spec(resource)
     key_values, host_keys = {}, []
     for env in spec.get("vmConfig", {}).get("env", []):
@@ -106,7 +105,7 @@ def envoy_wasm_filter(resource: dict, wasm_path: str, filter_name: str = None) -
     vm_config = {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm_path}}}
     if environment:
         vm_config["environment_variables"] = environment
-    filter_name = filter_name or istiod_filter_names(resource)[0]
+    filter_name = istiod_filter_names(resource)[0]
     return {
         "name": filter_name,
         "typed_config": {
@@ -136,7 +135,7 @@ def listeners_for(resource: dict) -> set:
     return listeners
 
 
-def apply_to_sidecar(envoy_config: dict, resource: dict, wasm_path: str, filter_name: str = None) -> dict:
+def apply_to_sidecar(envoy_config: dict, resource: dict, wasm_path: str) -> dict:
     """Replaces the sidecar's Wasm filter with the one istiod would generate from `resource`."""
     config = copy.deepcopy(envoy_config)
     attached = listeners_for(resource)
@@ -144,78 +143,9 @@ def apply_to_sidecar(envoy_config: dict, resource: dict, wasm_path: str, filter_
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
         filters = [f for f in hcm["http_filters"] if f["name"] != sidecar_config.WASM_FILTER]
         if listener["name"] in attached:
-            filters.insert(0, envoy_wasm_filter(resource, wasm_path, filter_name))
+            filters.insert(0, envoy_wasm_filter(resource, wasm_path))
         hcm["http_filters"] = filters
     return config
-
-
-# The sidecar listeners an EnvoyFilter patch's `match.context` reaches.
-CONTEXT_LISTENERS = {"SIDECAR_INBOUND": {"inbound"}, "SIDECAR_OUTBOUND": {"outbound"}, "ANY": {"inbound", "outbound"}}
-
-
-def _with_files(node, files: dict):
-    """`node` with every string that is a key of `files` replaced by its value."""
-    if isinstance(node, dict):
-        return {k: _with_files(v, files) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_with_files(v, files) for v in node]
-    return files.get(node, node) if isinstance(node, str) else node
-
-
-def apply_envoy_filter(envoy_config: dict, envoy_filter: dict, pod_labels: dict, files: dict) -> dict:
-    """The sidecar with `envoy_filter`'s HTTP_FILTER patches applied as istiod applies them
-    (pilot/pkg/networking/core/envoyfilter/listener_patch.go): not at all unless every label of its
-    workloadSelector is among `pod_labels`; in order; a patch finds an HTTP connection manager's
-    filter by exact name; INSERT_BEFORE goes before the first match and does nothing without
-    one. VIRTUAL_HOST patches merge into every virtual host of their context's listeners.
-    `files` maps paths inside the pod to paths here. Patches of other kinds raise."""
-    config = copy.deepcopy(envoy_config)
-    selector = envoy_filter["spec"].get("workloadSelector", {}).get("labels", {})
-    if any(pod_labels.get(key) != value for key, value in selector.items()):
-        return config
-    for patch in envoy_filter["spec"]["configPatches"]:
-        if patch["applyTo"] == "VIRTUAL_HOST":
-            _merge_into_virtual_hosts(config, patch)
-            continue
-        if patch["applyTo"] != "HTTP_FILTER":
-            raise NotImplementedError(f"applyTo {patch['applyTo']}")
-        match = patch["match"]
-        network_filter = match["listener"]["filterChain"]["filter"]
-        if network_filter["name"] != HCM:
-            raise NotImplementedError(f"network filter {network_filter['name']}")
-        target = network_filter["subFilter"]["name"]
-        operation = patch["patch"]["operation"]
-        for listener in config["static_resources"]["listeners"]:
-            if listener["name"] not in CONTEXT_LISTENERS[match.get("context", "ANY")]:
-                continue
-            hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-            if operation == "REMOVE":
-                hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != target]
-            elif operation == "INSERT_BEFORE":
-                names = [f["name"] for f in hcm["http_filters"]]
-                if target in names:
-                    hcm["http_filters"].insert(names.index(target), _with_files(patch["patch"]["value"], files))
-            else:
-                raise NotImplementedError(f"operation {operation}")
-    return config
-
-
-def _merge_into_virtual_hosts(config: dict, patch: dict):
-    """A VIRTUAL_HOST MERGE patch without a `routeConfiguration` match: merged into every virtual
-    host of the listeners its context reaches, lists appended, as a protobuf merge does."""
-    match, operation = patch["match"], patch["patch"]["operation"]
-    if set(match) - {"context"} or operation != "MERGE":
-        raise NotImplementedError(f"VIRTUAL_HOST {operation} matching {sorted(match)}")
-    for listener in config["static_resources"]["listeners"]:
-        if listener["name"] not in CONTEXT_LISTENERS[match.get("context", "ANY")]:
-            continue
-        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        for virtual_host in hcm["route_config"]["virtual_hosts"]:
-            for key, value in patch["patch"]["value"].items():
-                if isinstance(value, list):
-                    virtual_host.setdefault(key, []).extend(copy.deepcopy(value))
-                else:
-                    virtual_host[key] = copy.deepcopy(value)
 
 
 def istio_node_metadata(name, namespace, workload, labels, cluster_id, mesh_id) -> dict:

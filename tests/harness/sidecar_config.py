@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from . import paths, unsampled_gate
+from . import paths
 
 # The access log carries the stream's trace context, published by the filter as filter state.
 # A Loki derived field `trace_id=(\w+)` turns it into a link to the trace.
@@ -16,19 +16,8 @@ ACCESS_LOG_FORMAT = (
     "sampled=%FILTER_STATE(wasm.sidetrace.sampled:PLAIN)% "
     'request_id=%REQ(X-REQUEST-ID)% authority=%REQ(:AUTHORITY)%\n'
 )
-# Behind the unsampled gate the filter does not see every request, so it cannot publish their
-# context; the `traceparent` the request leaves the sidecar with names it for every request: this
-# hop's span where the filter recorded one, the caller's where the request passed through.
-GATED_ACCESS_LOG_FORMAT = (
-    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
-    "%RESPONSE_FLAGS% %DURATION%ms direction={direction} "
-    "traceparent=%REQ(TRACEPARENT)% "
-    'request_id=%REQ(X-REQUEST-ID)% authority=%REQ(:AUTHORITY)%\n'
-)
-
 COLLECTOR_CLUSTER = "otel-collector"
 WASM_FILTER = "envoy.filters.http.wasm"
-GATES = (None, "routes", "composite")
 
 
 def default_filter_config(**overrides) -> dict:
@@ -74,8 +63,8 @@ def _wasm_filter(wasm: str, filter_config: dict, env: dict) -> dict:
     }
 
 
-def _http_connection_manager(stat_prefix, routes, wasm_filter, access_log, log_format=ACCESS_LOG_FORMAT) -> dict:
-    log_format = log_format.replace("{direction}", stat_prefix)
+def _http_connection_manager(stat_prefix, routes, wasm_filter, access_log) -> dict:
+    log_format = ACCESS_LOG_FORMAT.replace("{direction}", stat_prefix)
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -160,25 +149,14 @@ def sidecar(
     access_log: str = "/dev/stdout",
     node_metadata: dict = None,
     bind: str = "127.0.0.1",
-    gate_unsampled: str = None,
-    direction_per_listener: bool = False,
 ) -> dict:
     """One pod's sidecar: INBOUND listener → the local app, OUTBOUND listener → upstream services
-    by `Host`, the filter on both, and the collector cluster over HTTP/2. `gate_unsampled`
-    ("routes" or "composite") keeps requests carrying an unsampled caller's W3C context out of the
-    filter (`unsampled_gate`).
-    `direction_per_listener` gives each listener its own plugin with `direction` set, so a
-    request without context does not read the listener's direction (~11,700 Envoy
-    instructions); the two plugins share the VM and its counters, and each batches its own spans."""
-    if gate_unsampled not in GATES:
-        raise ValueError(f"gate_unsampled: one of {GATES}, not {gate_unsampled!r}")
+    by `Host`, the filter on both, and the collector cluster over HTTP/2."""
     filter_config = filter_config or default_filter_config()
-    log_format = GATED_ACCESS_LOG_FORMAT if gate_unsampled else ACCESS_LOG_FORMAT
 
-    def plugin(direction):
-        config = dict(filter_config, direction=direction) if direction_per_listener else filter_config
-        wasm_filter = _wasm_filter(wasm, config, env or {})
-        return unsampled_gate.composite(wasm_filter, config) if gate_unsampled == "composite" else wasm_filter
+    def plugin():
+        # A fresh copy per listener: YAML would write a shared one as an anchor and an alias.
+        return _wasm_filter(wasm, filter_config, env or {})
     inbound_routes = [{
         "name": f"inbound|{service}",
         "domains": ["*"],
@@ -199,9 +177,6 @@ def sidecar(
         "domains": ["*"],
         "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such service\n"}}}],
     })
-    if gate_unsampled == "routes":
-        inbound_routes = unsampled_gate.skip_routes(inbound_routes, WASM_FILTER, filter_config)
-        outbound_routes = unsampled_gate.skip_routes(outbound_routes, WASM_FILTER, filter_config)
     clusters = [_cluster("local_app", app[0], app[1])]
     clusters += [_cluster(f"outbound|{name}", host, port) for name, (host, port) in sorted(upstreams.items())]
     clusters.append(_cluster(COLLECTOR_CLUSTER, collector[0], collector[1], http2=True))
@@ -214,15 +189,13 @@ def sidecar(
         "static_resources": {
             "listeners": [
                 _listener("inbound", "INBOUND", bind, inbound_port,
-                          _http_connection_manager("inbound", inbound_routes, plugin("inbound"), access_log, log_format)),
+                          _http_connection_manager("inbound", inbound_routes, plugin(), access_log)),
                 _listener("outbound", "OUTBOUND", bind, outbound_port,
-                          _http_connection_manager("outbound", outbound_routes, plugin("outbound"), access_log, log_format)),
+                          _http_connection_manager("outbound", outbound_routes, plugin(), access_log)),
             ],
             "clusters": clusters,
         },
     }
-    if gate_unsampled == "routes":
-        bootstrap["layered_runtime"] = unsampled_gate.LAYERED_RUNTIME
     return bootstrap
 
 

@@ -3,11 +3,10 @@
 //! samples is its share of the request's instructions. Needs a module that keeps its function
 //! names (`benches/wasm_profile.sh` builds one and runs this).
 //!
-//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context|root-facts|caller-facts] [inbound|outbound]
+//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context|root-dir|caller-dir] [inbound|outbound]
 //!
-//! `root-facts` is the Envoy benchmarks' "dir facts" row: every request without context and
-//! sampled, the listener's direction in the configuration, and the span's facts in the route's
-//! response header (`responseHeaders.factsHeader`). `caller-facts` is the same with a sampled
+//! `root-dir` is the Envoy benchmarks' "dir" row: every request without context and sampled,
+//! the listener's direction in the configuration. `caller-dir` is the same with a sampled
 //! caller's `traceparent` and a `tracestate` (`run.py --sampled-caller`).
 //!
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
@@ -22,7 +21,6 @@ const REQUESTS: usize = 200_000;
 const TRACEPARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACEPARENT_UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 const SHOWN: usize = 40;
-const FACTS_HEADER: &str = "proxy-connection";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,44 +38,34 @@ fn main() {
     let mut host = MockHost::load_for_profiling(&bytes).expect("load the module");
     host.set_property(&["xds", "node", "metadata", "NAME"], b"bench-pod");
     let percentage = if sampled { 100 } else { 0 };
-    let facts = mode.ends_with("-facts");
+    let direction_set = mode.ends_with("-dir");
     let listener = if direction == OUTBOUND {
         "outbound"
     } else {
         "inbound"
     };
-    let facts_config = if facts {
-        format!(r#","direction":"{listener}","responseHeaders":{{"factsHeader":"{FACTS_HEADER}"}}"#)
+    let direction_config = if direction_set {
+        format!(r#","direction":"{listener}""#)
     } else {
         String::new()
     };
     let config = format!(
-        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}{facts_config}}}"#
+        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}{direction_config}}}"#
     );
     assert!(host.configure(&config).expect("configure"));
     let mut headers = request(match mode {
-        "unsampled" | "root-facts" => None,
+        "unsampled" | "root-dir" => None,
         "unsampled-with-context" => Some(TRACEPARENT_UNSAMPLED),
         _ => Some(TRACEPARENT_SAMPLED),
     });
-    if mode == "caller-facts" {
+    if mode == "caller-dir" {
         headers.push(("tracestate", "vendor=1"));
     }
-    let facts_value = if direction == OUTBOUND {
-        "200 HTTP/1.1 10.0.0.9:8080 outbound|8080||payments default"
-    } else {
-        "200 HTTP/1.1 10.0.0.7:51234 default"
-    };
-    let facts_response = [(":status", "200"), (FACTS_HEADER, facts_value)];
-    let response: &[(&str, &str)] = if facts {
-        &facts_response
-    } else {
-        &facts_response[..1]
-    };
+    let response = [(":status", "200")];
     let (_, fuel_before) = host.cost();
     let sampler = host.sample_stacks(Duration::from_micros(20));
     for done in 0..REQUESTS {
-        exchange_answered(&mut host, direction, &headers, response);
+        exchange_answered(&mut host, direction, &headers, &response);
         // Exports keep the queue from filling, and their cost shows up in the profile too.
         if done % 512 == 511 {
             host.advance_ms(100);
