@@ -16,23 +16,21 @@ all: build
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-# The release build is size-tuned in Cargo.toml; wasm-opt trims it further when installed.
-# `--low-memory-unused` holds because the stack starts at 1 MiB and grows down, data and heap lie
-# above it: nothing lives in the first KiB, so constant offsets fold into loads and stores.
-# Functions that differ only in constants (each element type's `Vec` growth, std's formatting
-# impls; none on a request's path) are merged into one taking them as parameters. Stack IR
-# optimisation drops the local.set/get pairs left between expressions. Passes run in the order
-# given, and stack IR is lost if anything changes the module after it: the stack IR passes come
-# last.
-WASM_OPT_FLAGS := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-	--enable-mutable-globals --low-memory-unused --strip-producers -O3 --converge \
-	--merge-similar-functions --generate-stack-ir --optimize-stack-ir
+# wasm-opt optimises the release build further when binaryen is installed. The features are
+# those Rust's wasm32-wasip1 target emits.
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	--enable-mutable-globals
+WASM_OPT_FLAGS := $(WASM_FEATURES) --strip-producers -O3
+# The proxy-wasm SDK exports every callback of the ABI, and Envoy calls each one a module
+# exports (a body callback for every chunk): wasm-metadce keeps only the exports listed in
+# filter/exports.json, the callbacks the filter implements and what the ABI requires.
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) -p sidetrace
-	@if command -v wasm-opt >/dev/null 2>&1; then \
-		wasm-opt --strip-debug $(WASM_OPT_FLAGS) $(WASM_BUILT) -o $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+	@if command -v wasm-opt >/dev/null 2>&1 && command -v wasm-metadce >/dev/null 2>&1; then \
+		wasm-metadce $(WASM_FEATURES) --graph-file filter/exports.json $(WASM_BUILT) -o $(WASM).dce >/dev/null && \
+		wasm-opt --strip-debug $(WASM_OPT_FLAGS) $(WASM).dce -o $(WASM).tmp && mv $(WASM).tmp $(WASM) && rm $(WASM).dce; \
 	else \
-		echo "wasm-opt not found: using the unoptimised module"; cp $(WASM_BUILT) $(WASM); \
+		echo "binaryen (wasm-opt, wasm-metadce) not found: using the unoptimised module"; cp $(WASM_BUILT) $(WASM); \
 	fi
 	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes"
 

@@ -222,12 +222,12 @@ def print_split(variants, events, cache_sim):
     columns = [("Ir", "instructions")] + ([("I1mr", "I-cache misses")] if cache_sim else [])
     for event, label in columns:
         print(f"\nadded {label} per request over no tracing, by where they ran")
-        header = f"{'variant':<34} {'all':>9}" + "".join(f" {PLACE_NAMES[place]:>16}" for place in PLACES)
+        header = f"{'variant':<40} {'all':>9}" + "".join(f" {PLACE_NAMES[place]:>16}" for place in PLACES)
         print(header)
         print("-" * len(header))
         for name, *_ in variants[1:]:
             cells = [added(events, name, [event])] + [added(events, name, [f"{event}@{place}"]) for place in PLACES]
-            print(f"{name:<34} {cells[0]:>9,.0f}" + "".join(f" {cell:>16,.0f}" for cell in cells[1:]))
+            print(f"{name:<40} {cells[0]:>9,.0f}" + "".join(f" {cell:>16,.0f}" for cell in cells[1:]))
 
 
 def added(events, name, summed):
@@ -269,6 +269,8 @@ def main():
     parser.add_argument("--split", action="store_true",
                         help="also print where each variant's added instructions ran: the module's compiled "
                              "code, Envoy's, the C library's (with --cache-sim, its instruction-cache misses too)")
+    parser.add_argument("--before", metavar="WASM",
+                        help="another build of the module: each sidetrace row runs again with it, as '<row> before'")
     args = parser.parse_args()
     headers, described = run.caller_headers(args.caller_context, args.sampled_caller)
     require_tools()
@@ -276,6 +278,10 @@ def main():
     variants = [v for v in run.VARIANTS + EXTRA_VARIANTS if v[0] in wanted]
     if "none" not in wanted:
         variants.insert(0, run.VARIANTS[0])
+    if args.before:
+        run.BEFORE_WASM = os.path.abspath(args.before)
+        variants += [(f"{name} before", "sidetrace-before", *rest)
+                     for name, kind, *rest in variants if kind == "sidetrace"]
     run.build_probe_filter()
     if args.idle_seconds:
         idle(variants, args.idle_seconds)
@@ -285,14 +291,14 @@ def main():
         for variant in variants:
             events[variant[0]] = count_events(variant, args.requests, receiver, workdir, headers, rate=args.rate,
                                               cache_sim=args.cache_sim, split=args.split)
-            print(f"{variant[0]:<20} {events[variant[0]]['Ir']:>10,.0f} instructions/request", file=sys.stderr, flush=True)
+            print(f"{variant[0]:<40} {events[variant[0]]['Ir']:>10,.0f} instructions/request", file=sys.stderr, flush=True)
     per_request = {name: counted["Ir"] for name, counted in events.items()}
     base = per_request["none"]
     print(f"\nEnvoy 1.40 under callgrind, 1 worker, direct_response, {args.requests} HTTP/1.1 requests (h2load -c2) "
           f"after 1000 to warm up; all threads, exports and ticks included"
           + (f"; {args.rate} requests a second" if args.rate else "")
           + (f"; {described}" if described else ""))
-    header = f"{'variant':<34} {'instr/request':>14} {'added':>10} {'vs native':>10}"
+    header = f"{'variant':<40} {'instr/request':>14} {'added':>10} {'vs native':>10}"
     print(header)
     print("-" * len(header))
     for name, *_ in variants:
@@ -302,7 +308,7 @@ def main():
         ratio = ""
         if name.startswith("sidetrace") and native and native - base > 0:
             ratio = f"{added / (native - base):.2f}x"
-        print(f"{name:<34} {per_request[name]:>14,.0f} {added:>10,.0f} {ratio:>10}")
+        print(f"{name:<40} {per_request[name]:>14,.0f} {added:>10,.0f} {ratio:>10}")
     if args.cache_sim:
         print_cache_table(variants, events)
     if args.split:
@@ -321,7 +327,7 @@ def print_cache_table(variants, events):
     run once per request is fetched from beyond the first-level cache each time."""
     print("\nadded per request over no tracing (valgrind's simulated caches: 32 KiB first-level "
           "instruction cache, 48 KiB data), and against the native tracer's")
-    header = f"{'variant':<34}" + "".join(f" {column:>22}" for column, _ in CACHE_COLUMNS)
+    header = f"{'variant':<40}" + "".join(f" {column:>22}" for column, _ in CACHE_COLUMNS)
     print(header)
     print("-" * len(header))
     for name, *_ in variants[1:]:
@@ -333,7 +339,7 @@ def print_cache_table(variants, events):
             reference = added(events, native, summed) if name.startswith("sidetrace") and native in events else 0
             ratio = f"({value / reference:.2f}x)" if reference > 0 else ""
             cells.append(f" {value:>13,.0f} {ratio:>8}")
-        print(f"{name:<34}" + "".join(cells))
+        print(f"{name:<40}" + "".join(cells))
 
 
 if __name__ == "__main__":

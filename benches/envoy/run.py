@@ -75,6 +75,8 @@ VARIANTS = [
     ("sidetrace in 1% dir", "sidetrace", 1, "INBOUND", W3C_ONLY_INBOUND),
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
+    ("sidetrace in 100% all", "sidetrace", 100, "INBOUND", None),
+    ("sidetrace in 100% wasmplugin", "sidetrace", 100, "INBOUND", WASMPLUGIN_INBOUND),
     # The shipped SERVER WasmPlugin, and the same with `direction: auto`, as one plugin on both
     # listeners would need.
     ("sidetrace in 1% wasmplugin", "sidetrace", 1, "INBOUND", WASMPLUGIN_INBOUND),
@@ -95,6 +97,8 @@ def caller_headers(caller_context: bool, sampled_caller: bool):
     if caller_context:
         return [CALLER_TRACEPARENT], "every request with an unsampled caller's traceparent"
     return [], ""
+# Another build of the module (`--before`), run in the same session with the same settings.
+BEFORE_WASM = None
 PROBE_WASM = os.path.join(paths.REPO, "target", "wasm32-wasip1", "release", "sidetrace_probe_filter.wasm")
 
 
@@ -134,10 +138,11 @@ def envoy_config(kind, percentage, direction, port, admin, collector_port, extra
                 "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}, "timeout": "1s"},
                 "service_name": "bench"}},
         }
-    if kind == "sidetrace":
+    if kind in ("sidetrace", "sidetrace-before"):
         config = {"collector": {"cluster": "otel"}, "randomSamplingPercentage": percentage}
         config.update(extra or {})
-        hcm["http_filters"].insert(0, wasm_filter("sidetrace", paths.wasm_path(), config))
+        wasm = BEFORE_WASM if kind == "sidetrace-before" else paths.wasm_path()
+        hcm["http_filters"].insert(0, wasm_filter("sidetrace", wasm, config))
     if kind == "probe":
         # `extra`: {"wasm": a build of the probe filter, "calls": its configuration}.
         extra = extra or {}
@@ -253,6 +258,8 @@ def main():
                         help="send every request with a sampled W3C traceparent and a tracestate")
     parser.add_argument("--variant", action="append", help="a row name to run (repeatable); \"none\" always runs")
     parser.add_argument("--no-pin", action="store_true", help="leave Envoy and wrk where the scheduler puts them")
+    parser.add_argument("--before", metavar="WASM",
+                        help="another build of the module: each sidetrace row runs again with it, as '<row> before'")
     args = parser.parse_args()
     if args.export_only:
         export_throughput(args.export_rate, args.export_seconds)
@@ -260,6 +267,11 @@ def main():
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 5)
     variants = [v for v in VARIANTS if not args.variant or v[0] == "none" or v[0] in args.variant]
+    if args.before:
+        global BEFORE_WASM
+        BEFORE_WASM = os.path.abspath(args.before)
+        variants += [(f"{name} before", "sidetrace-before", *rest)
+                     for name, kind, *rest in variants if kind == "sidetrace"]
     headers, described = caller_headers(args.caller_context, args.sampled_caller)
     build_probe_filter()
     results = {name: [] for name, *_ in variants}
@@ -273,7 +285,7 @@ def main():
             for name, kind, percentage, direction, extra in variants:
                 results[name].append(measure(name, kind, percentage, direction, seconds, args.connections, receiver,
                                              extra, headers, pinned))
-                print(f"round {round_index + 1}/{rounds} {name:<20} {results[name][-1]['cpu_us_per_req']:.2f} µs/req", file=sys.stderr, flush=True)
+                print(f"round {round_index + 1}/{rounds} {name:<36} {results[name][-1]['cpu_us_per_req']:.2f} µs/req", file=sys.stderr, flush=True)
     os.sched_setaffinity(0, all_cores)
     median = {name: {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[0][k]
                      for k in runs[0]} for name, runs in results.items()}
@@ -317,7 +329,7 @@ def main():
     # "vs none": the whole CPU per request against no tracing's; "vs native": the CPU added over
     # no tracing against the native tracer's at the same sampling; "90% CI" that ratio's
     # interval by resampled rounds.
-    header = (f"{'variant':<20} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req':>10} {'vs none':>7} "
+    header = (f"{'variant':<36} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req':>10} {'vs none':>7} "
               f"{'added µs':>9} {'vs native':>9} {'90% CI':>9} {'per round':>9} {'spans rcvd':>10} {'RSS MB':>7}")
     print(header)
     print("-" * len(header))
@@ -329,11 +341,13 @@ def main():
         ratio = f"{added[name] / native:.2f}x" if compared else ""
         round_ratio = f"{per_round_ratio(name, percent):.2f}x" if compared else ""
         interval = ratio_interval(name, percent) if compared else ""
-        print(f"{name:<20} {m['rps']:>9.0f} {m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f} {m['cpu_us_per_req']:>10.2f} "
+        print(f"{name:<36} {m['rps']:>9.0f} {m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f} {m['cpu_us_per_req']:>10.2f} "
               f"{m['cpu_us_per_req'] / base:>6.2f}x {added[name]:>9.2f} {ratio:>9} {interval:>9} {round_ratio:>9} "
               f"{m['spans_received']:>10.0f} {m['rss_mb']:>7.1f}")
     wasm = paths.wasm_path()
     print(f"\nsidetrace.wasm: {os.path.getsize(wasm)} bytes ({os.path.getsize(wasm) / 1024:.0f} KiB)")
+    if BEFORE_WASM:
+        print(f"before ({BEFORE_WASM}): {os.path.getsize(BEFORE_WASM)} bytes")
     full = median.get("sidetrace in 100%")
     if full is None:
         return

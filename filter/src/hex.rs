@@ -13,9 +13,18 @@ pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
 
 /// `bytes` as lowercase hex.
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = vec![0; bytes.len() * 2];
-    encode_into(bytes, &mut out);
-    String::from_utf8(out).expect("hex digits are ASCII")
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push(&mut out, bytes);
+    out
+}
+
+/// Appends `bytes` as lowercase hex. Header values are built with this rather than `format!`:
+/// every request writes a few, and the formatting machinery does far more work per digit.
+pub fn push(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// Value of one hex digit. `lowercase_only` rejects `A`-`F`, as W3C Trace Context requires.

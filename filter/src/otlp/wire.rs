@@ -63,14 +63,21 @@ pub fn put_fixed32(out: &mut Vec<u8>, field: u32, value: u32) {
 }
 
 /// Writes a nested message whose body `write` produces. The body's length is only known once it
-/// is written, so the length goes after it and is then rotated in front of it.
+/// is written: one byte is kept for it, enough for most nested messages (attributes), and a
+/// longer body is moved up to make room for a wider length.
 pub fn put_message(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
     put_tag(out, field, LENGTH_DELIMITED);
-    let start = out.len();
+    let slot = out.len();
+    out.push(0);
     write(out);
-    let body_len = out.len() - start;
-    put_varint(out, body_len as u64);
-    out[start..].rotate_right(varint_len(body_len as u64));
+    let body_len = out.len() - slot - 1;
+    if body_len < 0x80 {
+        out[slot] = body_len as u8;
+        return;
+    }
+    let mut length = Vec::with_capacity(varint_len(body_len as u64));
+    put_varint(&mut length, body_len as u64);
+    out.splice(slot..slot + 1, length);
 }
 
 /// One field's value as read off the wire.

@@ -114,13 +114,17 @@ pub fn inject_single(ctx: &SpanContext, carrier: &mut impl Setter) {
         (false, Sampling::NotSampled) => "-0",
         (false, Sampling::Deferred) => "",
     };
-    let value = format!("{}-{}{sampled}", ctx.trace_id, ctx.span_id);
+    let mut value = String::with_capacity(68);
+    hex::push(&mut value, &ctx.trace_id.0);
+    value.push('-');
+    hex::push(&mut value, &ctx.span_id.0);
+    value.push_str(sampled);
     carrier.set(SINGLE_HEADER, &value);
 }
 
 pub fn inject_multi(ctx: &SpanContext, carrier: &mut impl Setter) {
-    carrier.set(TRACE_ID, &ctx.trace_id.to_string());
-    carrier.set(SPAN_ID, &ctx.span_id.to_string());
+    carrier.set(TRACE_ID, &hex::encode(&ctx.trace_id.0));
+    carrier.set(SPAN_ID, &hex::encode(&ctx.span_id.0));
     carrier.remove(PARENT_SPAN_ID);
     if ctx.debug {
         // Debug implies an accept decision; the spec says not to send both.

@@ -64,7 +64,11 @@ pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
         (false, true) => ":0:1",
         (false, false) => ":0:0",
     };
-    let value = format!("{}:{}{flags}", ctx.trace_id, ctx.span_id);
+    let mut value = String::with_capacity(53);
+    hex::push(&mut value, &ctx.trace_id.0);
+    value.push(':');
+    hex::push(&mut value, &ctx.span_id.0);
+    value.push_str(flags);
     carrier.set(HEADER, &value);
 }
 

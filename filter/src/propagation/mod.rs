@@ -12,12 +12,14 @@ pub mod b3;
 pub mod baggage;
 pub mod carrier;
 pub mod composite;
+pub mod header_block;
 pub mod jaeger;
 pub mod tracecontext;
 pub mod tracestate;
 pub mod xray;
 
 pub use carrier::{Getter, Headers, Setter};
+pub use header_block::HeaderBlock;
 
 use crate::context::SpanContext;
 

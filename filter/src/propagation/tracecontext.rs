@@ -98,7 +98,14 @@ impl Traceparent {
 
     /// The header's value, always version 00.
     pub fn format(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        hex::push(&mut out, &self.trace_id.0);
+        out.push('-');
+        hex::push(&mut out, &self.span_id.0);
+        out.push('-');
+        hex::push(&mut out, &[self.flags]);
+        out
     }
 }
 

@@ -85,12 +85,14 @@ pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
         (false, Sampling::NotSampled) => ";Sampled=0",
         (false, _) => ";Sampled=?",
     };
-    let mut value = format!(
-        "Root=1-{}-{};Parent={}{sampled}",
-        hex::encode(&ctx.trace_id.0[..4]),
-        hex::encode(&ctx.trace_id.0[4..]),
-        ctx.span_id
-    );
+    let mut value = String::with_capacity(80);
+    value.push_str("Root=1-");
+    hex::push(&mut value, &ctx.trace_id.0[..4]);
+    value.push('-');
+    hex::push(&mut value, &ctx.trace_id.0[4..]);
+    value.push_str(";Parent=");
+    hex::push(&mut value, &ctx.span_id.0);
+    value.push_str(sampled);
     if !ctx.xray_extra.is_empty() {
         value.push(';');
         value.push_str(&ctx.xray_extra);

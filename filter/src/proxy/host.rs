@@ -1,7 +1,7 @@
 //! What the filter asks of Envoy, over the SDK's host calls: the request's headers as a
 //! carrier the tracer reads and writes, and the facts a span records once its stream is over.
 
-use crate::propagation::{Getter, Headers, Setter};
+use crate::propagation::{Getter, HeaderBlock, Setter};
 use crate::span::facts::{expression, FactsQuery, SpanFacts};
 use crate::span::resource::NodeInfo;
 use crate::span::SpanKind;
@@ -12,47 +12,57 @@ use std::time::UNIX_EPOCH;
 
 /// The request's headers as this filter has read them, written back to Envoy through it.
 pub struct RequestHeaders {
-    read: Headers,
-    /// Names of headers the host held whose value is not text: they cannot carry trace
-    /// context, but a write must still replace them.
-    unreadable: Vec<String>,
+    read: HeaderBlock,
+    /// Whether `read` holds every header of the request, not only those looked up.
+    complete: bool,
 }
 
 impl RequestHeaders {
     /// Every header of the request, in one host call: list headers such as `tracestate` and
     /// `baggage` may come in several lines, and only the whole map shows them all.
     pub fn read() -> RequestHeaders {
-        let mut request = RequestHeaders {
-            read: Headers::new(),
-            unreadable: Vec::new(),
-        };
-        let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        request.read.entries.reserve_exact(pairs.len());
-        for (name, value) in pairs {
-            request.keep(name, value);
+        RequestHeaders {
+            read: HeaderBlock::parse(&super::header_map::request_header_pairs()),
+            complete: true,
         }
-        request
     }
 
-    fn keep(&mut self, name: String, value: Vec<u8>) {
-        match String::from_utf8(value) {
-            Ok(value) => self.read.entries.push((name, value)),
-            Err(_) => self.unreadable.push(name),
+    /// `read`, unless the request has no `traceparent`: then only that and `:path` (when
+    /// `with_path`) are known, all a W3C-only tracer needs of such a request.
+    pub fn read_unless_traceparent_is_absent(with_path: bool) -> RequestHeaders {
+        if lookup("traceparent").is_some() {
+            return Self::read();
+        }
+        let path = with_path.then(|| lookup(":path")).flatten();
+        RequestHeaders {
+            read: HeaderBlock::from_pairs(path.as_deref().map(|path| (":path", path))),
+            complete: false,
         }
     }
 
     /// How many of the request's headers were not text.
     pub fn unreadable(&self) -> u32 {
-        self.unreadable.len() as u32
+        self.read.unreadable().len() as u32
     }
 
-    fn holds_unreadable(&self, name: &str) -> bool {
-        self.unreadable.iter().any(|held| held == name)
+    /// Whether the request may hold `name` although it was not read as text.
+    fn may_hold_unread(&self, name: &str) -> bool {
+        !self.complete || self.read.unreadable().iter().any(|held| held == name)
     }
 
-    pub fn into_headers(self) -> Headers {
-        self.read
+    /// The headers as read, before this filter wrote any; the whole map.
+    pub fn into_block(self) -> HeaderBlock {
+        if self.complete {
+            self.read
+        } else {
+            Self::read().read
+        }
     }
+}
+
+fn lookup(name: &str) -> Option<String> {
+    let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok()??;
+    String::from_utf8(value).ok()
 }
 
 impl Getter for RequestHeaders {
@@ -71,7 +81,8 @@ impl Getter for RequestHeaders {
 
 impl Setter for RequestHeaders {
     /// A header that already holds exactly `value` is left alone: a forwarded context is
-    /// mostly written as it came. One the request lacks is added, which needs no search.
+    /// mostly written as it came. One the request lacks is added, which needs no search. What
+    /// is read back is the request as it came: a format's headers are written once.
     fn set(&mut self, name: &str, value: &str) {
         let mut held = 0;
         let mut same = true;
@@ -80,8 +91,8 @@ impl Setter for RequestHeaders {
             same &= existing == value;
         });
         match (held, same) {
-            (1, true) => return,
-            (0, _) if !self.holds_unreadable(name) => {
+            (1, true) => {}
+            (0, _) if !self.may_hold_unread(name) => {
                 let _ = hostcalls::add_map_value_bytes(
                     MapType::HttpRequestHeaders,
                     name,
@@ -96,15 +107,13 @@ impl Setter for RequestHeaders {
                 );
             }
         }
-        self.read.set(name, value);
     }
 
     fn remove(&mut self, name: &str) {
-        if self.read.get(name).is_none() && !self.holds_unreadable(name) {
+        if self.read.get(name).is_none() && !self.may_hold_unread(name) {
             return;
         }
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-        self.read.remove(name);
     }
 }
 

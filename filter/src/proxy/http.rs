@@ -43,7 +43,13 @@ impl HttpContext for SidetraceHttp {
             return Action::Continue;
         };
         let plugin = &shared.plugin;
-        let mut request = RequestHeaders::read();
+        let mut request = if plugin.looks_up_traceparent_first {
+            RequestHeaders::read_unless_traceparent_is_absent(
+                !plugin.config.exclude_paths.is_empty(),
+            )
+        } else {
+            RequestHeaders::read()
+        };
         let start = plugin
             .tracer
             .start(&mut request, &mut shared.ids.borrow_mut(), || {
@@ -77,7 +83,7 @@ impl HttpContext for SidetraceHttp {
             self.recording = Some(Box::new(Recording {
                 kind,
                 start_unix_nanos: host::now_unix_nanos(),
-                request: request.into_headers(),
+                request: request.into_block(),
                 baggage: start.incoming.baggage,
                 context: start.context,
                 parent: start.parent,

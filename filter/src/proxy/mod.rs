@@ -1,6 +1,7 @@
 //! The only code that talks to Envoy, on the `proxy-wasm` SDK: a root context per plugin that
 //! reads the configuration once and owns the exporter, an HTTP context per stream.
 
+mod header_map;
 mod host;
 mod http;
 mod metrics;

@@ -9,7 +9,7 @@ use crate::config::{HeaderTag, RecordUnsampled};
 use crate::context::{SpanContext, SpanId};
 use crate::otlp::{encode_span, SpanLimits};
 use crate::propagation::baggage::Baggage;
-use crate::propagation::Headers;
+use crate::propagation::HeaderBlock;
 
 /// What the configuration adds to every span, settled once per plugin.
 pub struct SpanSettings {
@@ -70,7 +70,7 @@ pub struct Recording {
     pub link: Option<SpanContext>,
     pub baggage: Option<Baggage>,
     pub start_unix_nanos: u64,
-    pub request: Headers,
+    pub request: HeaderBlock,
     /// False for an unsampled request kept in case it fails or is slow (`recordUnsampled`).
     pub sampled: bool,
 }
@@ -205,7 +205,7 @@ mod tests {
             link: None,
             baggage: None,
             start_unix_nanos: 1_000,
-            request: Headers::from_pairs([
+            request: HeaderBlock::from_pairs([
                 (":method", "GET"),
                 (":path", "/orders/42?x=1"),
                 (":authority", "checkout:8080"),

@@ -3,7 +3,7 @@
 //! samples is its share of the request's instructions. Needs a module that keeps its function
 //! names (`benches/wasm_profile.sh` builds one and runs this).
 //!
-//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context|root-dir|caller-dir] [inbound|outbound]
+//!     cargo run --release -p sidetrace-mock-host --example profile -- MODULE [sampled|unsampled|unsampled-with-context|root-dir|caller-dir|unsampled-all|sampled-all] [inbound|outbound]
 //!
 //! `root-dir` is the Envoy benchmarks' "dir" row: every request without context and sampled,
 //! the listener's direction in the configuration. `caller-dir` is the same with a sampled
@@ -49,12 +49,18 @@ fn main() {
     } else {
         String::new()
     };
+    // `-all` modes keep the default formats; the others read and write W3C only.
+    let propagation = if mode.ends_with("-all") {
+        ""
+    } else {
+        r#","propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#
+    };
     let config = format!(
-        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage},"propagation":{{"extract":["tracecontext"],"inject":["tracecontext"]}}{direction_config}}}"#
+        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage}{propagation}{direction_config}}}"#
     );
     assert!(host.configure(&config).expect("configure"));
     let mut headers = request(match mode {
-        "unsampled" | "root-dir" => None,
+        "unsampled" | "unsampled-all" | "root-dir" | "sampled-all" => None,
         "unsampled-with-context" => Some(TRACEPARENT_UNSAMPLED),
         _ => Some(TRACEPARENT_SAMPLED),
     });

@@ -1026,6 +1026,29 @@ fn default_batching_sustains_25000_spans_per_second_without_drops() {
 }
 
 /// A plugin whose configuration was refused has no streams: its requests pass untouched.
+/// Hosts call an exported callback on every event it names (body callbacks on every chunk):
+/// the built module exports only what `filter/exports.json` lists, the callbacks sidetrace
+/// implements and what the ABI requires.
+#[test]
+fn only_the_callbacks_in_use_are_exported() {
+    let listed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../filter/exports.json"
+    ))
+    .expect("filter/exports.json");
+    let mut expected: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&listed)
+        .expect("a JSON list")
+        .iter()
+        .map(|node| node["export"].as_str().expect("an export name").to_string())
+        .collect();
+    expected.sort();
+    let mut host = configured("");
+    let mut exports = host.exports();
+    exports.sort();
+    assert_eq!(exports, expected);
+    assert!(!exports.iter().any(|name| name.contains("body")));
+}
+
 #[test]
 fn a_refused_configuration_leaves_traffic_untouched() {
     let mut host = MockHost::load().unwrap();
@@ -1514,7 +1537,39 @@ fn a_continued_tracestate_is_written_only_where_it_changes() {
     }
 }
 
-/// Every request's header map is read once, whole. An unsampled caller's context is forwarded
+/// With W3C Trace Context the only format read, a request without `traceparent` needs nothing
+/// else from its headers: the map is read only once its span is recorded, for its attributes.
+#[test]
+fn a_w3c_only_request_without_traceparent_reads_no_header_map_unless_recorded() {
+    // (config, reads at the request's headers)
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0"#,
+            &["traceparent"],
+        ),
+        (
+            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0,"excludePaths":["/healthz"]"#,
+            &["traceparent", ":path"],
+        ),
+        (
+            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":100"#,
+            &["traceparent", "*"],
+        ),
+    ];
+    for (extra, reads) in cases {
+        let mut host = configured(extra);
+        host.take_request_header_reads();
+        let stream = host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
+        assert_eq!(host.take_request_header_reads(), reads, "{extra}");
+        let written = host.request_header(stream, "traceparent").unwrap();
+        assert!(written.starts_with("00-"), "{extra}: {written}");
+        let sampled = extra.contains(":100");
+        assert_eq!(!flush(&mut host).is_empty(), sampled, "{extra}");
+    }
+}
+
+/// Every request's header map is read once, whole (after a look for `traceparent` where W3C is
+/// the only format read). An unsampled caller's context is forwarded
 /// as it came: headers that would be written with the value they hold are left alone, and only
 /// what the configuration changes is written (a format read but not written is removed, one
 /// written but not read is added).
@@ -1556,7 +1611,14 @@ fn an_unsampled_caller_is_forwarded_with_only_what_the_configuration_changes() {
         let stream = host
             .exchange(INBOUND, &request("/", &headers), 200)
             .unwrap();
-        assert_eq!(host.take_request_header_reads(), ["*"], "{extra}");
+        // With W3C the only format read, `traceparent` is looked up first: it is there, so the
+        // map is read.
+        let reads = if extra.contains(r#""extract":["tracecontext"]"#) {
+            vec!["traceparent", "*"]
+        } else {
+            vec!["*"]
+        };
+        assert_eq!(host.take_request_header_reads(), reads, "{extra}");
         let sent = host.request_header(stream, "traceparent").unwrap();
         assert_eq!(sent, caller, "{extra}");
         let writes = host.take_header_writes();
