@@ -1578,7 +1578,8 @@ fn an_unsampled_caller_is_forwarded_with_only_what_the_configuration_changes() {
     let caller = w3c(TRACE, CALLER, "00");
     let b3 = format!("{TRACE}-{CALLER}-0");
     // (config, a B3 header too, the writes expected)
-    let cases: [(&str, bool, &[(&str, &str)]); 4] = [
+    type Case<'a> = (&'a str, bool, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
         (
             r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":30"#,
             false,
