@@ -15,6 +15,8 @@ pub struct RequestHeaders {
     read: HeaderBlock,
     /// Whether `read` holds every header of the request, not only those looked up.
     complete: bool,
+    /// Headers looked up and found absent, when `read` is not complete.
+    absent: Vec<&'static str>,
 }
 
 impl RequestHeaders {
@@ -24,6 +26,7 @@ impl RequestHeaders {
         RequestHeaders {
             read: HeaderBlock::parse(&super::header_map::request_header_pairs()),
             complete: true,
+            absent: Vec::new(),
         }
     }
 
@@ -37,6 +40,7 @@ impl RequestHeaders {
         RequestHeaders {
             read: HeaderBlock::from_pairs(path.as_deref().map(|path| (":path", path))),
             complete: false,
+            absent: vec!["traceparent"],
         }
     }
 
@@ -47,7 +51,11 @@ impl RequestHeaders {
 
     /// Whether the request may hold `name` although it was not read as text.
     fn may_hold_unread(&self, name: &str) -> bool {
-        !self.complete || self.read.unreadable().iter().any(|held| held == name)
+        if self.complete {
+            self.read.unreadable().iter().any(|held| held == name)
+        } else {
+            !self.absent.contains(&name)
+        }
     }
 
     /// The headers as read, before this filter wrote any; the whole map.
