@@ -15,7 +15,7 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from harness import waterfall  # noqa: E402
+from harness import sidecar_config, waterfall  # noqa: E402
 from harness.mesh import Mesh  # noqa: E402
 
 TOPOLOGY = {"frontend": ["checkout"], "checkout": ["payments"], "payments": []}
@@ -62,6 +62,24 @@ def show(mesh, results):
         print("   " + line)
 
 
+def failing_path_at_zero_percent():
+    """The same mesh at 0 % head sampling with `recordUnsampled`: a failing request's path is
+    recorded all the same, as one linked trace; a healthy one leaves nothing."""
+    config = sidecar_config.default_filter_config(
+        randomSamplingPercentage=0, recordUnsampled={"onError": True, "slowerThanMs": 2000})
+    print("\nstarting the same mesh at 0 % sampling with recordUnsampled ...", flush=True)
+    with Mesh(TOPOLOGY, filter_config=lambda service: config) as mesh:
+        healthy, _ = mesh.get("frontend", "/checkout/cart/77")
+        failing, _ = mesh.get("frontend", "/checkout/pay/fail")
+        spans = mesh.receiver.wait_for_spans(5, timeout=15)
+        time.sleep(0.5)
+        print(f"── 0 % sampling: GET /checkout/cart/77 → {healthy} (no trace), "
+              f"GET /checkout/pay/fail → {failing}")
+        for trace in mesh.receiver.traces().values():
+            print(waterfall.render(trace))
+        print(f"   recorded because: {sorted({s.attributes.get('sidetrace.recorded_because') for s in spans})}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the mesh running until Ctrl-C")
@@ -84,6 +102,8 @@ def main() -> int:
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
             except KeyboardInterrupt:
                 pass
+    if not args.keep:
+        failing_path_at_zero_percent()
     print("stopped.")
     return 0
 
