@@ -76,6 +76,9 @@ VARIANTS = [
     ("sidetrace out 1%", "sidetrace", 1, "OUTBOUND", W3C_ONLY),
     ("sidetrace in 1% all", "sidetrace", 1, "INBOUND", None),
     ("sidetrace in 100% all", "sidetrace", 100, "INBOUND", None),
+    # Unsampled requests kept until their end, in case they fail or are slow (none does here).
+    ("sidetrace in 1% all record-unsampled", "sidetrace", 1, "INBOUND",
+     {"recordUnsampled": {"onError": True, "slowerThanMs": 2000}}),
     ("sidetrace in 100% wasmplugin", "sidetrace", 100, "INBOUND", WASMPLUGIN_INBOUND),
     # The shipped SERVER WasmPlugin, and the same with `direction: auto`, as one plugin on both
     # listeners would need.

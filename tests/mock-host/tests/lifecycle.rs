@@ -164,6 +164,14 @@ fn a_good_configuration_is_accepted_and_ticks() {
     let host = configured("");
     assert!(host.log_lines_at_least(4).is_empty());
     assert!(host.tick_period_ms() > 0);
+    // One info line names the version and where spans go, for an operator reading the log.
+    let started = format!("sidetrace {}: configured", env!("CARGO_PKG_VERSION"));
+    let info = host.log_lines_at_least(2);
+    assert!(
+        info.iter()
+            .any(|line| line.starts_with(&started) && line.contains("`otel-collector`")),
+        "{info:?}"
+    );
 }
 
 #[test]
