@@ -156,13 +156,6 @@ impl Exporter {
         true
     }
 
-    /// Whether something is due sooner than the scheduled delay: a full batch waits to leave,
-    /// or a failed one for its retry. Spans short of a batch leave on the schedule, and exports
-    /// on the wire are answered by callbacks, not found by ticks.
-    pub fn needs_fast_tick(&self) -> bool {
-        self.has_full_batch() || !self.awaiting_retry.is_empty()
-    }
-
     /// Batches fill in order: a full one is waiting exactly when the oldest is full.
     pub fn has_full_batch(&self) -> bool {
         self.waiting
@@ -291,11 +284,6 @@ impl Exporter {
                 }
             }
         }
-    }
-
-    /// Whether the queue takes no more spans: its plugin is retiring.
-    pub fn is_draining(&self) -> bool {
-        self.draining
     }
 
     /// From now on everything waiting leaves at once and failures are not retried: the plugin

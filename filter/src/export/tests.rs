@@ -355,29 +355,6 @@ fn random_sequences_keep_the_counts_exact() {
 }
 
 #[test]
-fn needs_a_fast_tick_only_for_a_full_batch_or_a_retry() {
-    let mut exporter = Exporter::new(settings(), 1);
-    assert_eq!(settings().max_batch_size, 4);
-    assert!(!exporter.needs_fast_tick(), "new");
-    fill(&mut exporter, 3);
-    assert!(
-        !exporter.needs_fast_tick(),
-        "short of a batch: the schedule sends it"
-    );
-    fill(&mut exporter, 1);
-    assert!(exporter.needs_fast_tick(), "a full batch waiting");
-    let batch = exporter.poll(0, &no_header).unwrap();
-    assert!(!exporter.needs_fast_tick(), "a batch in flight");
-    exporter.complete(batch.batch_id, FAIL, 1);
-    assert!(exporter.needs_fast_tick(), "a batch awaiting its retry");
-    let retry = exporter.poll(10_000, &no_header).expect("the retry");
-    assert!(!exporter.needs_fast_tick(), "the retry in flight");
-    exporter.complete(retry.batch_id, OK, 10_001);
-    assert!(!exporter.needs_fast_tick(), "all delivered");
-    assert_invariant(&exporter);
-}
-
-#[test]
 fn spans_go_after_the_header_room() {
     let mut exporter = Exporter::new(
         ExportSettings {

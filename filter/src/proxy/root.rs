@@ -121,6 +121,11 @@ impl SidetraceRoot {
         let Some(shared) = self.shared() else { return };
         let now = now_ms();
         let collector = &shared.plugin.config.collector;
+        let metadata: Vec<(&str, &[u8])> = collector
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
         loop {
             let encoder = &shared.plugin.encoder;
             let dispatch = shared
@@ -128,12 +133,8 @@ impl SidetraceRoot {
                 .borrow_mut()
                 .poll(now, &|buffer| encoder.finish(buffer));
             let Some(dispatch) = dispatch else { break };
-            let metadata: Vec<(&str, &[u8])> = collector
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes()))
-                .collect();
-            let opened = hostcalls::open_grpc_stream(&self.target, SERVICE, METHOD, metadata);
+            let opened =
+                hostcalls::open_grpc_stream(&self.target, SERVICE, METHOD, metadata.clone());
             let sent = opened.and_then(|token| {
                 hostcalls::send_grpc_stream_message(token, Some(&dispatch.payload), true)
                     .map(|()| token)
