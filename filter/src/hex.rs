@@ -27,14 +27,38 @@ pub fn push(out: &mut String, bytes: &[u8]) {
     }
 }
 
+const NOT_HEX: u8 = 0xff;
+
+/// Each byte's value as a hex digit, or `NOT_HEX`; `A`-`F` count only when `uppercase`.
+const fn digit_values(uppercase: bool) -> [u8; 256] {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 16 {
+        let lower = b"0123456789abcdef"[i];
+        table[lower as usize] = i as u8;
+        if uppercase {
+            table[lower.to_ascii_uppercase() as usize] = i as u8;
+        }
+        i += 1;
+    }
+    table
+}
+
+const LOWERCASE_VALUES: [u8; 256] = digit_values(false);
+const ANY_CASE_VALUES: [u8; 256] = digit_values(true);
+
+fn values(lowercase_only: bool) -> &'static [u8; 256] {
+    if lowercase_only {
+        &LOWERCASE_VALUES
+    } else {
+        &ANY_CASE_VALUES
+    }
+}
+
 /// Value of one hex digit. `lowercase_only` rejects `A`-`F`, as W3C Trace Context requires.
 pub fn digit(c: u8, lowercase_only: bool) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' if !lowercase_only => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let value = values(lowercase_only)[usize::from(c)];
+    (value != NOT_HEX).then_some(value)
 }
 
 /// Decodes exactly `out.len() * 2` hex digits from `text` into `out`.
@@ -42,8 +66,14 @@ pub fn decode_into(text: &[u8], out: &mut [u8], lowercase_only: bool) -> Option<
     if text.len() != out.len() * 2 {
         return None;
     }
+    let values = values(lowercase_only);
     for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = (digit(pair[0], lowercase_only)? << 4) | digit(pair[1], lowercase_only)?;
+        let (high, low) = (values[usize::from(pair[0])], values[usize::from(pair[1])]);
+        // A digit's value fits in four bits; `NOT_HEX` does not.
+        if (high | low) > 0x0f {
+            return None;
+        }
+        *byte = (high << 4) | low;
     }
     Some(())
 }
@@ -107,6 +137,28 @@ mod tests {
                 digit(c, false).map(|_| ()),
                 "{c}"
             );
+        }
+    }
+
+    #[test]
+    fn digit_values_match_the_standard_library_for_every_byte() {
+        for c in 0..=255u8 {
+            let any = char::from(c).to_digit(16).map(|value| value as u8);
+            let lowercase = any.filter(|_| !c.is_ascii_uppercase());
+            assert_eq!(digit(c, false), any, "{c}");
+            assert_eq!(digit(c, true), lowercase, "{c}");
+            for (high, expected) in [(b'0', Some(0u8)), (b'f', Some(0xf0)), (b'g', None)] {
+                let mut out = [0u8; 1];
+                let decoded = decode_into(&[high, c], &mut out, false).map(|_| out[0]);
+                assert_eq!(decoded, expected.zip(any).map(|(h, l)| h | l), "{high} {c}");
+                let mut out = [0u8; 1];
+                let decoded = decode_into(&[c, high], &mut out, true).map(|_| out[0]);
+                let expected_low = digit(high, true);
+                assert_eq!(
+                    decoded,
+                    lowercase.zip(expected_low).map(|(h, l)| h << 4 | l)
+                );
+            }
         }
     }
 }

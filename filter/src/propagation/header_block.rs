@@ -23,49 +23,53 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 impl HeaderBlock {
-    /// Indexes a serialized map. A truncated or inconsistent buffer keeps the pairs before the
-    /// damage.
-    pub fn parse(bytes: &[u8]) -> HeaderBlock {
-        let count = read_u32(bytes, 0).unwrap_or(0);
+    /// Indexes a serialized map, keeping its buffer. A truncated or inconsistent buffer keeps
+    /// the pairs before the damage.
+    pub fn parse(mut bytes: Vec<u8>) -> HeaderBlock {
+        let count = read_u32(&bytes, 0).unwrap_or(0);
         // Every pair needs 8 bytes of lengths and 2 NULs: a buffer that cannot hold the pairs
         // it announces is corrupt.
         if count > bytes.len() / 10 {
             return HeaderBlock::default();
         }
-        let mut spans = Vec::with_capacity(count);
-        let mut at = 4 + 8 * count;
+        // Ranges are kept relative to the text, which starts after the lengths.
+        let data = 4 + 8 * count;
+        let mut pairs = Vec::with_capacity(count);
+        let mut at: usize = 0;
         for index in 0..count {
             let (Some(name_len), Some(value_len)) = (
-                read_u32(bytes, 4 + 8 * index),
-                read_u32(bytes, 8 + 8 * index),
+                read_u32(&bytes, 4 + 8 * index),
+                read_u32(&bytes, 8 + 8 * index),
             ) else {
                 break;
             };
             let name = at..at.saturating_add(name_len);
             let value = name.end.saturating_add(1)..name.end.saturating_add(1 + value_len);
-            if value.end >= bytes.len() {
+            if value.end >= bytes.len() - data {
                 break;
             }
             at = value.end + 1;
-            spans.push((name, value));
+            pairs.push((name, value));
         }
-        let data = 4 + 8 * count;
-        let Some(first) = spans.first().map(|(name, _)| name.start) else {
+        if pairs.is_empty() {
             return HeaderBlock::default();
-        };
-        let end = spans.last().map_or(first, |(_, value)| value.end + 1);
+        }
+        bytes.truncate(data + at);
+        bytes.drain(..data);
         // The usual case, every name and value UTF-8, is one check of the whole text: NULs are
         // ASCII, so every name and value then starts and ends on a character boundary.
-        if let Ok(text) = std::str::from_utf8(&bytes[data..end]) {
-            let shift = |range: &Range<usize>| range.start - data..range.end - data;
-            return HeaderBlock {
-                text: text.to_string(),
-                pairs: spans.iter().map(|(n, v)| (shift(n), shift(v))).collect(),
-                unreadable: Vec::new(),
-            };
-        }
+        let bytes = match String::from_utf8(bytes) {
+            Ok(text) => {
+                return HeaderBlock {
+                    text,
+                    pairs,
+                    unreadable: Vec::new(),
+                }
+            }
+            Err(error) => error.into_bytes(),
+        };
         let mut block = HeaderBlock::default();
-        for (name, value) in spans {
+        for (name, value) in pairs {
             let readable = (
                 std::str::from_utf8(&bytes[name.clone()]),
                 std::str::from_utf8(&bytes[value]),
@@ -176,7 +180,7 @@ mod tests {
             (b"tracestate", b"b=2"),
             (b"empty", b""),
         ]);
-        let block = HeaderBlock::parse(&bytes);
+        let block = HeaderBlock::parse(bytes.clone());
         assert_eq!(block.unreadable(), ["x-bad"]);
         assert_eq!(block.get(":path"), Some("/orders/7"));
         assert_eq!(block.get("empty"), Some(""));
@@ -207,7 +211,7 @@ mod tests {
         ];
         for (bytes, readable) in cases {
             assert_eq!(
-                HeaderBlock::parse(&bytes).iter().count(),
+                HeaderBlock::parse(bytes.clone()).iter().count(),
                 readable,
                 "{bytes:?}"
             );
@@ -223,7 +227,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
-        let parsed = HeaderBlock::parse(&serialize(&raw));
+        let parsed = HeaderBlock::parse(serialize(&raw));
         let built = HeaderBlock::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(all(&parsed), pairs);
         assert_eq!(all(&built), pairs);

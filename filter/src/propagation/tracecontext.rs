@@ -96,26 +96,27 @@ impl Traceparent {
         }
     }
 
-    /// The header's value, always version 00.
-    pub fn format(&self) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        hex::push(&mut out, &self.trace_id.0);
-        out.push('-');
-        hex::push(&mut out, &self.span_id.0);
-        out.push('-');
-        hex::push(&mut out, &[self.flags]);
-        out
+    /// The header's value, always version 00, written in place: every request writes one.
+    pub fn format(&self) -> TraceparentText {
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex::encode_into(&self.trace_id.0, &mut text[3..35]);
+        hex::encode_into(&self.span_id.0, &mut text[36..52]);
+        hex::encode_into(&[self.flags], &mut text[53..55]);
+        TraceparentText(text)
     }
 }
 
-/// `traceparent` for `context`.
-pub fn format_traceparent(context: &SpanContext) -> String {
-    Traceparent::of(context).format()
+/// A version-00 `traceparent` value.
+pub struct TraceparentText([u8; 55]);
+
+impl TraceparentText {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a traceparent is ASCII")
+    }
 }
 
 pub fn inject(context: &SpanContext, carrier: &mut impl Setter) {
-    carrier.set(HEADERS[0], &format_traceparent(context));
+    carrier.set(HEADERS[0], Traceparent::of(context).format().as_str());
     if context.trace_state.is_empty() {
         carrier.remove(HEADERS[1]);
     } else {

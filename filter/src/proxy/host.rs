@@ -24,7 +24,7 @@ impl RequestHeaders {
     /// `baggage` may come in several lines, and only the whole map shows them all.
     pub fn read() -> RequestHeaders {
         RequestHeaders {
-            read: HeaderBlock::parse(&super::header_map::request_header_pairs()),
+            read: HeaderBlock::parse(super::header_map::request_header_pairs()),
             complete: true,
             absent: Vec::new(),
         }

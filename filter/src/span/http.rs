@@ -88,7 +88,10 @@ pub fn is_grpc(content_type: Option<&str>) -> bool {
 
 /// A request target's path: what comes before its query string or fragment.
 pub fn path_of(target: &str) -> &str {
-    target.split(['?', '#']).next().unwrap_or(target)
+    match target.bytes().position(|b| b == b'?' || b == b'#') {
+        Some(end) => &target[..end],
+        None => target,
+    }
 }
 
 /// Envoy's response flags explain failures: an exchange with no status, or 4xx/5xx, is worth
@@ -280,18 +283,21 @@ fn push_peer<'a>(out: &mut Vec<Attribute<'a>>, (address, port): (&'a str, Option
 /// Splits `host:port`, `[v6]:port`, or a bare host.
 pub fn split_host_port(authority: &str) -> (&str, Option<i64>) {
     if let Some(bracketed) = authority.strip_prefix('[') {
-        return match bracketed.split_once(']') {
-            Some((host, rest)) => (host, rest.strip_prefix(':').and_then(parse_port)),
+        return match bracketed.bytes().position(|b| b == b']') {
+            Some(end) => (
+                &bracketed[..end],
+                bracketed[end + 1..].strip_prefix(':').and_then(parse_port),
+            ),
             None => (authority, None),
         };
     }
-    match authority.split_once(':') {
-        // More than one colon and no brackets: a bare IPv6 address, no port.
-        Some((_, port)) if port.contains(':') => (authority, None),
-        Some((host, port)) => match parse_port(port) {
-            Some(port) => (host, Some(port)),
-            None => (authority, None),
-        },
+    let Some(colon) = authority.bytes().position(|b| b == b':') else {
+        return (authority, None);
+    };
+    // parse_port refuses a second colon: more than one and no brackets is a bare IPv6
+    // address, with no port.
+    match parse_port(&authority[colon + 1..]) {
+        Some(port) => (&authority[..colon], Some(port)),
         None => (authority, None),
     }
 }

@@ -3,7 +3,7 @@
 
 use super::facts::SpanFacts;
 use super::http::{Exchange, RequestFields, SpanDecorations};
-use super::route::span_name;
+use super::route::{span_name, MAX_ROUTE_LEN};
 use super::{Attribute, AttributeValue, FinishedSpan, Link, SpanKind};
 use crate::config::{HeaderTag, RecordUnsampled};
 use crate::context::{SpanContext, SpanId};
@@ -131,7 +131,8 @@ pub fn encode_recorded_span(
             value: AttributeValue::Str(because.as_str()),
         });
     }
-    let mut name = String::new();
+    // Room for the longest normalized route, so that the name is written without growing.
+    let mut name = String::with_capacity(exchange.method().len() + 1 + MAX_ROUTE_LEN + 3);
     span_name(
         exchange.method(),
         exchange.route_name,

@@ -29,28 +29,36 @@ pub fn is_id_like(segment: &str) -> bool {
     if bytes.is_empty() {
         return false;
     }
-    if bytes.iter().all(u8::is_ascii_digit) || is_uuid(bytes) {
+    let (mut digits, mut hex_letters, mut letters, mut token_chars) = (0, 0, 0, true);
+    for &c in bytes {
+        if c.is_ascii_digit() {
+            digits += 1;
+        } else if c.is_ascii_alphabetic() {
+            letters += 1;
+            hex_letters += usize::from(c.is_ascii_hexdigit());
+        } else {
+            token_chars &= matches!(c, b'-' | b'_' | b'=' | b'.');
+        }
+    }
+    let len = bytes.len();
+    if digits == len || is_uuid(bytes) {
         return true;
     }
-    if bytes.len() >= 16 && bytes.iter().all(u8::is_ascii_hexdigit) {
+    if len >= 16 && digits + hex_letters == len {
         return true;
     }
-    let has_digit = bytes.iter().any(u8::is_ascii_digit);
-    let has_alpha = bytes.iter().any(u8::is_ascii_alphabetic);
-    let token_chars = bytes
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.'));
-    bytes.len() >= 24 && has_digit && has_alpha && token_chars
+    len >= 24 && digits > 0 && letters > 0 && token_chars
 }
 
 /// Writes the normalized path (query and fragment dropped) into `out`.
-pub fn normalize_path(path: &str, out: &mut String) {
+pub fn normalize_path(target: &str, out: &mut String) {
     let start = out.len();
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
+    let mut rest = crate::span::http::path_of(target);
+    loop {
+        let (segment, next) = match rest.bytes().position(|b| b == b'/') {
+            Some(slash) => (&rest[..slash], Some(&rest[slash + 1..])),
+            None => (rest, None),
+        };
         out.push_str(if is_id_like(segment) { ID } else { segment });
         if out.len() - start > MAX_ROUTE_LEN {
             let mut cut = start + MAX_ROUTE_LEN;
@@ -61,6 +69,9 @@ pub fn normalize_path(path: &str, out: &mut String) {
             out.push_str("...");
             return;
         }
+        let Some(next) = next else { break };
+        out.push('/');
+        rest = next;
     }
     if out.len() == start {
         out.push('/');
