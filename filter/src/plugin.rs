@@ -14,7 +14,8 @@ use crate::tracer::{SpanStart, Tracer};
 pub struct Plugin {
     /// Whether a request's `traceparent` is looked up alone before its header map is read: with
     /// W3C Trace Context the only format read, a request without one needs nothing else from
-    /// its headers (but `:path`, where paths are excluded).
+    /// its headers (but `:path`, where paths are excluded). Not at 100 % sampling: every new
+    /// trace is then recorded, and its span needs the whole map anyway.
     pub looks_up_traceparent_first: bool,
     pub config: Config,
     pub tracer: Tracer,
@@ -69,7 +70,8 @@ impl Plugin {
             },
         };
         Plugin {
-            looks_up_traceparent_first: config.extract == [Format::TraceContext],
+            looks_up_traceparent_first: config.extract == [Format::TraceContext]
+                && config.sampler.percentage() < 100.0,
             kind,
             span,
             encoder,
@@ -90,14 +92,14 @@ impl Plugin {
         }
     }
 
-    /// Whether a request's start needs its span's kind: to apply `match.mode`, or to count an
-    /// outbound request that arrived without context and records no span. Otherwise the kind
-    /// waits for the end, where it is read with the span's other facts.
-    pub fn needs_kind_at_start(&self, start: &SpanStart) -> bool {
+    /// Whether a request's start needs its span's kind: only to apply `match.mode`. Otherwise
+    /// the kind waits for the end, where it is read with the span's other facts, and a request
+    /// that records no span reads nothing: with `direction: auto`, an outbound request without
+    /// context is counted only when its span is recorded.
+    pub fn needs_kind_at_start(&self) -> bool {
         let records_every_kind = self.config.disable_span_reporting
             || self.config.match_.mode == MatchMode::ClientAndServer;
-        let without_context = start.incoming.context.is_none();
-        self.kind.is_none() && (!records_every_kind || (without_context && !start.is_sampled()))
+        self.kind.is_none() && !records_every_kind
     }
 
     /// Whether the request's target (`:path`, query string and all) is one not to trace.

@@ -58,7 +58,7 @@ impl HttpContext for SidetraceHttp {
         let excluded = plugin.is_excluded(request.get(":path"));
         let kind = plugin.kind.or_else(|| {
             plugin
-                .needs_kind_at_start(&start)
+                .needs_kind_at_start()
                 .then(host::listener_kind)
                 .flatten()
         });
