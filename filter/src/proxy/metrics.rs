@@ -21,6 +21,8 @@ pub struct Metrics {
     outbound_without_context: Option<u32>,
     facts_read_one_by_one: Option<u32>,
     spans_recorded_unsampled: Option<u32>,
+    linear_memory_bytes: Option<u32>,
+    published_memory_bytes: u64,
     /// What is counted but not yet pushed.
     pending: StartCounts,
     pending_one_by_one: i64,
@@ -57,6 +59,9 @@ impl Metrics {
             // Spans of unsampled requests recorded because they failed or were slow; they are
             // counted in `spans_sampled` too, as every span handed to the exporter is.
             spans_recorded_unsampled: define(Counter, "sidetrace.spans_recorded_unsampled"),
+            // The VM's, shared by its plugins: each sets it whole rather than adding to it.
+            linear_memory_bytes: define(Gauge, "sidetrace.linear_memory_bytes"),
+            published_memory_bytes: 0,
             pending: StartCounts::default(),
             pending_one_by_one: 0,
             pending_recorded_unsampled: 0,
@@ -78,9 +83,17 @@ impl Metrics {
         self.pending_recorded_unsampled += 1;
     }
 
-    /// Pushes the per-request counts gathered since the last push, and what changed in the
-    /// exporter's statistics.
+    /// Pushes the per-request counts gathered since the last push, what changed in the
+    /// exporter's statistics, and the VM's memory.
     pub fn publish(&mut self, now: ExportStats) {
+        let memory_bytes = linear_memory_bytes();
+        if let (Some(id), true) = (
+            self.linear_memory_bytes,
+            memory_bytes != self.published_memory_bytes,
+        ) {
+            let _ = hostcalls::record_metric(id, memory_bytes);
+            self.published_memory_bytes = memory_bytes;
+        }
         let pending = std::mem::take(&mut self.pending);
         add(self.spans_started, pending.spans_started);
         add(self.invalid_context, pending.invalid_context);
@@ -111,4 +124,11 @@ impl Metrics {
             delta(now.export_failures, before.export_failures),
         );
     }
+}
+
+/// The VM's linear memory: the module's own share of Envoy's memory, where V8's compiled code
+/// and its heap are not. A wasm memory never shrinks, so this is also its high-water mark.
+fn linear_memory_bytes() -> u64 {
+    const WASM_PAGE_BYTES: u64 = 65_536;
+    core::arch::wasm32::memory_size::<0>() as u64 * WASM_PAGE_BYTES
 }

@@ -117,9 +117,8 @@ impl SidetraceRoot {
     }
 
     /// Sends every batch the exporter is ready to send.
-    fn flush(&mut self) {
+    fn flush(&mut self, now: u64) {
         let Some(shared) = self.shared() else { return };
-        let now = now_ms();
         let collector = &shared.plugin.config.collector;
         let metadata: Vec<(&str, &[u8])> = collector
             .headers
@@ -169,11 +168,12 @@ impl SidetraceRoot {
 
     fn complete(&mut self, batch_id: u64, outcome: Outcome) {
         let Some(shared) = self.shared() else { return };
+        let now = now_ms();
         shared
             .exporter
             .borrow_mut()
-            .complete(batch_id, outcome, now_ms());
-        self.flush();
+            .complete(batch_id, outcome, now);
+        self.flush(now);
         if self.draining && self.in_flight.is_empty() {
             shared.exporter.borrow_mut().shutdown();
             self.publish(&shared);
@@ -182,8 +182,7 @@ impl SidetraceRoot {
     }
 
     /// Exports past `collector.timeoutMs` are cancelled and count as DEADLINE_EXCEEDED.
-    fn expire_overdue(&mut self) {
-        let now = now_ms();
+    fn expire_overdue(&mut self, now: u64) {
         let overdue: Vec<u32> = self
             .in_flight
             .iter()
@@ -296,7 +295,7 @@ impl Context for SidetraceRoot {
         // A retiring plugin (a configuration push) sends what it holds once, now; whatever
         // cannot leave is counted as dropped rather than forgotten.
         shared.exporter.borrow_mut().begin_drain();
-        self.flush();
+        self.flush(now_ms());
         if self.in_flight.is_empty() {
             shared.exporter.borrow_mut().shutdown();
             self.publish(&shared);
@@ -348,8 +347,9 @@ impl RootContext for SidetraceRoot {
     }
 
     fn on_tick(&mut self) {
-        self.expire_overdue();
-        self.flush();
+        let now = now_ms();
+        self.expire_overdue(now);
+        self.flush(now);
     }
 
     /// A plugin that has no accepted configuration lets traffic through untouched.

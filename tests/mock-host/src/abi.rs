@@ -531,6 +531,19 @@ fn add_metrics(linker: &mut Linker<HostState>) -> Result<()> {
     )?;
     linker.func_wrap(
         "env",
+        "proxy_record_metric",
+        |mut caller: C, id: i32, value: i64| -> i32 {
+            match caller.data_mut().metrics.get_mut(id as usize) {
+                Some(metric) => {
+                    metric.2 = value;
+                    OK
+                }
+                None => NOT_FOUND,
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
         "proxy_increment_metric",
         |mut caller: C, id: i32, delta: i64| -> i32 {
             match caller.data_mut().metrics.get_mut(id as usize) {

@@ -160,6 +160,15 @@ impl MockHost {
         (self.store.data().host_calls, fuel_used)
     }
 
+    /// The size of the module's linear memory, in bytes.
+    pub fn memory_bytes(&mut self) -> u64 {
+        let memory = self
+            .instance
+            .get_memory(&mut self.store, "memory")
+            .expect("the module exports its memory");
+        memory.data_size(&self.store) as u64
+    }
+
     /// The names the module exports, as a host sees them when it decides which callbacks to make.
     pub fn exports(&mut self) -> Vec<String> {
         self.instance

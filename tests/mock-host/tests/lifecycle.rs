@@ -1639,3 +1639,26 @@ fn an_unsampled_caller_is_forwarded_with_only_what_the_configuration_changes() {
         assert_eq!(writes, expected_writes, "{extra}");
     }
 }
+
+/// The VM's linear memory is published as a gauge on every tick, whole: it grows while spans
+/// wait in a full queue and reads the memory's size, not a count the filter keeps.
+#[test]
+fn the_linear_memory_gauge_reads_the_memory_size() {
+    let mut host = configured(
+        r#""batch":{"maxQueueSize":4096,"maxExportBatchSize":4096,"scheduledDelayMs":600000}"#,
+    );
+    host.advance_ms(150);
+    host.tick().unwrap();
+    let idle = host.memory_bytes();
+    assert!(idle > 0);
+    assert_eq!(metric(&host, "linear_memory_bytes"), idle as i64);
+    for _ in 0..4000 {
+        host.exchange(INBOUND, &request("/orders/1", &[]), 200)
+            .unwrap();
+    }
+    host.advance_ms(150);
+    host.tick().unwrap();
+    let full = host.memory_bytes();
+    assert!(full > idle, "{full} after 4,000 queued spans, {idle} idle");
+    assert_eq!(metric(&host, "linear_memory_bytes"), full as i64);
+}
