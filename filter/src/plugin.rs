@@ -12,11 +12,6 @@ use crate::span::SpanKind;
 use crate::tracer::{SpanStart, Tracer};
 
 pub struct Plugin {
-    /// Whether a request's `traceparent` is looked up alone before its header map is read: with
-    /// W3C Trace Context the only format read, a request without one needs nothing else from
-    /// its headers (but `:path`, where paths are excluded). Not at 100 % sampling: every new
-    /// trace is then recorded, and its span needs the whole map anyway.
-    pub looks_up_traceparent_first: bool,
     pub config: Config,
     pub tracer: Tracer,
     /// The kind of span this plugin records, when the configuration names the direction.
@@ -70,8 +65,6 @@ impl Plugin {
             },
         };
         Plugin {
-            looks_up_traceparent_first: config.extract == [Format::TraceContext]
-                && config.sampler.percentage() < 100.0,
             kind,
             span,
             encoder,

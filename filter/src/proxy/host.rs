@@ -13,10 +13,6 @@ use std::time::UNIX_EPOCH;
 /// The request's headers as this filter has read them, written back to Envoy through it.
 pub struct RequestHeaders {
     read: HeaderBlock,
-    /// Whether `read` holds every header of the request, not only those looked up.
-    complete: bool,
-    /// Headers looked up and found absent, when `read` is not complete.
-    absent: Vec<&'static str>,
 }
 
 impl RequestHeaders {
@@ -25,22 +21,6 @@ impl RequestHeaders {
     pub fn read() -> RequestHeaders {
         RequestHeaders {
             read: HeaderBlock::parse(super::header_map::request_header_pairs()),
-            complete: true,
-            absent: Vec::new(),
-        }
-    }
-
-    /// `read`, unless the request has no `traceparent`: then only that and `:path` (when
-    /// `with_path`) are known, all a W3C-only tracer needs of such a request.
-    pub fn read_unless_traceparent_is_absent(with_path: bool) -> RequestHeaders {
-        if lookup("traceparent").is_some() {
-            return Self::read();
-        }
-        let path = with_path.then(|| lookup(":path")).flatten();
-        RequestHeaders {
-            read: HeaderBlock::from_pairs(path.as_deref().map(|path| (":path", path))),
-            complete: false,
-            absent: vec!["traceparent"],
         }
     }
 
@@ -50,27 +30,14 @@ impl RequestHeaders {
     }
 
     /// Whether the request may hold `name` although it was not read as text.
-    fn may_hold_unread(&self, name: &str) -> bool {
-        if self.complete {
-            self.read.unreadable().iter().any(|held| held == name)
-        } else {
-            !self.absent.contains(&name)
-        }
+    fn holds_unreadable(&self, name: &str) -> bool {
+        self.read.unreadable().iter().any(|held| held == name)
     }
 
-    /// The headers as read, before this filter wrote any; the whole map.
+    /// The headers as read, before this filter wrote any.
     pub fn into_block(self) -> HeaderBlock {
-        if self.complete {
-            self.read
-        } else {
-            Self::read().read
-        }
+        self.read
     }
-}
-
-fn lookup(name: &str) -> Option<String> {
-    let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok()??;
-    String::from_utf8(value).ok()
 }
 
 impl Getter for RequestHeaders {
@@ -100,7 +67,7 @@ impl Setter for RequestHeaders {
         });
         match (held, same) {
             (1, true) => {}
-            (0, _) if !self.may_hold_unread(name) => {
+            (0, _) if !self.holds_unreadable(name) => {
                 let _ = hostcalls::add_map_value_bytes(
                     MapType::HttpRequestHeaders,
                     name,
@@ -118,7 +85,7 @@ impl Setter for RequestHeaders {
     }
 
     fn remove(&mut self, name: &str) {
-        if self.read.get(name).is_none() && !self.may_hold_unread(name) {
+        if self.read.get(name).is_none() && !self.holds_unreadable(name) {
             return;
         }
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);

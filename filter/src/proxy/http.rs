@@ -43,13 +43,7 @@ impl HttpContext for SidetraceHttp {
             return Action::Continue;
         };
         let plugin = &shared.plugin;
-        let mut request = if plugin.looks_up_traceparent_first {
-            RequestHeaders::read_unless_traceparent_is_absent(
-                !plugin.config.exclude_paths.is_empty(),
-            )
-        } else {
-            RequestHeaders::read()
-        };
+        let mut request = RequestHeaders::read();
         let start = plugin
             .tracer
             .start(&mut request, &mut shared.ids.borrow_mut(), || {

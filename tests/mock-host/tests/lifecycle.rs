@@ -1545,41 +1545,40 @@ fn a_continued_tracestate_is_written_only_where_it_changes() {
     }
 }
 
-/// With W3C Trace Context the only format read, a request without `traceparent` needs nothing
-/// else from its headers: the map is read only once its span is recorded, for its attributes.
+/// Every request's header map is read once, whole, whatever the formats and the sampling: a
+/// new trace's request as much as a caller's, a span recorded or not.
 #[test]
-fn a_w3c_only_request_without_traceparent_reads_no_header_map_unless_recorded() {
-    // (config, reads at the request's headers). At 100 % every new trace is recorded and needs
-    // the whole map: it is read first, with no look for `traceparent` alone.
-    let cases: [(&str, &[&str]); 3] = [
-        (
-            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0"#,
-            &["traceparent"],
-        ),
-        (
-            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":0,"excludePaths":["/healthz"]"#,
-            &["traceparent", ":path"],
-        ),
-        (
-            r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]},"randomSamplingPercentage":100"#,
-            &["*"],
-        ),
+fn every_request_reads_its_header_map_once() {
+    let w3c_only = r#""propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#;
+    let cases = [
+        format!(r#"{w3c_only},"randomSamplingPercentage":0"#),
+        format!(r#"{w3c_only},"randomSamplingPercentage":0,"excludePaths":["/healthz"]"#),
+        format!(r#"{w3c_only},"randomSamplingPercentage":100"#),
+        r#""randomSamplingPercentage":0"#.to_string(),
+        r#""randomSamplingPercentage":100"#.to_string(),
     ];
-    for (extra, reads) in cases {
-        let mut host = configured(extra);
-        host.take_request_header_reads();
-        let stream = host.exchange(INBOUND, &request("/", &[]), 200).unwrap();
-        assert_eq!(host.take_request_header_reads(), reads, "{extra}");
-        let written = host.request_header(stream, "traceparent").unwrap();
-        assert!(written.starts_with("00-"), "{extra}: {written}");
-        let sampled = extra.contains(":100");
-        assert_eq!(!flush(&mut host).is_empty(), sampled, "{extra}");
+    let caller = w3c(TRACE, CALLER, "00");
+    for extra in &cases {
+        for headers in [vec![], vec![("traceparent", caller.as_str())]] {
+            let mut host = configured(extra);
+            host.take_request_header_reads();
+            let stream = host
+                .exchange(INBOUND, &request("/", &headers), 200)
+                .unwrap();
+            assert_eq!(
+                host.take_request_header_reads(),
+                ["*"],
+                "{extra} {headers:?}"
+            );
+            let written = host.request_header(stream, "traceparent").unwrap();
+            assert!(written.starts_with("00-"), "{extra}: {written}");
+            let sampled = extra.contains(":100") && headers.is_empty();
+            assert_eq!(!flush(&mut host).is_empty(), sampled, "{extra} {headers:?}");
+        }
     }
 }
 
-/// Every request's header map is read once, whole (after a look for `traceparent` where W3C is
-/// the only format read). An unsampled caller's context is forwarded
-/// as it came: headers that would be written with the value they hold are left alone, and only
+/// An unsampled caller's context is forwarded as it came: headers that would be written with the value they hold are left alone, and only
 /// what the configuration changes is written (a format read but not written is removed, one
 /// written but not read is added).
 #[test]
@@ -1621,14 +1620,7 @@ fn an_unsampled_caller_is_forwarded_with_only_what_the_configuration_changes() {
         let stream = host
             .exchange(INBOUND, &request("/", &headers), 200)
             .unwrap();
-        // With W3C the only format read, `traceparent` is looked up first: it is there, so the
-        // map is read.
-        let reads = if extra.contains(r#""extract":["tracecontext"]"#) {
-            vec!["traceparent", "*"]
-        } else {
-            vec!["*"]
-        };
-        assert_eq!(host.take_request_header_reads(), reads, "{extra}");
+        assert_eq!(host.take_request_header_reads(), ["*"], "{extra}");
         let sent = host.request_header(stream, "traceparent").unwrap();
         assert_eq!(sent, caller, "{extra}");
         let writes = host.take_header_writes();
