@@ -60,3 +60,9 @@ echo "== Envoy: an attribute read and a CEL expression evaluation in CPU time (/
 echo
 echo "== Envoy: where its CPU goes, per request (perf)"
 with_tool perf linux-perf .venv/bin/python benches/envoy/profile.py
+echo
+echo "== Envoy: the module's own memory (its linear memory) idle, loaded and with a full queue"
+.venv/bin/python benches/envoy/memory.py
+echo
+echo "== Envoy: a 2 MiB request body (callgrind)"
+with_tool valgrind valgrind .venv/bin/python benches/envoy/large_body.py

@@ -160,15 +160,16 @@ def require_tools():
 
 
 # Where an instruction ran, by the object and function callgrind names for it.
-PLACES = ["module", "envoy", "libc"]
-PLACE_NAMES = {"module": "V8-compiled wasm", "envoy": "Envoy", "libc": "C library"}
+PLACES = ["module", "envoy", "libc", "other"]
+PLACE_NAMES = {"module": "V8-compiled wasm", "envoy": "Envoy", "libc": "C library", "other": "elsewhere"}
 
 
 def place_of(obj, function):
     """`module`: code V8 compiled from the module, with the wrappers its calls and callbacks
     cross (no file behind it, mapped above 4 GiB); `envoy`: Envoy's binary, including what
     callgrind cannot name because Envoy maps its text anew at start (no file behind it, below 4
-    GiB), and the allocator linked into it; `libc`: the C library (memcpy, memset)."""
+    GiB), and the allocator linked into it; `libc`: the C library (memcpy, memset); `other`:
+    any other object the process maps."""
     if obj.endswith("???") or not obj:
         address = int(function, 16) if function.startswith("0x") else 0
         return "module" if address > 0xFFFFFFFF else "envoy"
@@ -180,31 +181,34 @@ def place_of(obj, function):
 
 def costs_by_place(path):
     """Self cost of every event in one callgrind output, summed by `place_of`. The format names
-    objects and functions once and then by number (`ob=(3)`), in one numbering shared by callers
-    and callees; the cost line after a `calls=` line is the call's, counted where it is spent."""
-    names = {}
+    objects and functions once and then by number (`ob=(3)`), objects in one numbering and
+    functions in another, each shared by callers and callees; the cost line after a `calls=`
+    line is the call's, counted where it is spent."""
+    names = {"ob": {}, "fn": {}}
     obj = function = ""
     events, sums, after_call = [], {}, False
 
-    def name(spec):
+    def name(kind, spec):
         if not spec.startswith("("):
             return spec
         key, _, text = spec.partition(")")
         text = text.strip()
         if text:
-            names[key] = text
-        return names.get(key, text)
+            names[kind][key] = text
+        return names[kind].get(key, text)
 
     with open(path) as data:
         for line in data:
             if line.startswith("events:"):
                 events = line.split()[1:]
             elif line.startswith("ob="):
-                obj = name(line[3:].strip())
+                obj = name("ob", line[3:].strip())
             elif line.startswith("fn="):
-                function = name(line[3:].strip())
-            elif line.startswith(("cob=", "cfn=")):
-                name(line[4:].strip())
+                function = name("fn", line[3:].strip())
+            elif line.startswith("cob="):
+                name("ob", line[4:].strip())
+            elif line.startswith("cfn="):
+                name("fn", line[4:].strip())
             elif line.startswith("calls="):
                 after_call = True
             elif line[:1].isdigit() or line[:1] in "+-*":
