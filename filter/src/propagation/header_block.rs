@@ -125,7 +125,9 @@ impl HeaderBlock {
     fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
         self.pairs
             .iter()
-            .filter(move |(held, _)| held.len() == name.len() && &self.text[held.clone()] == name)
+            .filter(move |(held, _)| {
+                held.len() == name.len() && self.text.as_bytes()[held.clone()] == *name.as_bytes()
+            })
             .map(|(_, value)| &self.text[value.clone()])
     }
 }
