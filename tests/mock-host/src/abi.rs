@@ -533,29 +533,27 @@ fn add_metrics(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_record_metric",
         |mut caller: C, id: i32, value: i64| -> i32 {
-            match caller.data_mut().metrics.get_mut(id as usize) {
-                Some(metric) => {
-                    metric.2 = value;
-                    OK
-                }
-                None => NOT_FOUND,
-            }
+            update_metric(&mut caller, id, |held| *held = value)
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_increment_metric",
         |mut caller: C, id: i32, delta: i64| -> i32 {
-            match caller.data_mut().metrics.get_mut(id as usize) {
-                Some(metric) => {
-                    metric.2 += delta;
-                    OK
-                }
-                None => NOT_FOUND,
-            }
+            update_metric(&mut caller, id, |held| *held += delta)
         },
     )?;
     Ok(())
+}
+
+fn update_metric(caller: &mut C, id: i32, update: impl FnOnce(&mut i64)) -> i32 {
+    match caller.data_mut().metrics.get_mut(id as usize) {
+        Some(metric) => {
+            update(&mut metric.2);
+            OK
+        }
+        None => NOT_FOUND,
+    }
 }
 
 fn add_wasi(linker: &mut Linker<HostState>) -> Result<()> {
