@@ -1,6 +1,6 @@
-"""W3C-only sidecars sampling few requests, in real Envoy: `traceparent` alone settles an unsampled
-request (a caller's unsampled context passes through untouched, a request without one starts a new
-trace), and a sampled request still gets its connected spans."""
+"""W3C-only sidecars sampling few requests, in real Envoy: a caller's unsampled context passes
+through untouched, a request without one starts a new trace, and a sampled request still gets its
+connected spans."""
 import re
 import uuid
 
@@ -80,11 +80,14 @@ def test_a_sampled_caller_still_gets_its_connected_spans(mesh):
     assert seen["tracestate"] == "vendor=kept"
 
 
-def test_an_outbound_call_without_context_is_still_counted(mesh):
+def test_an_unrecorded_outbound_call_without_context_starts_a_trace_uncounted(mesh):
+    """With `direction: auto` the listener's direction is read only for a recorded span: an
+    unsampled outbound call without context starts a new trace and is not counted (the shipped
+    Istio plugins set `direction` and count every one; test_two_hop_mesh counts a recorded one)."""
     from harness.apps import App
     before = mesh.stats()
     App.call("svc-b", mesh.pods["svc-a"].outbound_port, "/orphan-low", {})
-    after = mesh.wait_for_stats(lambda s: s["outbound_without_context"] > before["outbound_without_context"])
-    assert after["outbound_without_context"] - before["outbound_without_context"] == 1
     seen = seen_by(mesh, "svc-b", "/orphan-low")
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-02", seen["traceparent"]), seen["traceparent"]
+    after = mesh.wait_for_stats(lambda s: s["spans_started"] >= before["spans_started"] + 2)
+    assert after["outbound_without_context"] == before["outbound_without_context"]

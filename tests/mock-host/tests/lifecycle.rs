@@ -1178,6 +1178,13 @@ fn the_listener_direction_is_read_only_when_something_depends_on_it() {
             "unsampled, no context: no span, nothing read",
         ),
         (
+            r#""randomSamplingPercentage":0,"direction":"outbound""#,
+            None,
+            true,
+            false,
+            "unsampled, no context, direction set: counted at the start",
+        ),
+        (
             "",
             None,
             true,
@@ -1272,8 +1279,8 @@ fn the_listener_direction_is_read_only_when_something_depends_on_it() {
         if flags.is_none() {
             assert_eq!(
                 metric(&host, "outbound_without_context"),
-                i64::from(sampled),
-                "{why}: the listener is outbound, read only for a recorded span"
+                i64::from(sampled || extra.contains("outbound")),
+                "{why}: the listener is outbound, read only for a recorded span or configured"
             );
         }
     }
