@@ -2,6 +2,8 @@
 //! cannot reach its collector fails every batch, and one log line per batch would bury the
 //! cause.
 
+use super::retry::{DEADLINE_EXCEEDED, UNAVAILABLE};
+
 /// How long one cause stays quiet after it was logged.
 pub const QUIET_MS: u64 = 60_000;
 
@@ -21,9 +23,6 @@ pub enum FailureCause {
     /// The collector answered with another gRPC status.
     Refused(u32),
 }
-
-const DEADLINE_EXCEEDED: u32 = 4;
-const UNAVAILABLE: u32 = 14;
 
 impl FailureCause {
     pub fn of_grpc_status(status: u32) -> FailureCause {

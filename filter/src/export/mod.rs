@@ -9,7 +9,7 @@ mod failures;
 mod retry;
 
 pub use failures::{FailureCause, FailureLog};
-pub use retry::{is_retryable, RetryPolicy};
+pub use retry::{is_retryable, RetryPolicy, DEADLINE_EXCEEDED};
 
 use std::collections::VecDeque;
 use std::rc::Rc;

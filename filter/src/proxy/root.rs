@@ -5,7 +5,9 @@ use super::host::{self, FactsExpressions};
 use super::http::SidetraceHttp;
 use super::metrics::Metrics;
 use crate::config::Config;
-use crate::export::{ExportSettings, Exporter, FailureCause, FailureLog, Outcome, RetryPolicy};
+use crate::export::{
+    ExportSettings, Exporter, FailureCause, FailureLog, Outcome, RetryPolicy, DEADLINE_EXCEEDED,
+};
 use crate::ids::IdGenerator;
 use crate::otlp::{decode_export_response, grpc_service_target, retry_delay_from_status_details};
 use crate::plugin::Plugin;
@@ -22,7 +24,6 @@ const METHOD: &str = "Export";
 /// leaves within a tick, and requests never send anything themselves.
 const MAX_TICK_MS: u64 = 50;
 const GRPC_OK: u32 = 0;
-const DEADLINE_EXCEEDED: u32 = 4;
 
 thread_local! {
     /// Configured root contexts in this VM (one VM per worker thread).
