@@ -34,7 +34,7 @@ const fn digit_values(uppercase: bool) -> [u8; 256] {
     let mut table = [NOT_HEX; 256];
     let mut i = 0;
     while i < 16 {
-        let lower = b"0123456789abcdef"[i];
+        let lower = DIGITS[i];
         table[lower as usize] = i as u8;
         if uppercase {
             table[lower.to_ascii_uppercase() as usize] = i as u8;
