@@ -55,20 +55,10 @@ impl Tracer {
         // host call.
         now_unix_secs: impl FnOnce() -> u32,
     ) -> SpanStart {
-        let mut start = self.decide(&*headers, ids, now_unix_secs);
+        let start = self.decide(&*headers, ids, now_unix_secs);
         self.propagator
             .inject(&start.context, &start.incoming, headers);
-        // Forwarded unchanged, the caller's context is not this hop's span's parent: there is
-        // no span.
-        if self.forwards(&start) {
-            start.parent = None;
-        }
         start
-    }
-
-    /// Whether `start` forwards its caller's context rather than starting a span of its own.
-    fn forwards(&self, start: &SpanStart) -> bool {
-        self.forward_unsampled_callers && !start.is_sampled() && start.parent.is_some()
     }
 
     fn decide(
@@ -126,15 +116,19 @@ impl Tracer {
                     tracestate::with_ot_threshold(&context.trace_state, threshold);
             }
         }
-        if !sampled && self.forward_unsampled_callers {
-            if let Some(caller) = parent {
-                // Nothing is recorded here: the next hop continues the caller's span.
+        // An unsampled hop forwards its trusted caller's context unchanged: nothing is recorded
+        // here, so the next hop continues the caller's span, and this hop has no span whose
+        // parent the caller would be.
+        let forwarded = match parent {
+            Some(caller) if !sampled && self.forward_unsampled_callers => {
                 context.span_id = caller.span_id;
+                true
             }
-        }
+            _ => false,
+        };
 
         SpanStart {
-            parent: parent.map(|p| p.span_id),
+            parent: parent.filter(|_| !forwarded).map(|p| p.span_id),
             context,
             link,
             incoming,
