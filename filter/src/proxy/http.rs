@@ -9,7 +9,7 @@ use crate::plugin::StartCounts;
 use crate::propagation::tracecontext::Traceparent;
 use crate::propagation::Getter;
 use crate::span::facts::{FactsQuery, SpanFacts};
-use crate::span::http::{flags_worth_reading, is_grpc};
+use crate::span::http::{flags_worth_reading, RequestFields};
 use crate::span::record::{encode_recorded_span, RecordedBecause, Recording, StreamEnd};
 use crate::span::SpanKind;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -112,15 +112,16 @@ impl HttpContext for SidetraceHttp {
             return;
         };
         let end_unix_nanos = host::now_unix_nanos();
+        // The kind as far as it is known; an unsampled request reads it for its rule, and what
+        // was read then is not asked of the host again.
+        let mut known_kind = recording.kind;
         let recorded_because = if recording.sampled {
             None
         } else {
-            let kind = recording
-                .kind
-                .or_else(host::listener_kind)
-                .unwrap_or(SpanKind::Server);
+            known_kind = known_kind.or_else(host::listener_kind);
             let duration = end_unix_nanos.saturating_sub(recording.start_unix_nanos);
             let rule = &shared.plugin.config.record_unsampled;
+            let kind = known_kind.unwrap_or(SpanKind::Server);
             let Some(because) = RecordedBecause::of(rule, kind, host::response_status(), duration)
             else {
                 return;
@@ -128,9 +129,10 @@ impl HttpContext for SidetraceHttp {
             shared.metrics.borrow_mut().count_recorded_unsampled();
             Some(because)
         };
+        let fields = RequestFields::read(&recording.request);
         let query = FactsQuery {
-            kind: recording.kind,
-            grpc: is_grpc(recording.request.get("content-type")),
+            kind: known_kind,
+            grpc: fields.is_grpc(),
             body_sizes: shared.plugin.config.record_body_sizes,
         };
         let answer = shared.facts.evaluate(&query);
@@ -138,14 +140,10 @@ impl HttpContext for SidetraceHttp {
             .as_deref()
             .and_then(|answer| SpanFacts::decode(&query, answer));
         let (kind, facts) = match decoded {
-            Some(facts) => (
-                recording.kind.or(facts.kind).unwrap_or(SpanKind::Server),
-                facts,
-            ),
+            Some(facts) => (known_kind.or(facts.kind).unwrap_or(SpanKind::Server), facts),
             None => {
                 shared.metrics.borrow_mut().count_facts_read_one_by_one();
-                let kind = recording
-                    .kind
+                let kind = known_kind
                     .or_else(host::listener_kind)
                     .unwrap_or(SpanKind::Server);
                 (kind, host::facts_one_by_one(kind, &query))
@@ -173,7 +171,7 @@ impl HttpContext for SidetraceHttp {
         };
         shared.exporter.borrow_mut().enqueue(|batch| {
             append_span(batch, |out| {
-                encode_recorded_span(&shared.plugin.span, &recording, &end, out)
+                encode_recorded_span(&shared.plugin.span, &recording, fields, &end, out)
             })
         });
     }

@@ -77,13 +77,9 @@ impl<'a> RequestFields<'a> {
 
     /// gRPC requests are the only ones whose `grpc-status` means anything.
     pub fn is_grpc(&self) -> bool {
-        is_grpc(self.content_type)
+        self.content_type
+            .is_some_and(|ct| ct.starts_with("application/grpc"))
     }
-}
-
-/// Whether a request of this `content-type` is a gRPC call.
-pub fn is_grpc(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// A request target's path: what comes before its query string or fragment.

@@ -86,10 +86,12 @@ pub struct StreamEnd<'a> {
     pub recorded_because: Option<RecordedBecause>,
 }
 
-/// Encodes the span of `recording`, ended as `end` says, into `out`.
+/// Encodes the span of `recording`, ended as `end` says, into `out`. `fields` are what
+/// `RequestFields::read` found in `recording.request`.
 pub fn encode_recorded_span(
     settings: &SpanSettings,
     recording: &Recording,
+    fields: RequestFields,
     end: &StreamEnd,
     out: &mut Vec<u8>,
 ) {
@@ -97,7 +99,7 @@ pub fn encode_recorded_span(
     let exchange = Exchange {
         kind: end.kind,
         request: &recording.request,
-        fields: RequestFields::read(&recording.request),
+        fields,
         route_name: facts.route_name.as_deref(),
         protocol: facts.protocol.as_deref(),
         status_code: facts.status_code,
@@ -217,7 +219,8 @@ mod tests {
 
     fn decoded(recording: &Recording, end: &StreamEnd) -> trace::Span {
         let mut out = Vec::new();
-        encode_recorded_span(&settings(), recording, end, &mut out);
+        let fields = RequestFields::read(&recording.request);
+        encode_recorded_span(&settings(), recording, fields, end, &mut out);
         trace::Span::decode(out.as_slice()).expect("prost decodes the span")
     }
 
