@@ -75,6 +75,43 @@ def wait_until_serving(url, process, timeout=300):
         time.sleep(0.5)
 
 
+def start_under_callgrind(config, workdir, cache_sim=False):
+    """Envoy with the bootstrap `config`, one worker, under callgrind with counting off until
+    `set_counting` turns it on: (the process, its callgrind output's path, its log's path)."""
+    config_path = os.path.join(workdir, "envoy.yaml")
+    with open(config_path, "w") as out:
+        out.write(config)
+    profile = os.path.join(workdir, "callgrind.out")
+    for stale in glob.glob(profile + "*"):
+        os.remove(stale)
+    log_path = os.path.join(workdir, "envoy.log")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file"]
+            + (["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else [])
+            + [f"--callgrind-out-file={profile}", envoy_binary(), "-c", config_path, "--concurrency", "1",
+               "--disable-hot-restart", "-l", "warning"],
+            stdout=log, stderr=subprocess.STDOUT)
+    return process, profile, log_path
+
+
+def set_counting(process, on):
+    state = "on" if on else "off"
+    subprocess.run(["callgrind_control", f"--instr={state}", str(process.pid)], capture_output=True, check=True)
+
+
+def file_totals(path):
+    """Each event's total in one callgrind output file (one per thread or part)."""
+    totals = {}
+    with open(path) as data:
+        for line in data:
+            if line.startswith("events:"):
+                names = line.split()[1:]
+            elif line.startswith("totals:"):
+                totals = dict(zip(names, map(int, line.split()[1:])))
+    return totals
+
+
 def count(variant, requests, receiver, workdir, headers=(), idle_seconds=0, rate=0):
     """Instructions per request over `requests` requests (at `rate` requests a second, or as
     fast as Envoy under valgrind answers); with `idle_seconds`, instead, per second over that
@@ -91,19 +128,8 @@ def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=
     also counted by where it ran, as `event@place` (see `place_of`)."""
     name, kind, percentage, direction, extra = variant
     port, admin = free_port(), free_port()
-    config_path = os.path.join(workdir, "envoy.yaml")
-    with open(config_path, "w") as out:
-        out.write(envoy_config(kind, percentage, direction, port, admin, receiver.port, extra))
-    profile = os.path.join(workdir, "callgrind.out")
-    for stale in glob.glob(profile + "*"):
-        os.remove(stale)
-    with open(os.path.join(workdir, "envoy.log"), "w") as log:
-        process = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file"]
-            + (["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else [])
-            + [f"--callgrind-out-file={profile}", envoy_binary(), "-c", config_path, "--concurrency", "1",
-               "--disable-hot-restart", "-l", "warning"],
-            stdout=log, stderr=subprocess.STDOUT)
+    config = envoy_config(kind, percentage, direction, port, admin, receiver.port, extra)
+    process, profile, _ = start_under_callgrind(config, workdir, cache_sim)
     try:
         url = f"http://127.0.0.1:{port}/bench/item"
         wait_until_serving(url, process)
@@ -111,7 +137,7 @@ def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=
         # Enough calls for V8 to move the module's hot functions to its optimizing tier.
         subprocess.run(h2load + ["-n", "1000", url], capture_output=True, check=True)
         time.sleep(2)
-        subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], capture_output=True, check=True)
+        set_counting(process, True)
         started = time.time()
         if idle_seconds:
             time.sleep(idle_seconds)
@@ -123,28 +149,22 @@ def count_events(variant, requests, receiver, workdir, headers=(), idle_seconds=
                 raise SystemExit(f"{name}: not every request succeeded:\n{out}")
             # Batches leave on the tick; let the last one go and be answered inside the window.
             time.sleep(3)
-        subprocess.run(["callgrind_control", "--instr=off", str(process.pid)], capture_output=True, check=True)
+        set_counting(process, False)
         window = time.time() - started
     finally:
         process.terminate()
         process.wait()
     totals = {}
     for path in glob.glob(profile + "*"):
-        file_totals = {}
-        with open(path) as data:
-            for line in data:
-                if line.startswith("events:"):
-                    names = line.split()[1:]
-                elif line.startswith("totals:"):
-                    file_totals = dict(zip(names, map(int, line.split()[1:])))
-        for event, value in file_totals.items():
+        counted = file_totals(path)
+        for event, value in counted.items():
             totals[event] = totals.get(event, 0) + value
         if split:
             by_place = costs_by_place(path)
             # The split reads the format itself: it must add up to callgrind's own total.
             split_total = sum(value for (event, _), value in by_place.items() if event == "Ir")
-            if split_total != int(file_totals["Ir"]):
-                raise SystemExit(f"{name}: the split of {path} sums to {split_total}, not {file_totals['Ir']}")
+            if split_total != int(counted["Ir"]):
+                raise SystemExit(f"{name}: the split of {path} sums to {split_total}, not {counted['Ir']}")
             for (event, place), value in by_place.items():
                 totals[f"{event}@{place}"] = totals.get(f"{event}@{place}", 0) + value
     if idle_seconds:

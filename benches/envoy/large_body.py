@@ -81,21 +81,10 @@ def count(variant, requests, receiver, workdir, body, small_body, sample):
     # h2load sends a POST only with a body; without one, a GET.
     data = ["-d", body] if body else []
     port, admin = free_port(), free_port()
-    config_path = os.path.join(workdir, "envoy.yaml")
-    with open(config_path, "w") as out:
-        out.write(buffered(envoy_config(kind, percentage, direction, port, admin, receiver.port, extra),
-                           body_bytes + HEADROOM))
-    profile = os.path.join(workdir, "callgrind.out")
-    for stale in glob.glob(profile + "*"):
-        os.remove(stale)
-    log_path = os.path.join(workdir, "envoy.log")
+    config = buffered(envoy_config(kind, percentage, direction, port, admin, receiver.port, extra),
+                      body_bytes + HEADROOM)
+    process, profile, log_path = instructions.start_under_callgrind(config, workdir)
     sampled = sample and kind in ("sidetrace", "sidetrace-before")
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
-             f"--callgrind-out-file={profile}", instructions.envoy_binary(), "-c", config_path, "--concurrency", "1",
-             "--disable-hot-restart", "-l", "warning"],
-            stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/bench/item"
         instructions.wait_until_serving(url, process)
@@ -107,7 +96,7 @@ def count(variant, requests, receiver, workdir, body, small_body, sample):
         subprocess.run(h2load + ["-n", str(WARM_UP_FULL)] + data + [url], capture_output=True, check=True)
         time.sleep(2)
         before = admin_counters(admin)
-        subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], capture_output=True, check=True)
+        instructions.set_counting(process, True)
         started = time.time()
         out = subprocess.run(h2load + ["-n", str(requests)] + data + [url], capture_output=True, text=True,
                              check=True).stdout
@@ -115,7 +104,7 @@ def count(variant, requests, receiver, workdir, body, small_body, sample):
             raise SystemExit(f"{name}: not every request succeeded:\n{out}")
         # Batches leave on the tick; let the last one go and be answered inside the window.
         time.sleep(3)
-        subprocess.run(["callgrind_control", "--instr=off", str(process.pid)], capture_output=True, check=True)
+        instructions.set_counting(process, False)
         window = time.time() - started
         after = admin_counters(admin)
         if sampled:
@@ -136,14 +125,7 @@ def count(variant, requests, receiver, workdir, body, small_body, sample):
             text = log.read()
         callbacks = {side: len(re.findall(rf"\[host->vm\] proxy_on_{side}_body\(", text)) / sample
                      for side in ("request", "response")}
-    total = 0
-    for path in glob.glob(profile + "*"):
-        with open(path) as data:
-            for line in data:
-                if line.startswith("events:"):
-                    names = line.split()[1:]
-                elif line.startswith("totals:"):
-                    total += dict(zip(names, map(int, line.split()[1:])))["Ir"]
+    total = sum(instructions.file_totals(path)["Ir"] for path in glob.glob(profile + "*"))
     delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
     print(f"{name:<44} window {window:.1f} s", file=sys.stderr, flush=True)
     return {"ir": total / requests,
