@@ -221,7 +221,7 @@ fn formats(
     };
     let format = |(i, name): (usize, String)| {
         Format::from_name(&name).ok_or_else(|| {
-            let expected = "tracecontext, baggage, b3, b3multi, jaeger, xray";
+            let expected = Format::ALL.map(Format::name).join(", ");
             invalid(
                 &format!("{path}[{i}]"),
                 format!("unknown format {name:?} (expected one of {expected})"),
