@@ -6,6 +6,7 @@ use crate::config::{resolve_custom_tags, Config, Direction, MatchMode};
 use crate::context::Format;
 use crate::otlp::{BatchEncoder, SpanLimits};
 use crate::propagation::composite::Propagator;
+use crate::propagation::Getter;
 use crate::span::record::SpanSettings;
 use crate::span::resource::{resource_attributes, NodeInfo};
 use crate::span::SpanKind;
@@ -95,12 +96,13 @@ impl Plugin {
         self.kind.is_none() && !records_every_kind
     }
 
-    /// Whether the request's target (`:path`, query string and all) is one not to trace.
-    pub fn is_excluded(&self, target: Option<&str>) -> bool {
+    /// Whether the request's target (`:path`, query string and all) is one not to trace. The
+    /// header is looked up only when some path is excluded.
+    pub fn is_excluded(&self, request: &impl Getter) -> bool {
         if self.config.exclude_paths.is_empty() {
             return false;
         }
-        let path = crate::span::http::path_of(target.unwrap_or("/"));
+        let path = crate::span::http::path_of(request.get(":path").unwrap_or("/"));
         self.config
             .exclude_paths
             .iter()

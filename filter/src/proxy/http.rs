@@ -7,7 +7,6 @@ use super::root::Shared;
 use crate::otlp::append_span;
 use crate::plugin::StartCounts;
 use crate::propagation::tracecontext::Traceparent;
-use crate::propagation::Getter;
 use crate::span::facts::{FactsQuery, SpanFacts};
 use crate::span::http::{flags_worth_reading, RequestFields};
 use crate::span::record::{encode_recorded_span, RecordedBecause, Recording, StreamEnd};
@@ -49,7 +48,7 @@ impl HttpContext for SidetraceHttp {
             .start(&mut request, &mut shared.ids.borrow_mut(), || {
                 (host::now_unix_nanos() / 1_000_000_000) as u32
             });
-        let excluded = plugin.is_excluded(request.get(":path"));
+        let excluded = plugin.is_excluded(&request);
         let kind = plugin.kind.or_else(|| {
             plugin
                 .needs_kind_at_start()
