@@ -123,7 +123,7 @@ impl<'a> SpanFacts<'a> {
     /// the elements, integers as 8 little-endian bytes. Anything but the elements the query's
     /// expression lists, well formed, is refused whole.
     pub fn decode(query: &FactsQuery, answer: &'a [u8]) -> Option<SpanFacts<'a>> {
-        let mut elements = list_elements(answer)?.into_iter();
+        let mut elements = ListElements::new(answer)?;
         let int = |bytes: &[u8]| Some(i64::from_le_bytes(bytes.try_into().ok()?));
         let text = |bytes: &'a [u8]| {
             let text = std::str::from_utf8(bytes).ok()?;
@@ -159,32 +159,57 @@ impl<'a> SpanFacts<'a> {
             facts.request_body_size = Some(int(elements.next()?)?);
             facts.response_body_size = Some(int(elements.next()?)?);
         }
-        elements.next().is_none().then_some(facts)
+        elements.read_whole().then_some(facts)
     }
 }
 
-/// The names of a proxy-wasm pairs buffer, in order, as raw bytes (integers are not text);
-/// `None` unless the buffer is exactly its pairs.
-fn list_elements(bytes: &[u8]) -> Option<Vec<&[u8]>> {
-    let count = read_word(bytes, 0)?;
-    // Every pair takes at least ten bytes: two lengths and two terminators.
-    if count > bytes.len() / 10 {
-        return None;
-    }
-    let mut elements = Vec::with_capacity(count);
-    let mut data = 4 + 8 * count;
-    for index in 0..count {
-        let name_len = read_word(bytes, 4 + 8 * index)?;
-        let value_len = read_word(bytes, 8 + 8 * index)?;
-        let name_end = data.checked_add(name_len)?;
-        let pair_end = name_end.checked_add(value_len)?.checked_add(2)?;
-        if pair_end > bytes.len() {
+/// The names of a proxy-wasm pairs buffer, in order, as raw bytes (integers are not text),
+/// read as they are asked for.
+struct ListElements<'a> {
+    bytes: &'a [u8],
+    count: usize,
+    index: usize,
+    /// Where the next pair's name starts.
+    data: usize,
+}
+
+impl<'a> ListElements<'a> {
+    fn new(bytes: &'a [u8]) -> Option<Self> {
+        let count = read_word(bytes, 0)?;
+        // Every pair takes at least ten bytes: two lengths and two terminators.
+        if count > bytes.len() / 10 {
             return None;
         }
-        elements.push(&bytes[data..name_end]);
-        data = pair_end;
+        Some(ListElements {
+            bytes,
+            count,
+            index: 0,
+            data: 4 + 8 * count,
+        })
     }
-    (data == bytes.len()).then_some(elements)
+
+    /// The next element; `None` past the last or at a length that overruns the buffer.
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.index == self.count {
+            return None;
+        }
+        let name_len = read_word(self.bytes, 4 + 8 * self.index)?;
+        let value_len = read_word(self.bytes, 8 + 8 * self.index)?;
+        let name_end = self.data.checked_add(name_len)?;
+        let pair_end = name_end.checked_add(value_len)?.checked_add(2)?;
+        if pair_end > self.bytes.len() {
+            return None;
+        }
+        let name = &self.bytes[self.data..name_end];
+        self.index += 1;
+        self.data = pair_end;
+        Some(name)
+    }
+
+    /// Whether every element was read and the buffer holds nothing after them.
+    fn read_whole(&self) -> bool {
+        self.index == self.count && self.data == self.bytes.len()
+    }
 }
 
 /// The little-endian `u32` at `at`, if the buffer holds one there.
