@@ -23,31 +23,24 @@ fn is_uuid(bytes: &[u8]) -> bool {
         })
 }
 
-/// Numbers, UUIDs, long hex strings, and long opaque tokens that mix letters and digits.
+/// Numbers, UUIDs, long hex strings, and long opaque tokens that mix letters and digits. Each
+/// test gives up at the first byte that rules it out: most segments are words.
 pub fn is_id_like(segment: &str) -> bool {
     let bytes = segment.as_bytes();
-    if bytes.is_empty() {
-        return false;
-    }
-    let (mut digits, mut hex_letters, mut letters, mut token_chars) = (0, 0, 0, true);
-    for &c in bytes {
-        if c.is_ascii_digit() {
-            digits += 1;
-        } else if c.is_ascii_alphabetic() {
-            letters += 1;
-            hex_letters += usize::from(c.is_ascii_hexdigit());
-        } else {
-            token_chars &= matches!(c, b'-' | b'_' | b'=' | b'.');
-        }
-    }
-    let len = bytes.len();
-    if digits == len || is_uuid(bytes) {
-        return true;
-    }
-    if len >= 16 && digits + hex_letters == len {
-        return true;
-    }
-    len >= 24 && digits > 0 && letters > 0 && token_chars
+    let is_number = !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit);
+    is_number
+        || is_uuid(bytes)
+        || (bytes.len() >= 16 && bytes.iter().all(u8::is_ascii_hexdigit))
+        || (bytes.len() >= 24 && is_opaque_token(bytes))
+}
+
+/// Letters and digits, both, and nothing else but `-`, `_`, `=` and `.`.
+fn is_opaque_token(bytes: &[u8]) -> bool {
+    bytes.iter().any(u8::is_ascii_digit)
+        && bytes.iter().any(u8::is_ascii_alphabetic)
+        && bytes
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.'))
 }
 
 /// Writes the normalized path (query and fragment dropped) into `out`.
