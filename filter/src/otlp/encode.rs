@@ -39,6 +39,12 @@ fn truncate(text: &str, max: usize) -> &str {
 
 /// `KeyValue` body. AnyValue is a oneof, so even empty and zero values are written.
 pub fn put_attribute(out: &mut Vec<u8>, field: u32, attribute: &Attribute, max_value_len: usize) {
+    if let AttributeValue::Str(text) = attribute.value {
+        let value = truncate(text, max_value_len).as_bytes();
+        if put_short_text_attribute(out, field, attribute.key.as_bytes(), value) {
+            return;
+        }
+    }
     put_message(out, field, |out| {
         put_str(out, 1, attribute.key);
         put_message(out, 2, |out| match attribute.value {
@@ -59,6 +65,34 @@ pub fn put_attribute(out: &mut Vec<u8>, field: u32, attribute: &Attribute, max_v
             }
         });
     });
+}
+
+/// Most attributes are a short key and a short text: every length of their `KeyValue` fits one
+/// byte and is known before a byte is written, so it is written in four pieces rather than
+/// through nested messages. False, with nothing written, for any other; an empty key is left
+/// out on the general path, as proto3 does.
+fn put_short_text_attribute(out: &mut Vec<u8>, field: u32, key: &[u8], value: &[u8]) -> bool {
+    // KeyValue { key (1): key, value (2): AnyValue { string_value (1): value } }
+    let key_value_len = 2 + key.len() + 4 + value.len();
+    if field >= 16 || key.is_empty() || key_value_len >= 0x80 {
+        return false;
+    }
+    out.reserve(2 + key_value_len);
+    out.extend_from_slice(&[
+        ((field << 3) | LENGTH_DELIMITED) as u8,
+        key_value_len as u8,
+        (1 << 3) | LENGTH_DELIMITED as u8,
+        key.len() as u8,
+    ]);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&[
+        (2 << 3) | LENGTH_DELIMITED as u8,
+        2 + value.len() as u8,
+        (1 << 3) | LENGTH_DELIMITED as u8,
+        value.len() as u8,
+    ]);
+    out.extend_from_slice(value);
+    true
 }
 
 fn put_link(out: &mut Vec<u8>, link: &Link) {
