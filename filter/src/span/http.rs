@@ -300,10 +300,17 @@ pub fn split_host_port(authority: &str) -> (&str, Option<i64>) {
 
 /// A TCP port: 1 to 5 decimal digits, at most 65535.
 fn parse_port(digits: &str) -> Option<i64> {
-    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() || digits.len() > 5 {
         return None;
     }
-    digits.parse::<u16>().ok().map(i64::from)
+    let mut port = 0;
+    for digit in digits.bytes() {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        port = port * 10 + i64::from(digit - b'0');
+    }
+    (port <= i64::from(u16::MAX)).then_some(port)
 }
 
 fn protocol_version(protocol: &str) -> Option<&str> {
