@@ -13,9 +13,10 @@ pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
 
 /// `bytes` as lowercase hex.
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push(&mut out, bytes);
-    out
+    // Written as bytes in one pass; a char at a time would check capacity and encode each.
+    let mut digits = vec![0; bytes.len() * 2];
+    encode_into(bytes, &mut digits);
+    String::from_utf8(digits).expect("hex digits are ASCII")
 }
 
 /// Appends `bytes` as lowercase hex. Header values are built with this rather than `format!`:
