@@ -1028,7 +1028,7 @@ fn default_batching_sustains_25000_spans_per_second_without_drops() {
     assert_counts_reconcile(&host);
     assert_eq!(
         host.tick_period_ms(),
-        50,
+        20,
         "the tick never depends on the load"
     );
 }
