@@ -17,7 +17,9 @@ pub struct HeaderBlock {
     unreadable: Vec<String>,
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+/// The little-endian `u32` at `at`, if the buffer holds one there: the counts and lengths of a
+/// proxy-wasm pairs buffer.
+pub(crate) fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
     let word = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
 }

@@ -8,6 +8,7 @@
 //! is written here, compiled once per plugin, and its answer decoded here; a host without the
 //! functions, or an answer that does not decode, leaves the caller to read the facts one by one.
 
+use crate::propagation::header_block::read_u32;
 use crate::span::SpanKind;
 use std::borrow::Cow;
 
@@ -175,7 +176,7 @@ struct ListElements<'a> {
 
 impl<'a> ListElements<'a> {
     fn new(bytes: &'a [u8]) -> Option<Self> {
-        let count = read_word(bytes, 0)?;
+        let count = read_u32(bytes, 0)?;
         // Every pair takes at least ten bytes: two lengths and two terminators.
         if count > bytes.len() / 10 {
             return None;
@@ -193,8 +194,8 @@ impl<'a> ListElements<'a> {
         if self.index == self.count {
             return None;
         }
-        let name_len = read_word(self.bytes, 4 + 8 * self.index)?;
-        let value_len = read_word(self.bytes, 8 + 8 * self.index)?;
+        let name_len = read_u32(self.bytes, 4 + 8 * self.index)?;
+        let value_len = read_u32(self.bytes, 8 + 8 * self.index)?;
         let name_end = self.data.checked_add(name_len)?;
         let pair_end = name_end.checked_add(value_len)?.checked_add(2)?;
         if pair_end > self.bytes.len() {
@@ -210,12 +211,6 @@ impl<'a> ListElements<'a> {
     fn read_whole(&self) -> bool {
         self.index == self.count && self.data == self.bytes.len()
     }
-}
-
-/// The little-endian `u32` at `at`, if the buffer holds one there.
-fn read_word(bytes: &[u8], at: usize) -> Option<usize> {
-    let word = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
 }
 
 #[cfg(test)]
