@@ -189,7 +189,17 @@ impl<'a> ListElements<'a> {
         })
     }
 
-    /// The next element; `None` past the last or at a length that overruns the buffer.
+    /// Whether every element was read and the buffer holds nothing after them.
+    fn read_whole(&self) -> bool {
+        self.index == self.count && self.data == self.bytes.len()
+    }
+}
+
+impl<'a> Iterator for ListElements<'a> {
+    type Item = &'a [u8];
+
+    /// The next element; `None` past the last or at a length that overruns the buffer
+    /// (`read_whole` tells the two apart).
     fn next(&mut self) -> Option<&'a [u8]> {
         if self.index == self.count {
             return None;
@@ -205,11 +215,6 @@ impl<'a> ListElements<'a> {
         self.index += 1;
         self.data = pair_end;
         Some(name)
-    }
-
-    /// Whether every element was read and the buffer holds nothing after them.
-    fn read_whole(&self) -> bool {
-        self.index == self.count && self.data == self.bytes.len()
     }
 }
 
