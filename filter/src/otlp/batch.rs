@@ -2,10 +2,10 @@
 //! as they finish, after room for the request's header, which is written once the batch is
 //! complete. The resource and scope never change for a plugin, so their bytes are built once.
 
-use super::wire::{put_message, put_str, put_varint, varint_len};
+use super::wire::{put_message, put_str, put_varint, short_tag, varint_len, LENGTH_DELIMITED};
 
-const RESOURCE_SPANS_FIELD_TAG: u8 = (1 << 3) | 2;
-const SCOPE_SPANS_FIELD_TAG: u8 = (2 << 3) | 2;
+const RESOURCE_SPANS_FIELD_TAG: u8 = short_tag(1, LENGTH_DELIMITED);
+const SCOPE_SPANS_FIELD_TAG: u8 = short_tag(2, LENGTH_DELIMITED);
 
 pub struct BatchEncoder {
     /// `resource` field (1) of ResourceSpans, tag included.

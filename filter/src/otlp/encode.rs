@@ -79,16 +79,16 @@ fn put_short_text_attribute(out: &mut Vec<u8>, field: u32, key: &[u8], value: &[
     }
     out.reserve(2 + key_value_len);
     out.extend_from_slice(&[
-        ((field << 3) | LENGTH_DELIMITED) as u8,
+        short_tag(field, LENGTH_DELIMITED),
         key_value_len as u8,
-        (1 << 3) | LENGTH_DELIMITED as u8,
+        short_tag(1, LENGTH_DELIMITED),
         key.len() as u8,
     ]);
     out.extend_from_slice(key);
     out.extend_from_slice(&[
-        (2 << 3) | LENGTH_DELIMITED as u8,
+        short_tag(2, LENGTH_DELIMITED),
         2 + value.len() as u8,
-        (1 << 3) | LENGTH_DELIMITED as u8,
+        short_tag(1, LENGTH_DELIMITED),
         value.len() as u8,
     ]);
     out.extend_from_slice(value);

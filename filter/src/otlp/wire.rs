@@ -28,6 +28,12 @@ pub fn put_tag(out: &mut Vec<u8>, field: u32, wire_type: u32) {
     put_varint(out, ((field << 3) | wire_type) as u64);
 }
 
+/// The tag of a field numbered below 16, which is one byte.
+pub const fn short_tag(field: u32, wire_type: u32) -> u8 {
+    assert!(field < 16);
+    ((field << 3) | wire_type) as u8
+}
+
 pub fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_tag(out, field, LENGTH_DELIMITED);
     put_varint(out, bytes.len() as u64);
