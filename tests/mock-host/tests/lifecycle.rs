@@ -1585,9 +1585,9 @@ fn every_request_reads_its_header_map_once() {
     }
 }
 
-/// An unsampled caller's context is forwarded as it came: headers that would be written with the value they hold are left alone, and only
-/// what the configuration changes is written (a format read but not written is removed, one
-/// written but not read is added).
+/// An unsampled caller's context is forwarded as it came: headers that would be written with
+/// the value they hold are left alone, and only what the configuration changes is written (a
+/// format read but not written is removed, one written but not read is added).
 #[test]
 fn an_unsampled_caller_is_forwarded_with_only_what_the_configuration_changes() {
     let caller = w3c(TRACE, CALLER, "00");
@@ -1639,8 +1639,9 @@ fn an_unsampled_caller_is_forwarded_with_only_what_the_configuration_changes() {
     }
 }
 
-/// The VM's linear memory is published as a gauge on every tick, whole: it grows while spans
-/// wait in a full queue and reads the memory's size, not a count the filter keeps.
+/// The VM's linear memory is published as a gauge, whole, on a tick when it has changed: it
+/// grows while spans wait in a full queue and reads the memory's size, not a count the filter
+/// keeps.
 #[test]
 fn the_linear_memory_gauge_reads_the_memory_size() {
     let mut host = configured(
