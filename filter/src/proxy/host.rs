@@ -63,7 +63,9 @@ impl Setter for RequestHeaders {
         let mut same = true;
         self.read.get_all(name, &mut |existing| {
             held += 1;
-            same &= existing == value;
+            // From the end: a context written anew differs from the one read in its span id,
+            // near the end, while its trace id at the front is the same.
+            same &= existing.len() == value.len() && existing.bytes().rev().eq(value.bytes().rev());
         });
         match (held, same) {
             (1, true) => {}
