@@ -170,7 +170,14 @@ impl HttpContext for SidetraceHttp {
         };
         shared.exporter.borrow_mut().enqueue(|batch| {
             append_span(batch, |out| {
-                encode_recorded_span(&shared.plugin.span, &recording, fields, &end, out)
+                encode_recorded_span(
+                    &shared.plugin.span,
+                    &recording,
+                    fields,
+                    &end,
+                    &mut shared.span_name.borrow_mut(),
+                    out,
+                )
             })
         });
     }

@@ -39,6 +39,8 @@ pub struct Shared {
     pub exporter: RefCell<Exporter>,
     pub ids: RefCell<IdGenerator>,
     pub metrics: RefCell<Metrics>,
+    /// Where each span's name is written before it is encoded, kept from span to span.
+    pub span_name: RefCell<String>,
 }
 
 /// One export on the wire: a gRPC stream carrying a single request message. A stream, not a
@@ -344,6 +346,7 @@ impl RootContext for SidetraceRoot {
             facts: FactsExpressions::compile(plugin.config.record_body_sizes),
             ids: RefCell::new(ids),
             metrics: RefCell::new(Metrics::define()),
+            span_name: RefCell::new(String::new()),
             plugin,
         }));
         true

@@ -3,7 +3,7 @@
 
 use super::facts::SpanFacts;
 use super::http::{Exchange, RequestFields, SpanDecorations};
-use super::route::{span_name, MAX_ROUTE_LEN};
+use super::route::span_name;
 use super::{Attribute, AttributeValue, FinishedSpan, Link, SpanKind};
 use crate::config::{HeaderTag, RecordUnsampled};
 use crate::context::{SpanContext, SpanId};
@@ -87,12 +87,14 @@ pub struct StreamEnd<'a> {
 }
 
 /// Encodes the span of `recording`, ended as `end` says, into `out`. `fields` are what
-/// `RequestFields::read` found in `recording.request`.
+/// `RequestFields::read` found in `recording.request`; the span's name is written in `name`,
+/// a buffer the caller keeps from span to span so that naming one allocates nothing.
 pub fn encode_recorded_span(
     settings: &SpanSettings,
     recording: &Recording,
     fields: RequestFields,
     end: &StreamEnd,
+    name: &mut String,
     out: &mut Vec<u8>,
 ) {
     let facts = &end.facts;
@@ -133,13 +135,12 @@ pub fn encode_recorded_span(
             value: AttributeValue::Str(because.as_str()),
         });
     }
-    // Room for the longest normalized route, so that the name is written without growing.
-    let mut name = String::with_capacity(exchange.method().len() + 1 + MAX_ROUTE_LEN + 3);
+    name.clear();
     span_name(
         exchange.method(),
         exchange.route_name,
         exchange.path(),
-        &mut name,
+        name,
     );
     let (status, status_message) = exchange.status();
     let links: Vec<Link> = recording
@@ -161,7 +162,7 @@ pub fn encode_recorded_span(
         trace_state: context.trace_state.as_str(),
         sampled: recording.sampled,
         random: context.random,
-        name: &name,
+        name,
         kind: end.kind,
         start_unix_nanos: recording.start_unix_nanos,
         end_unix_nanos: end.end_unix_nanos.max(recording.start_unix_nanos),
@@ -220,7 +221,14 @@ mod tests {
     fn decoded(recording: &Recording, end: &StreamEnd) -> trace::Span {
         let mut out = Vec::new();
         let fields = RequestFields::read(&recording.request);
-        encode_recorded_span(&settings(), recording, fields, end, &mut out);
+        encode_recorded_span(
+            &settings(),
+            recording,
+            fields,
+            end,
+            &mut String::new(),
+            &mut out,
+        );
         trace::Span::decode(out.as_slice()).expect("prost decodes the span")
     }
 
