@@ -7,7 +7,9 @@ Envoy starts and V8 compiles the module; after a warm-up, counting is switched o
 number of HTTP/1.1 requests (h2load) plus the exports and ticks that follow, then off again. The
 total covers every Envoy thread and all code: the HTTP path, V8's compiled wasm and its runtime,
 the host side of each ABI call, the gRPC export, malloc. The same module and input give the same
-count to a fraction of a percent whatever else the machine runs, so a change worth 1 % shows.
+count to a fraction of a percent, so a change worth 1 % shows, with one exception: timers run by
+the clock, and a busy machine stretches the counted window and the ticks in it, so count on a
+quiet machine.
 Instructions are not time (no cache misses, no syscalls' kernel side): `--cache-sim` also has
 valgrind simulate the caches and branch predictors and prints what each variant adds in misses
 and mispredictions, which is where sidetrace's time runs above its count. `--split` says where
