@@ -135,7 +135,6 @@ pub fn encode_recorded_span(
             value: AttributeValue::Str(because.as_str()),
         });
     }
-    name.clear();
     span_name(
         exchange.method(),
         exchange.route_name,
@@ -264,6 +263,37 @@ mod tests {
             "{keys:?}"
         );
         assert!(keys.contains(&"http.response.status_code"), "{keys:?}");
+    }
+
+    #[test]
+    fn a_name_buffer_kept_between_spans_holds_only_the_current_name() {
+        let end = |route: Option<&'static str>| StreamEnd {
+            end_unix_nanos: 5_000,
+            kind: SpanKind::Server,
+            facts: SpanFacts {
+                route_name: route.map(Cow::Borrowed),
+                ..SpanFacts::default()
+            },
+            response_flags: String::new(),
+            recorded_because: None,
+        };
+        let recording = recording(None);
+        let mut name = String::new();
+        let mut names = Vec::new();
+        for route in [Some("orders"), None, Some("checkout")] {
+            let mut out = Vec::new();
+            let fields = RequestFields::read(&recording.request);
+            encode_recorded_span(
+                &settings(),
+                &recording,
+                fields,
+                &end(route),
+                &mut name,
+                &mut out,
+            );
+            names.push(trace::Span::decode(out.as_slice()).unwrap().name);
+        }
+        assert_eq!(names, ["GET orders", "GET /orders/{id}", "GET checkout"]);
     }
 
     #[test]

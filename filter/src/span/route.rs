@@ -71,7 +71,7 @@ pub fn normalize_path(target: &str, out: &mut String) {
     }
 }
 
-/// `"{method} {route}"` into `out`.
+/// `"{method} {route}"` into `out`, in place of what it held.
 pub fn span_name(method: &str, route_name: Option<&str>, path: &str, out: &mut String) {
     out.clear();
     out.push_str(method);
