@@ -218,16 +218,14 @@ mod tests {
     }
 
     fn decoded(recording: &Recording, end: &StreamEnd) -> trace::Span {
+        decoded_naming_in(recording, end, &mut String::new())
+    }
+
+    /// The span as `decoded` gives it, its name written in `name`.
+    fn decoded_naming_in(recording: &Recording, end: &StreamEnd, name: &mut String) -> trace::Span {
         let mut out = Vec::new();
         let fields = RequestFields::read(&recording.request);
-        encode_recorded_span(
-            &settings(),
-            recording,
-            fields,
-            end,
-            &mut String::new(),
-            &mut out,
-        );
+        encode_recorded_span(&settings(), recording, fields, end, name, &mut out);
         trace::Span::decode(out.as_slice()).expect("prost decodes the span")
     }
 
@@ -279,20 +277,10 @@ mod tests {
         };
         let recording = recording(None);
         let mut name = String::new();
-        let mut names = Vec::new();
-        for route in [Some("orders"), None, Some("checkout")] {
-            let mut out = Vec::new();
-            let fields = RequestFields::read(&recording.request);
-            encode_recorded_span(
-                &settings(),
-                &recording,
-                fields,
-                &end(route),
-                &mut name,
-                &mut out,
-            );
-            names.push(trace::Span::decode(out.as_slice()).unwrap().name);
-        }
+        let names: Vec<String> = [Some("orders"), None, Some("checkout")]
+            .into_iter()
+            .map(|route| decoded_naming_in(&recording, &end(route), &mut name).name)
+            .collect();
         assert_eq!(names, ["GET orders", "GET /orders/{id}", "GET checkout"]);
     }
 
