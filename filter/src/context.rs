@@ -71,7 +71,7 @@ impl SpanId {
 
 impl fmt::Debug for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(&self.0))
+        f.write_str(hex::as_str(&self.to_hex()))
     }
 }
 
@@ -83,7 +83,7 @@ impl fmt::Display for TraceId {
 
 impl fmt::Debug for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(&self.0))
+        f.write_str(hex::as_str(&self.to_hex()))
     }
 }
 

@@ -11,12 +11,9 @@ pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
-/// `bytes` as lowercase hex.
-pub fn encode(bytes: &[u8]) -> String {
-    // Written as bytes in one pass; a char at a time would check capacity and encode each.
-    let mut digits = vec![0; bytes.len() * 2];
-    encode_into(bytes, &mut digits);
-    String::from_utf8(digits).expect("hex digits are ASCII")
+/// Digits `encode_into` wrote, as text.
+pub fn as_str(digits: &[u8]) -> &str {
+    std::str::from_utf8(digits).expect("hex digits are ASCII")
 }
 
 /// Appends `bytes` as lowercase hex. Header values are built with this rather than `format!`:
@@ -100,6 +97,15 @@ mod tests {
     fn encodes_every_byte_at_every_position() {
         let reference =
             |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+        // Both writers: into a buffer of digits, and appended to text.
+        let encode = |bytes: &[u8]| -> String {
+            let mut digits = vec![0; bytes.len() * 2];
+            encode_into(bytes, &mut digits);
+            let mut pushed = String::new();
+            push(&mut pushed, bytes);
+            assert_eq!(pushed, as_str(&digits));
+            pushed
+        };
         for len in 0..=17usize {
             for first in (0..=255u8).step_by(7) {
                 let bytes: Vec<u8> = (0..len)

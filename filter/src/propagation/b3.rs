@@ -123,8 +123,9 @@ pub fn inject_single(ctx: &SpanContext, carrier: &mut impl Setter) {
 }
 
 pub fn inject_multi(ctx: &SpanContext, carrier: &mut impl Setter) {
-    carrier.set(TRACE_ID, &hex::encode(&ctx.trace_id.0));
-    carrier.set(SPAN_ID, &hex::encode(&ctx.span_id.0));
+    let (trace_id, span_id) = (ctx.trace_id.to_hex(), ctx.span_id.to_hex());
+    carrier.set(TRACE_ID, hex::as_str(&trace_id));
+    carrier.set(SPAN_ID, hex::as_str(&span_id));
     carrier.remove(PARENT_SPAN_ID);
     if ctx.debug {
         // Debug implies an accept decision; the spec says not to send both.

@@ -15,6 +15,21 @@ pub struct HeaderBlock {
     pairs: Vec<(Range<usize>, Range<usize>)>,
     /// Names of pairs whose name or value is not UTF-8: they cannot carry trace context.
     unreadable: Vec<String>,
+    /// The `name_bit` of every readable pair's name.
+    name_bits: u64,
+}
+
+/// One of 64 bits for a header name, from its length and its last two bytes: a look-up whose
+/// bit no held name has needs no walk through the pairs. Most names the formats ask for are
+/// absent from a request, and a request carries far fewer than 64 headers.
+fn name_bit(name: &[u8]) -> u64 {
+    let (last, before_last) = match name {
+        [.., before_last, last] => (*last, *before_last),
+        [last] => (*last, 0),
+        [] => (0, 0),
+    };
+    let mixed = name.len() + usize::from(last) + 2 * usize::from(before_last);
+    1 << (mixed % 64)
 }
 
 /// The little-endian `u32` at `at`, if the buffer holds one there: the counts and lengths of a
@@ -38,6 +53,7 @@ impl HeaderBlock {
         let data = 4 + 8 * count;
         let mut pairs = Vec::with_capacity(count);
         let mut at: usize = 0;
+        let mut name_bits = 0;
         for index in 0..count {
             let (Some(name_len), Some(value_len)) = (
                 read_u32(&bytes, 4 + 8 * index),
@@ -51,6 +67,7 @@ impl HeaderBlock {
                 break;
             }
             at = value.end + 1;
+            name_bits |= name_bit(&bytes[data + name.start..data + name.end]);
             pairs.push((name, value));
         }
         if pairs.is_empty() {
@@ -66,7 +83,8 @@ impl HeaderBlock {
                     text,
                     pairs,
                     unreadable: Vec::new(),
-                }
+                    name_bits,
+                };
             }
             Err(error) => error.into_bytes(),
         };
@@ -106,6 +124,7 @@ impl HeaderBlock {
             name_start..name_start + name.len(),
             value_start..value_start + value.len(),
         ));
+        self.name_bits |= name_bit(name.as_bytes());
     }
 
     /// Names of the headers whose name or value is not text.
@@ -122,6 +141,11 @@ impl HeaderBlock {
 }
 
 impl HeaderBlock {
+    /// False when no header is named `name`; true when one may be.
+    fn may_hold(&self, name: &str) -> bool {
+        self.name_bits & name_bit(name.as_bytes()) != 0
+    }
+
     /// The values of the headers named `name`. Lengths first: most names differ in length, and
     /// that needs no look at the text.
     fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
@@ -136,11 +160,16 @@ impl HeaderBlock {
 
 impl Getter for HeaderBlock {
     fn get(&self, name: &str) -> Option<&str> {
+        if !self.may_hold(name) {
+            return None;
+        }
         self.values(name).next()
     }
 
     fn get_all<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a str)) {
-        self.values(name).for_each(visit);
+        if self.may_hold(name) {
+            self.values(name).for_each(visit);
+        }
     }
 
     fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
@@ -235,5 +264,61 @@ mod tests {
         let built = HeaderBlock::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(all(&parsed), pairs);
         assert_eq!(all(&built), pairs);
+    }
+
+    /// A look-up skips the walk only for names no held header has: whatever is asked, it finds
+    /// what a walk through every pair finds, in a parsed map and in one built pair by pair.
+    #[test]
+    fn look_ups_find_what_a_walk_finds() {
+        let held = [
+            ":method",
+            ":path",
+            ":authority",
+            "user-agent",
+            "x-request-id",
+            "traceparent",
+            "a",
+            "uberctx-k",
+        ];
+        let asked = [
+            "traceparent",
+            "tracestate",
+            "baggage",
+            "b3",
+            "x-b3-traceid",
+            "x-b3-sampled",
+            "x-b3-spanid",
+            "x-amzn-trace-id",
+            "uber-trace-id",
+            "x-request-id",
+            "a",
+            "b",
+            "",
+            ":path",
+            "uberctx-k",
+        ];
+        let pairs: Vec<(&str, String)> = held
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, format!("v{i}")))
+            .collect();
+        let raw: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        let parsed = HeaderBlock::parse(serialize(&raw));
+        let built = HeaderBlock::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+        for block in [&parsed, &built] {
+            for name in asked {
+                let walked = pairs
+                    .iter()
+                    .find(|(held, _)| *held == name)
+                    .map(|(_, value)| value.as_str());
+                assert_eq!(block.get(name), walked, "{name}");
+                let mut all_lines = Vec::new();
+                block.get_all(name, &mut |line| all_lines.push(line));
+                assert_eq!(all_lines, walked.into_iter().collect::<Vec<_>>(), "{name}");
+            }
+        }
     }
 }

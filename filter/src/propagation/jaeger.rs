@@ -77,6 +77,11 @@ pub fn extract_baggage(carrier: &impl Getter) -> Vec<(String, String)> {
     let mut items = Vec::new();
     let mut bytes = 0;
     carrier.for_each(&mut |name, value| {
+        // Every header of the request is looked at: most are turned away on their first byte,
+        // before a compare of the whole prefix.
+        if !name.starts_with('u') {
+            return;
+        }
         let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) else {
             return;
         };

@@ -9,6 +9,9 @@
 //! the listener's direction in the configuration. `caller-dir` is the same with a sampled
 //! caller's `traceparent` and a `tracestate` (`run.py --sampled-caller`).
 //!
+//! `PROFILE_CONFIG='{...}'` runs the module with that configuration instead (a WasmPlugin's
+//! `pluginConfig` as JSON, say).
+//!
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
 //! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
 
@@ -55,9 +58,13 @@ fn main() {
     } else {
         r#","propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#
     };
-    let config = format!(
-        r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage}{propagation}{direction_config}}}"#
-    );
+    // `PROFILE_CONFIG` replaces the configuration whole, e.g. a WasmPlugin's `pluginConfig`
+    // as JSON; the mode then only chooses the request's context.
+    let config = std::env::var("PROFILE_CONFIG").unwrap_or_else(|_| {
+        format!(
+            r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage}{propagation}{direction_config}}}"#
+        )
+    });
     assert!(host.configure(&config).expect("configure"));
     let mut headers = request(match mode {
         "unsampled" | "unsampled-all" | "root-dir" | "sampled-all" => None,
