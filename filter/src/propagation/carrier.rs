@@ -13,8 +13,18 @@ pub trait Getter {
         }
     }
 
-    /// Every header, for prefix families such as Jaeger's `uberctx-*`.
+    /// Every header, in order.
     fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str));
+
+    /// Every header whose name starts with `prefix`, in order: prefix families such as Jaeger's
+    /// `uberctx-*`.
+    fn for_each_prefixed<'a>(&'a self, prefix: &str, visit: &mut dyn FnMut(&'a str, &'a str)) {
+        self.for_each(&mut |name, value| {
+            if name.starts_with(prefix) {
+                visit(name, value);
+            }
+        });
+    }
 }
 
 /// Write access to request headers.

@@ -175,6 +175,18 @@ impl Getter for HeaderBlock {
     fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
         self.iter().for_each(|(name, value)| visit(name, value));
     }
+
+    /// Names are compared as bytes, a byte at a time: most are turned away on their first,
+    /// and only a match is taken out of the text as a string.
+    fn for_each_prefixed<'a>(&'a self, prefix: &str, visit: &mut dyn FnMut(&'a str, &'a str)) {
+        let text = self.text.as_bytes();
+        for (name, value) in &self.pairs {
+            let held = &text[name.clone()];
+            if held.len() >= prefix.len() && held.iter().zip(prefix.bytes()).all(|(a, b)| *a == b) {
+                visit(&self.text[name.clone()], &self.text[value.clone()]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -266,8 +278,9 @@ mod tests {
         assert_eq!(all(&built), pairs);
     }
 
-    /// A look-up skips the walk only for names no held header has: whatever is asked, it finds
-    /// what a walk through every pair finds, in a parsed map and in one built pair by pair.
+    /// A look-up skips the walk only for names no held header has, and a prefix is compared a
+    /// byte at a time: whatever is asked, each finds what a walk through every pair finds, in a
+    /// parsed map and in one built pair by pair.
     #[test]
     fn look_ups_find_what_a_walk_finds() {
         let held = [
@@ -318,6 +331,16 @@ mod tests {
                 let mut all_lines = Vec::new();
                 block.get_all(name, &mut |line| all_lines.push(line));
                 assert_eq!(all_lines, walked.into_iter().collect::<Vec<_>>(), "{name}");
+            }
+            for prefix in ["uberctx-", "uberctx-k", "uberctx-kk", "u", ":", "", "z"] {
+                let walked: Vec<(&str, &str)> = pairs
+                    .iter()
+                    .filter(|(held, _)| held.starts_with(prefix))
+                    .map(|(held, value)| (*held, value.as_str()))
+                    .collect();
+                let mut found = Vec::new();
+                block.for_each_prefixed(prefix, &mut |name, value| found.push((name, value)));
+                assert_eq!(found, walked, "{prefix}");
             }
         }
     }

@@ -76,15 +76,8 @@ pub fn inject(ctx: &SpanContext, carrier: &mut impl Setter) {
 pub fn extract_baggage(carrier: &impl Getter) -> Vec<(String, String)> {
     let mut items = Vec::new();
     let mut bytes = 0;
-    carrier.for_each(&mut |name, value| {
-        // Every header of the request is looked at: most are turned away on their first byte,
-        // before a compare of the whole prefix.
-        if !name.starts_with('u') {
-            return;
-        }
-        let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) else {
-            return;
-        };
+    carrier.for_each_prefixed(BAGGAGE_PREFIX, &mut |name, value| {
+        let key = &name[BAGGAGE_PREFIX.len()..];
         bytes += key.len() + value.len();
         if key.is_empty() || items.len() == MAX_BAGGAGE_ITEMS || bytes > MAX_BAGGAGE_BYTES {
             return;

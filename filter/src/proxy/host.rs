@@ -52,6 +52,10 @@ impl Getter for RequestHeaders {
     fn for_each<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
         self.read.for_each(visit)
     }
+
+    fn for_each_prefixed<'a>(&'a self, prefix: &str, visit: &mut dyn FnMut(&'a str, &'a str)) {
+        self.read.for_each_prefixed(prefix, visit)
+    }
 }
 
 impl Setter for RequestHeaders {
