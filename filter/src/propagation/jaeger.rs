@@ -77,7 +77,9 @@ pub fn extract_baggage(carrier: &impl Getter) -> Vec<(String, String)> {
     let mut items = Vec::new();
     let mut bytes = 0;
     carrier.for_each_prefixed(BAGGAGE_PREFIX, &mut |name, value| {
-        let key = &name[BAGGAGE_PREFIX.len()..];
+        let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) else {
+            return;
+        };
         bytes += key.len() + value.len();
         if key.is_empty() || items.len() == MAX_BAGGAGE_ITEMS || bytes > MAX_BAGGAGE_BYTES {
             return;
