@@ -176,13 +176,12 @@ impl Getter for HeaderBlock {
         self.iter().for_each(|(name, value)| visit(name, value));
     }
 
-    /// Names are compared as bytes, a byte at a time: most are turned away on their first,
-    /// and only a match is taken out of the text as a string.
+    /// Names are compared as bytes in place: only a match is taken out of the text as a
+    /// string.
     fn for_each_prefixed<'a>(&'a self, prefix: &str, visit: &mut dyn FnMut(&'a str, &'a str)) {
         let text = self.text.as_bytes();
         for (name, value) in &self.pairs {
-            let held = &text[name.clone()];
-            if held.len() >= prefix.len() && held.iter().zip(prefix.bytes()).all(|(a, b)| *a == b) {
+            if text[name.clone()].starts_with(prefix.as_bytes()) {
                 visit(&self.text[name.clone()], &self.text[value.clone()]);
             }
         }
