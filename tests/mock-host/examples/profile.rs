@@ -10,7 +10,7 @@
 //! caller's `traceparent` and a `tracestate` (`run.py --sampled-caller`).
 //!
 //! `PROFILE_CONFIG='{...}'` runs the module with that configuration instead (a WasmPlugin's
-//! `pluginConfig` as JSON, say).
+//! `pluginConfig` as JSON, say); the mode then only chooses the request's context.
 //!
 //! `CALLERS_OF=alloc` adds which of the module's own functions call those whose name contains
 //! `alloc` (through the standard library or not), and how much of their instructions each accounts for.
@@ -58,8 +58,6 @@ fn main() {
     } else {
         r#","propagation":{"extract":["tracecontext"],"inject":["tracecontext"]}"#
     };
-    // `PROFILE_CONFIG` replaces the configuration whole, e.g. a WasmPlugin's `pluginConfig`
-    // as JSON; the mode then only chooses the request's context.
     let config = std::env::var("PROFILE_CONFIG").unwrap_or_else(|_| {
         format!(
             r#"{{"collector":{{"cluster":"otel"}},"randomSamplingPercentage":{percentage}{propagation}{direction_config}}}"#
