@@ -63,8 +63,8 @@ def test_cel_rules(name, index, doc):
 def test_plugins_fail_open_in_the_stats_phase_and_configure_the_contract():
     contract = {"serviceName", "direction", "match", "randomSamplingPercentage", "disableSpanReporting", "customTags",
                 "propagation", "collector", "batch", "retry", "resourceAttributes", "excludePaths", "recordQuery",
-                "maxTagLength", "maxAttributes", "trustIncomingContext", "baggageAttributes", "writeSamplingThreshold",
-                "responseHeaders"}
+                "maxTagLength", "maxAttributes", "trustIncomingContext", "baggageAttributes",
+                "writeSamplingThreshold"}
     plugins = [doc for _, _, doc in DOCUMENTS if doc["kind"] in ("WasmPlugin", "TrafficExtension")]
     assert len(plugins) >= 4
     for doc in plugins:

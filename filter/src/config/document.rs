@@ -35,7 +35,6 @@ pub struct Document {
     trust_incoming_context: Option<bool>,
     baggage_attributes: Option<Vec<String>>,
     write_sampling_threshold: Option<bool>,
-    response_headers: Option<ResponseHeadersDocument>,
     record_unsampled: Option<RecordUnsampledDocument>,
 }
 
@@ -102,13 +101,6 @@ struct RetryDocument {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", expecting = "an object")]
-struct ResponseHeadersDocument {
-    traceresponse: Option<bool>,
-    trace_id_header: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", expecting = "an object")]
 struct RecordUnsampledDocument {
     on_error: Option<bool>,
     slower_than_ms: Option<Whole<0, { u64::MAX }>>,
@@ -133,7 +125,6 @@ impl Document {
         let propagation = self.propagation.unwrap_or_default();
         let (batch, default_batch) = (self.batch.unwrap_or_default(), Batch::default());
         let (retry, default_retry) = (self.retry.unwrap_or_default(), Retry::default());
-        let response_headers = self.response_headers.unwrap_or_default();
         let record_unsampled = self.record_unsampled.unwrap_or_default();
         Ok(Config {
             service_name: self.service_name.filter(|name| !name.is_empty()),
@@ -195,13 +186,6 @@ impl Document {
             trust_incoming_context: self.trust_incoming_context.unwrap_or(true),
             baggage_attributes: self.baggage_attributes.unwrap_or_default(),
             write_sampling_threshold: self.write_sampling_threshold.unwrap_or(false),
-            response_headers: ResponseHeaders {
-                traceresponse: response_headers.traceresponse.unwrap_or(false),
-                // Envoy stores header names lowercased.
-                trace_id_header: response_headers
-                    .trace_id_header
-                    .map(|n| n.to_ascii_lowercase()),
-            },
             record_unsampled: RecordUnsampled {
                 on_error: record_unsampled.on_error.unwrap_or(false),
                 slower_than_ms: whole_or(record_unsampled.slower_than_ms, 0),

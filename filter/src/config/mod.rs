@@ -105,14 +105,6 @@ impl Default for Retry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ResponseHeaders {
-    /// W3C Trace Context Level 2 `traceresponse` on responses.
-    pub traceresponse: bool,
-    /// A response header carrying the trace id, e.g. `x-trace-id`.
-    pub trace_id_header: Option<String>,
-}
-
 /// `propagation.extract` when unset: every format sidetrace reads.
 pub const DEFAULT_EXTRACT: [Format; 6] = [
     Format::TraceContext,
@@ -153,7 +145,6 @@ pub struct Config {
     pub trust_incoming_context: bool,
     pub baggage_attributes: Vec<String>,
     pub write_sampling_threshold: bool,
-    pub response_headers: ResponseHeaders,
     pub record_unsampled: RecordUnsampled,
 }
 
@@ -273,7 +264,6 @@ mod tests {
         assert!(config.exclude_paths.is_empty());
         assert!(!config.record_query && !config.write_sampling_threshold);
         assert!(!config.record_body_sizes && !config.publish_filter_state);
-        assert_eq!(config.response_headers, ResponseHeaders::default());
         assert!(!config.record_unsampled.is_on(), "off unless asked for");
     }
 
@@ -399,16 +389,12 @@ mod tests {
                 "`collector.headers.x-org`: must not contain control characters",
             ),
             (
-                r#"{"collector":{"cluster":"c"},"responseHeaders":{"traceIdHeader":"x trace"}}"#,
-                "`responseHeaders.traceIdHeader`",
-            ),
-            (
                 r#"{"collector":{"cluster":"c"},"traceIdsFromRequestIds":false}"#,
                 "`traceIdsFromRequestIds`: unknown field `traceIdsFromRequestIds`, expected one of",
             ),
             (
-                r#"{"collector":{"cluster":"c"},"responseHeaders":{"factsHeader":"x-facts"}}"#,
-                "`responseHeaders.factsHeader`: unknown field `factsHeader`, expected `traceresponse` or `traceIdHeader`",
+                r#"{"collector":{"cluster":"c"},"responseHeaders":{"traceresponse":true}}"#,
+                "`responseHeaders`: unknown field `responseHeaders`, expected one of",
             ),
             (
                 r#"{"collector":{"cluster":"c"},"batch":{"maxQueueSize":512.5}}"#,

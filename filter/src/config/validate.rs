@@ -67,12 +67,6 @@ impl Config {
                 _ => {}
             }
         }
-        if let Some(name) = &self.response_headers.trace_id_header {
-            if !is_header_name(name) {
-                let reason = format!("{name:?} is not a header name");
-                return Err(invalid("responseHeaders.traceIdHeader", reason));
-            }
-        }
         Ok(())
     }
 }

@@ -72,7 +72,7 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
     Some(context)
 }
 
-/// What a `traceparent` says of a context, kept to write it later (the `traceresponse`).
+/// What a `traceparent` says of a context: its ids and flags, to be written as version 00.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Traceparent {
     trace_id: TraceId,

@@ -98,10 +98,6 @@ impl Setter for RequestHeaders {
     }
 }
 
-pub fn set_response_header(name: &str, value: &str) {
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
-}
-
 /// The response's `:status`, when the upstream (or Envoy) answered.
 pub fn response_status() -> Option<u32> {
     let value = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status").ok()??;

@@ -1,12 +1,11 @@
-//! One HTTP stream: the tracing decision on the request's headers, the response headers that
-//! announce the trace, and the span handed to the exporter once the stream is over. The
-//! decisions are the tracer's and the plugin's; this only carries facts between them and Envoy.
+//! One HTTP stream: the tracing decision on the request's headers, and the span handed to the
+//! exporter once the stream is over. The decisions are the tracer's and the plugin's; this only
+//! carries facts between them and Envoy.
 
 use super::host::{self, RequestHeaders};
 use super::root::Shared;
 use crate::otlp::append_span;
 use crate::plugin::StartCounts;
-use crate::propagation::tracecontext::Traceparent;
 use crate::span::facts::{FactsQuery, SpanFacts};
 use crate::span::http::{flags_worth_reading, RequestFields};
 use crate::span::record::{encode_recorded_span, RecordedBecause, Recording, StreamEnd};
@@ -20,8 +19,6 @@ pub struct SidetraceHttp {
     shared: Option<Rc<Shared>>,
     /// Present only while a sampled span is being recorded.
     recording: Option<Box<Recording>>,
-    /// The context announced on the response, when response headers are configured.
-    trace_response: Option<Traceparent>,
 }
 
 impl SidetraceHttp {
@@ -29,7 +26,6 @@ impl SidetraceHttp {
         SidetraceHttp {
             shared,
             recording: None,
-            trace_response: None,
         }
     }
 }
@@ -66,10 +62,6 @@ impl HttpContext for SidetraceHttp {
                 context.is_sampled(),
             );
         }
-        let response_headers = &plugin.config.response_headers;
-        if response_headers.traceresponse || response_headers.trace_id_header.is_some() {
-            self.trace_response = Some(Traceparent::of(context));
-        }
         // An unsampled request is kept too while `recordUnsampled` may record it at its end.
         if recorded && (start.is_sampled() || plugin.config.record_unsampled.is_on()) {
             let sampled = start.is_sampled();
@@ -83,23 +75,6 @@ impl HttpContext for SidetraceHttp {
                 link: start.link,
                 sampled,
             }));
-        }
-        Action::Continue
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Some(shared), Some(traceparent)) = (&self.shared, &self.trace_response) else {
-            return Action::Continue;
-        };
-        let text = traceparent.format();
-        let value = text.as_str();
-        let response_headers = &shared.plugin.config.response_headers;
-        if response_headers.traceresponse {
-            host::set_response_header("traceresponse", value);
-        }
-        if let Some(name) = &response_headers.trace_id_header {
-            // The trace id is the second field of a version-00 traceparent.
-            host::set_response_header(name, &value[3..35]);
         }
         Action::Continue
     }

@@ -337,7 +337,11 @@ impl MockHost {
             .or_default()
             .response_headers = pairs;
         self.set_context(stream);
-        let f = self.func::<(i32, i32, i32), i32>("proxy_on_response_headers")?;
+        // Like Envoy, a module that does not export the callback is not called.
+        let Some(f) = self.optional_func::<(i32, i32, i32), i32>("proxy_on_response_headers")
+        else {
+            return Ok(Action::Continue);
+        };
         Ok(Self::action(
             f.call(&mut self.store, (stream as i32, count, 1))?,
         ))
