@@ -72,51 +72,33 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
     Some(context)
 }
 
-/// What a `traceparent` says of a context: its ids and flags, to be written as version 00.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Traceparent {
-    trace_id: TraceId,
-    span_id: SpanId,
-    flags: u8,
-}
-
-impl Traceparent {
-    pub fn of(context: &SpanContext) -> Self {
-        let mut flags = 0u8;
-        if context.is_sampled() {
-            flags |= SAMPLED;
-        }
-        if context.random {
-            flags |= RANDOM;
-        }
-        Traceparent {
-            trace_id: context.trace_id,
-            span_id: context.span_id,
-            flags,
-        }
+/// The context's `traceparent`, always version 00, written in place: every request writes one.
+fn format(context: &SpanContext) -> TraceparentText {
+    let mut flags = 0u8;
+    if context.is_sampled() {
+        flags |= SAMPLED;
     }
-
-    /// The header's value, always version 00, written in place: every request writes one.
-    pub fn format(&self) -> TraceparentText {
-        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        hex::encode_into(&self.trace_id.0, &mut text[3..35]);
-        hex::encode_into(&self.span_id.0, &mut text[36..52]);
-        hex::encode_into(&[self.flags], &mut text[53..55]);
-        TraceparentText(text)
+    if context.random {
+        flags |= RANDOM;
     }
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex::encode_into(&context.trace_id.0, &mut text[3..35]);
+    hex::encode_into(&context.span_id.0, &mut text[36..52]);
+    hex::encode_into(&[flags], &mut text[53..55]);
+    TraceparentText(text)
 }
 
 /// A version-00 `traceparent` value.
-pub struct TraceparentText([u8; 55]);
+struct TraceparentText([u8; 55]);
 
 impl TraceparentText {
-    pub fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("a traceparent is ASCII")
     }
 }
 
 pub fn inject(context: &SpanContext, carrier: &mut impl Setter) {
-    carrier.set(HEADERS[0], Traceparent::of(context).format().as_str());
+    carrier.set(HEADERS[0], format(context).as_str());
     if context.trace_state.is_empty() {
         carrier.remove(HEADERS[1]);
     } else {

@@ -386,24 +386,12 @@ impl MockHost {
     }
 
     pub fn request_headers_now(&self, stream: u32) -> Vec<(String, String)> {
-        self.headers_now(stream, |s| &s.request_headers)
-    }
-
-    pub fn response_headers_now(&self, stream: u32) -> Vec<(String, String)> {
-        self.headers_now(stream, |s| &s.response_headers)
-    }
-
-    fn headers_now(
-        &self,
-        stream: u32,
-        pick: impl Fn(&state::Stream) -> &Vec<(String, Vec<u8>)>,
-    ) -> Vec<(String, String)> {
         self.store
             .data()
             .streams
             .get(&stream)
             .map(|s| {
-                pick(s)
+                s.request_headers
                     .iter()
                     .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
                     .collect()
